@@ -1,0 +1,135 @@
+// Predicates and the one error format of the public API.
+//
+// Every message reads "Expected <what> for <name> but received <value>": the argument's name as the
+// caller wrote it (`lr`, `paramGroups[1].betas[0]`, `params[3].grad`), what would have been
+// accepted, and what came instead. TypeError for a wrong type or shape, RangeError for a value out
+// of range. Validation always finishes before any array is written.
+
+/** A short, safe description of any value for an error message. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'number') return `${String(value)} of type number`;
+  if (typeof value === 'string')
+    return `'${value.length > 40 ? value.slice(0, 40) + '...' : value}' of type string`;
+  if (typeof value === 'bigint') return `${String(value)}n of type bigint`;
+  if (typeof value === 'boolean' || typeof value === 'symbol')
+    return `${String(value)} of type ${typeof value}`;
+  if (typeof value === 'function') return 'a function';
+  if (ArrayBuffer.isView(value)) {
+    const length =
+      'length' in value
+        ? `${String((value as { length: unknown }).length)} elements`
+        : `${value.byteLength} bytes`;
+    return `a ${value.constructor.name} of ${length}`;
+  }
+  if (Array.isArray(value)) return `an Array of ${value.length} elements`;
+  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : 'an object';
+}
+
+export function typeError(name: string, expected: string, actual: unknown): TypeError {
+  return new TypeError(`Expected ${expected} for ${name} but received ${describe(actual)}`);
+}
+
+export function rangeError(name: string, expected: string, actual: unknown): RangeError {
+  return new RangeError(`Expected ${expected} for ${name} but received ${describe(actual)}`);
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !ArrayBuffer.isView(value)
+  );
+}
+
+export function checkObject(name: string, value: unknown): Record<string, unknown> {
+  if (!isPlainObject(value)) throw typeError(name, 'an object', value);
+  return value;
+}
+
+export function checkNumber(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw typeError(name, 'a number', value);
+  return value;
+}
+
+/** A finite number >= 0 (lr, eps, weightDecay). */
+export function checkNonNegative(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!(n >= 0 && n < Infinity)) throw rangeError(name, 'a finite number >= 0', value);
+  return n;
+}
+
+/** A beta: 0 <= beta < 1. */
+export function checkBeta(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!(n >= 0 && n < 1)) throw rangeError(name, 'a number in [0, 1)', value);
+  return n;
+}
+
+export function checkBetas(name: string, value: unknown): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2)
+    throw typeError(name, 'an array of two numbers', value);
+  return [checkBeta(`${name}[0]`, value[0]), checkBeta(`${name}[1]`, value[1])];
+}
+
+export function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw typeError(name, 'a boolean', value);
+  return value;
+}
+
+/** A 1-based step count: an integer >= 1 that a double represents exactly. */
+export function checkStep(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!Number.isSafeInteger(n) || n < 1) throw rangeError(name, 'an integer >= 1', value);
+  return n;
+}
+
+/** A Float32Array, optionally of an exact length (a detached buffer reads as length 0). */
+export function checkFloat32Array(name: string, value: unknown, length?: number): Float32Array {
+  if (!(value instanceof Float32Array)) throw typeError(name, 'a Float32Array', value);
+  if (length !== undefined && value.length !== length) {
+    throw rangeError(name, `a Float32Array of ${length} elements`, value);
+  }
+  return value;
+}
+
+/** A named Float32Array, for overlap checks. */
+export interface NamedArray {
+  name: string;
+  array: Float32Array;
+}
+
+/**
+ * Throws if any two arrays share a byte of memory (views of one ArrayBuffer or SharedArrayBuffer
+ * that overlap, or the same array twice). Sorting by buffer and offset makes it O(n log n), so it
+ * stays cheap for models with hundreds of tensors.
+ */
+export function checkNoOverlap(arrays: readonly NamedArray[]): void {
+  const byBuffer = new Map<ArrayBufferLike, NamedArray[]>();
+  for (const entry of arrays) {
+    if (entry.array.byteLength === 0) continue;
+    const list = byBuffer.get(entry.array.buffer);
+    if (list === undefined) byBuffer.set(entry.array.buffer, [entry]);
+    else list.push(entry);
+  }
+  for (const list of byBuffer.values()) {
+    if (list.length < 2) continue;
+    list.sort((a, b) => a.array.byteOffset - b.array.byteOffset);
+    let previous: NamedArray | undefined;
+    for (const current of list) {
+      if (
+        previous !== undefined &&
+        current.array.byteOffset < previous.array.byteOffset + previous.array.byteLength
+      ) {
+        throw new RangeError(
+          `Expected ${previous.name} and ${current.name} not to overlap in memory but they share bytes ` +
+            `of one buffer (offsets ${previous.array.byteOffset} and ${current.array.byteOffset})`,
+        );
+      }
+      previous = current;
+    }
+  }
+}

@@ -1,0 +1,50 @@
+// AVX-512F AdamW kernel: 16 floats per vector. Compiled with -mavx512f only (no FMA contraction:
+// -ffp-contract=off). Dispatch calls it only when the CPU has AVX-512F and the OS saves ZMM state.
+// The tail uses AVX-512 mask registers, which also suppress faults on the lanes past the end.
+#include <immintrin.h>
+
+#include "adamw-loop.h"
+
+// GCC 12's _mm512_sqrt_ps/_mm512_max_ps pass _mm512_undefined_ps() as the unused merge source and
+// then warn that it may be uninitialized (GCC bug 105593, fixed in GCC 13). Nothing reads it.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace simd_adamw {
+namespace {
+
+struct Avx512fLanes {
+  static constexpr size_t kWidth = 16;
+  using V = __m512;
+
+  static __mmask16 firstLanes(size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V loadPartial(const float* p, size_t n) { return _mm512_maskz_loadu_ps(firstLanes(n), p); }
+  static void storePartial(float* p, V v, size_t n) { _mm512_mask_storeu_ps(p, firstLanes(n), v); }
+
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V sqrt(V a) { return _mm512_sqrt_ps(a); }
+  static V neg(V a) {
+    return _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+  }
+  // vmaxps returns its second operand when either is NaN; a NaN in `a` is put back by a blend.
+  static V nanMax(V a, V b) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
+  }
+};
+
+}  // namespace
+
+void adamwAvx512f(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags, size_t begin,
+                  size_t end) {
+  adamwKernel<Avx512fLanes>(t, s, flags, begin, end);
+}
+
+}  // namespace simd_adamw

@@ -1,0 +1,120 @@
+// The AdamW update, written once over an abstract vector type and instantiated by every ISA's
+// kernel file (the Highway "write once, compile per target" idea, without the library).
+//
+// A kernel file defines a `Lanes` struct and includes this header. Lanes supplies:
+//   kWidth                               floats per vector
+//   V                                    the vector type
+//   load / store                         kWidth floats, any alignment
+//   loadPartial / storePartial           the first n < kWidth floats; other lanes read as 0
+//   set1, add, mul, div, sqrt, neg       IEEE float32, each rounded once (no fused multiply-add)
+//   nanMax(a, b)                         max that returns NaN if either input is NaN, like
+//                                        torch.maximum (a plain SIMD max does not)
+//
+// Bitwise agreement between ISAs follows from three facts: every lane evaluates the same sequence
+// of correctly rounded IEEE operations in the same order, the build uses -ffp-contract=off so the
+// compiler fuses nothing, and the tail runs the same `Lanes` operations on a partial vector as the
+// body (no separate scalar tail with its own rounding).
+//
+// Everything here has internal linkage: each kernel file is compiled with different -m flags, and a
+// shared inline function with external linkage would let the linker keep the AVX-512 copy for all.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../adamw.h"
+
+namespace simd_adamw {
+namespace {
+
+template <class Lanes>
+struct BroadcastScalars {
+  typename Lanes::V beta1, oneMinusBeta1, beta2, oneMinusBeta2, decay, l2, negStepSize, epsHat;
+
+  explicit BroadcastScalars(const AdamwScalars& s)
+      : beta1(Lanes::set1(s.beta1)),
+        oneMinusBeta1(Lanes::set1(s.oneMinusBeta1)),
+        beta2(Lanes::set1(s.beta2)),
+        oneMinusBeta2(Lanes::set1(s.oneMinusBeta2)),
+        decay(Lanes::set1(s.decay)),
+        l2(Lanes::set1(s.l2)),
+        negStepSize(Lanes::set1(s.negStepSize)),
+        epsHat(Lanes::set1(s.epsHat)) {}
+};
+
+// One vector of the update. Loads and stores go through Load/Store so that the body (full vectors)
+// and the tail (a partial vector) share this exact arithmetic.
+template <class Lanes, bool kAmsgrad, bool kMaximize, bool kCoupled, class Load, class Store>
+inline void adamwVector(const AdamwTensor& t, const BroadcastScalars<Lanes>& c, size_t i, Load load,
+                        Store store) {
+  using V = typename Lanes::V;
+  V grad = load(t.grad + i);
+  if (kMaximize) grad = Lanes::neg(grad);
+  V param = load(t.param + i);
+  if (kCoupled) {
+    grad = Lanes::add(grad, Lanes::mul(c.l2, param));
+  } else {
+    param = Lanes::mul(param, c.decay);
+  }
+  const V expAvg =
+      Lanes::add(Lanes::mul(c.beta1, load(t.expAvg + i)), Lanes::mul(c.oneMinusBeta1, grad));
+  const V expAvgSq = Lanes::add(Lanes::mul(c.beta2, load(t.expAvgSq + i)),
+                                Lanes::mul(Lanes::mul(c.oneMinusBeta2, grad), grad));
+  V secondMoment = expAvgSq;
+  if (kAmsgrad) {
+    // torch keeps the max of the raw exp_avg_sq, not of the bias-corrected one.
+    secondMoment = Lanes::nanMax(load(t.maxExpAvgSq + i), expAvgSq);
+    store(t.maxExpAvgSq + i, secondMoment);
+  }
+  const V denom = Lanes::add(Lanes::sqrt(secondMoment), c.epsHat);
+  param = Lanes::add(param, Lanes::mul(c.negStepSize, Lanes::div(expAvg, denom)));
+  store(t.expAvg + i, expAvg);
+  store(t.expAvgSq + i, expAvgSq);
+  store(t.param + i, param);
+}
+
+template <class Lanes, bool kAmsgrad, bool kMaximize, bool kCoupled>
+void adamwRange(const AdamwTensor& t, const AdamwScalars& s, size_t begin, size_t end) {
+  const BroadcastScalars<Lanes> c(s);
+  size_t i = begin;
+  const auto load = [](const float* p) { return Lanes::load(p); };
+  const auto store = [](float* p, typename Lanes::V v) { Lanes::store(p, v); };
+  for (; i + Lanes::kWidth <= end; i += Lanes::kWidth) {
+    adamwVector<Lanes, kAmsgrad, kMaximize, kCoupled>(t, c, i, load, store);
+  }
+  if (i < end) {
+    const size_t n = end - i;
+    const auto loadPartial = [n](const float* p) { return Lanes::loadPartial(p, n); };
+    const auto storePartial = [n](float* p, typename Lanes::V v) { Lanes::storePartial(p, v, n); };
+    adamwVector<Lanes, kAmsgrad, kMaximize, kCoupled>(t, c, i, loadPartial, storePartial);
+  }
+}
+
+// Turns the runtime flags into one of the eight branch-free loop instantiations.
+template <class Lanes>
+void adamwKernel(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags, size_t begin,
+                 size_t end) {
+  const bool amsgrad = (flags & kAdamwAmsgrad) != 0;
+  const bool maximize = (flags & kAdamwMaximize) != 0;
+  const bool coupled = (flags & kAdamwCoupled) != 0;
+  if (amsgrad) {
+    if (maximize) {
+      coupled ? adamwRange<Lanes, true, true, true>(t, s, begin, end)
+              : adamwRange<Lanes, true, true, false>(t, s, begin, end);
+    } else {
+      coupled ? adamwRange<Lanes, true, false, true>(t, s, begin, end)
+              : adamwRange<Lanes, true, false, false>(t, s, begin, end);
+    }
+  } else {
+    if (maximize) {
+      coupled ? adamwRange<Lanes, false, true, true>(t, s, begin, end)
+              : adamwRange<Lanes, false, true, false>(t, s, begin, end);
+    } else {
+      coupled ? adamwRange<Lanes, false, false, true>(t, s, begin, end)
+              : adamwRange<Lanes, false, false, false>(t, s, begin, end);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace simd_adamw
