@@ -25,6 +25,21 @@ export interface NativeAddon {
   activeIsa(): string;
   /** Switches kernel; false if unknown or not runnable here (nothing changes then). */
   setIsa(name: string): boolean;
+  /**
+   * Bench only (bench/roofline.ts; native/bench/stream-probe.cc), not part of the API: `passes`
+   * streaming passes with exactly the step's memory traffic (read all four arrays, write param,
+   * expAvg, expAvgSq) and trivial arithmetic; its time is the memory roofline of the step. `threads`
+   * is validated but ignored until the addon has a thread pool: the probe runs on the calling
+   * thread. The arrays must have equal lengths and must not overlap.
+   */
+  benchStreamProbe(
+    param: Float32Array,
+    grad: Float32Array,
+    expAvg: Float32Array,
+    expAvgSq: Float32Array,
+    passes: number,
+    threads: number,
+  ): void;
   readonly ARRAYS_PER_TENSOR: ArraysPerTensor;
   readonly SCALARS_PER_TENSOR: ScalarsPerTensor;
 }

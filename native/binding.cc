@@ -14,6 +14,10 @@
 #include "dispatch.h"
 
 namespace simd_adamw {
+
+// Bench-only exports (benchStreamProbe), defined in native/bench/stream-probe.cc.
+void registerBenchExports(Napi::Env env, Napi::Object exports);
+
 namespace {
 
 // The layout of step()'s arguments; binding.d.ts documents the same numbers for lib/.
@@ -155,6 +159,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("ARRAYS_PER_TENSOR", Napi::Number::New(env, kArraysPerTensor));
   exports.Set("SCALARS_PER_TENSOR", Napi::Number::New(env, kScalarsPerTensor));
+  registerBenchExports(env, exports);
   return exports;
 }
 

@@ -1,0 +1,118 @@
+// Bench-only: the memory roofline of an AdamW step, measured in the same process as the step.
+//
+// streamPass() has exactly the kernel's memory pattern, per element: read param, grad, expAvg and
+// expAvgSq; write param, expAvg and expAvgSq, with ordinary (cached) stores as the kernel does,
+// since the next step reads those arrays again. Its arithmetic is a handful of adds and multiplies
+// by runtime constants, far below what memory can feed, so its time is what moving the 28 bytes per
+// element costs on this machine: the ceiling for any AdamW kernel at the same size and thread
+// count.
+//
+// The values stay finite and expAvgSq stays non-negative, so the bench can run the real step on the
+// same arrays right after the probe (same pages, same alignment).
+//
+// Exported to JavaScript as benchStreamProbe (see binding.d.ts); nothing in lib/ uses it.
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace simd_adamw {
+namespace {
+
+// Read through volatile so the compiler cannot fold the arithmetic away or specialise on them.
+volatile float gKeep = 0.5f;
+volatile float gMix = 0.5f;
+
+// One pass over [begin, end). target_clones compiles an AVX-512, an AVX2 and a baseline copy, and
+// the loader picks the best this CPU runs (the same CPUs the kernel dispatch would pick for), so
+// the roofline is never held back by the vector width.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void streamPass(
+    float* __restrict param, const float* __restrict grad, float* __restrict expAvg,
+    float* __restrict expAvgSq, size_t begin, size_t end, float keep, float mix) {
+  for (size_t i = begin; i < end; ++i) {
+    const float g = grad[i];
+    const float m = keep * expAvg[i] + mix * g;
+    const float v = keep * expAvgSq[i] + mix * (g * g);
+    expAvg[i] = m;
+    expAvgSq[i] = v;
+    param[i] = keep * param[i] + mix * (m + v);
+  }
+}
+
+float* float32Data(const Napi::Env& env, const Napi::Value& value, const char* name,
+                   size_t* length) {
+  if (!value.IsTypedArray() ||
+      value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(env, std::string("Expected a Float32Array for ") + name);
+  }
+  Napi::Float32Array array = value.As<Napi::Float32Array>();
+  *length = array.ElementLength();
+  return array.Data();
+}
+
+uint32_t positiveInteger(const Napi::Env& env, const Napi::Value& value, const char* name) {
+  if (!value.IsNumber()) {
+    throw Napi::TypeError::New(env, std::string("Expected a number for ") + name);
+  }
+  const double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= 1 && number <= 4294967295.0) || number != static_cast<uint32_t>(number)) {
+    throw Napi::RangeError::New(env, std::string("Expected an integer >= 1 for ") + name);
+  }
+  return static_cast<uint32_t>(number);
+}
+
+bool overlaps(const float* a, const float* b, size_t length) {
+  return length != 0 && a < b + length && b < a + length;
+}
+
+// benchStreamProbe(param, grad, expAvg, expAvgSq, passes, threads): `passes` back-to-back passes
+// over the four arrays, timed by the caller. `threads` is accepted so the bench can already pass
+// the same thread count as to the step; until the addon has a thread pool it is checked and
+// ignored, and the probe runs on the calling thread.
+Napi::Value BenchStreamProbe(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 6) {
+    throw Napi::TypeError::New(env,
+                               "benchStreamProbe(param, grad, expAvg, expAvgSq, passes, threads)");
+  }
+  const char* const names[4] = {"param", "grad", "expAvg", "expAvgSq"};
+  float* data[4] = {};
+  size_t length = 0;
+  for (size_t a = 0; a < 4; ++a) {
+    size_t arrayLength = 0;
+    data[a] = float32Data(env, info[a], names[a], &arrayLength);
+    if (a == 0) length = arrayLength;
+    if (arrayLength != length) {
+      throw Napi::RangeError::New(env, std::string("Expected ") + std::to_string(length) +
+                                           " elements for " + names[a] + " but received " +
+                                           std::to_string(arrayLength));
+    }
+  }
+  for (size_t a = 0; a < 4; ++a) {
+    for (size_t b = a + 1; b < 4; ++b) {
+      if (overlaps(data[a], data[b], length)) {
+        throw Napi::RangeError::New(env, std::string("Expected separate memory for ") + names[a] +
+                                             " and " + names[b] + " but they overlap");
+      }
+    }
+  }
+  const uint32_t passes = positiveInteger(env, info[4], "passes");
+  positiveInteger(env, info[5], "threads");  // validated; see above
+
+  const float keep = gKeep;
+  const float mix = gMix;
+  for (uint32_t pass = 0; pass < passes; ++pass) {
+    streamPass(data[0], data[1], data[2], data[3], 0, length, keep, mix);
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+// Called once from the addon's Init (native/binding.cc).
+void registerBenchExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("benchStreamProbe", Napi::Function::New(env, BenchStreamProbe, "benchStreamProbe"));
+}
+
+}  // namespace simd_adamw
