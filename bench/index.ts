@@ -1,0 +1,341 @@
+// `npm run bench`: the command-line entry. Decides what to measure, runs the questions (each in its
+// own file), prints the tables and the targets, and writes the charts, the JSON and RESULTS.md.
+//
+//   npm run bench                      full run; rewrites bench/RESULTS.md and bench/results/
+//   npm run bench -- --quick           under a minute; writes to the temp directory (CI smoke test)
+//   npm run bench -- --only peers,call-overhead --sizes 64K,16M --json out.json
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { backend } from '../lib/index';
+import { CALL_OVERHEAD_SIZES, callOverheadContenders } from './call-overhead';
+import { rooflineFractionChartSvg, throughputChartSvg } from './chart';
+import { formatSize, makeTensorArrays, parseSize } from './data';
+import { importModule } from './esm';
+import { describeMachine, loadAverage } from './machine';
+import { type Contender, measureInterleaved, type SampleSettings } from './measure';
+import { modelStepContenders, smallTransformerShapes, totalLength } from './model-step';
+import { loadTfjsPeer, plainJsContender, torchNote } from './peers';
+import { createProgress } from './progress';
+import { resultsMarkdown, terminalReport } from './report';
+import { type BenchResults, type Result, toResult, withRooflineFractions } from './results';
+import { rooflineContenders } from './roofline';
+import { singleTensorContenders } from './single-tensor';
+import { evaluateTargets } from './targets';
+import { threadCounts } from './threads';
+
+const QUESTIONS = ['roofline', 'single-tensor', 'peers', 'model-step', 'call-overhead'] as const;
+type Question = (typeof QUESTIONS)[number];
+
+const K = 1 << 10;
+const M = 1 << 20;
+
+interface Mode {
+  readonly name: 'quick' | 'full';
+  readonly sizes: readonly number[];
+  readonly settings: SampleSettings;
+  /** TensorFlow.js takes seconds per step at 16M; it is measured up to this size. */
+  readonly tfjsMaxSize: number;
+}
+
+const FULL: Mode = {
+  name: 'full',
+  sizes: [4 * K, 64 * K, M, 16 * M, 64 * M],
+  settings: {
+    rounds: 11,
+    minRounds: 3,
+    sampleSeconds: 0.1,
+    warmupSeconds: 0.2,
+    budgetSeconds: 6,
+  },
+  tfjsMaxSize: 16 * M,
+};
+
+const QUICK: Mode = {
+  name: 'quick',
+  sizes: [4 * K, 64 * K, M, 16 * M],
+  settings: {
+    rounds: 5,
+    minRounds: 3,
+    sampleSeconds: 0.01,
+    warmupSeconds: 0.02,
+    budgetSeconds: 0.5,
+  },
+  tfjsMaxSize: M,
+};
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --quick            fewer, shorter samples and sizes up to 16M (under a minute)
+  --only <list>      questions to run, comma-separated: ${QUESTIONS.join(', ')}
+                     (single-tensor and peers always run with the roofline)
+  --sizes <list>     tensor sizes for the throughput questions, e.g. 4K,64K,16M
+  --json <path>      also write the results as JSON to <path>
+  --out <dir>        where RESULTS.md and results/ go; default: bench/ for a full run of every
+                     question at the default sizes, otherwise a folder in the temp directory
+  --help             this text`;
+
+interface Options {
+  readonly mode: Mode;
+  readonly questions: ReadonlySet<Question>;
+  readonly sizes: readonly number[];
+  readonly json?: string;
+  readonly outDir: string;
+  readonly command: string;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseOptions(argv: readonly string[]): Options {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        quick: { type: 'boolean' },
+        only: { type: 'string' },
+        sizes: { type: 'string' },
+        json: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const mode = values.quick === true ? QUICK : FULL;
+  const questions = new Set<Question>();
+  for (const name of values.only?.split(',') ?? QUESTIONS) {
+    const question = QUESTIONS.find((q) => q === name.trim());
+    if (question === undefined) fail(`unknown question '${name}' in --only`);
+    questions.add(question);
+  }
+  if (questions.has('single-tensor') || questions.has('peers')) questions.add('roofline');
+  const sizes =
+    values.sizes === undefined
+      ? mode.sizes
+      : values.sizes.split(',').map((text) => parseSize(text) ?? fail(`bad size '${text}'`));
+  const partial = values.only !== undefined || values.sizes !== undefined;
+  const defaultOut =
+    mode.name === 'full' && !partial
+      ? path.resolve(__dirname, '..', '..', 'bench')
+      : path.join(os.tmpdir(), 'simd-adamw-bench');
+  const command =
+    process.env.npm_lifecycle_event === 'bench'
+      ? `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`
+      : ['node', path.relative(process.cwd(), process.argv[1] ?? 'index.js'), ...argv].join(' ');
+  return {
+    mode,
+    questions,
+    sizes: [...new Set(sizes)].sort((a, b) => a - b),
+    ...(values.json === undefined ? {} : { json: path.resolve(values.json) }),
+    outDir: path.resolve(values.out ?? defaultOut),
+    command,
+  };
+}
+
+interface Prettier {
+  resolveConfig(file: string): Promise<object | null>;
+  format(source: string, options: object): Promise<string>;
+}
+
+// RESULTS.md is checked by `npm run lint` like every Markdown file, so it is written formatted.
+async function formatMarkdown(file: string, source: string): Promise<string> {
+  const prettier = await importModule<Prettier>('prettier');
+  const config = (await prettier.resolveConfig(file)) ?? {};
+  return prettier.format(source, { ...config, parser: 'markdown' });
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const { mode, questions, sizes } = options;
+  const started = Date.now();
+  const loadAverageBefore = loadAverage();
+  const machine = describeMachine();
+  const isas = backend.available;
+  const bestIsa = isas[0] ?? backend.isa;
+  const threads = threadCounts();
+  const allThreads = os.availableParallelism();
+  const notes: string[] = [];
+
+  if (loadAverageBefore > 0.5) {
+    const warning =
+      `the 1-minute load average is ${loadAverageBefore.toFixed(2)} on ${allThreads} CPUs: ` +
+      'other work is running and the numbers will be noisy.';
+    process.stderr.write(`bench: warning: ${warning}\n`);
+    notes.push(`Warning at the start of the run: ${warning}`);
+  }
+  if (mode.name === 'quick') {
+    notes.push('Quick mode: fewer, shorter samples; indicative only (full mode: `npm run bench`).');
+  }
+  if (threads.length === 1 && allThreads > 1) {
+    notes.push(
+      `Threads: the addon has no thread pool yet, so every contender ran on 1 thread of ${allThreads}.`,
+    );
+  }
+
+  // The throughput questions share one set of arrays, sized for the largest tensor.
+  const throughputContenders: Contender[] = [];
+  const wantsThroughput = questions.has('roofline');
+  const arrays = wantsThroughput ? makeTensorArrays(Math.max(...sizes)) : undefined;
+  if (arrays !== undefined) {
+    throughputContenders.push(...rooflineContenders(arrays, threads));
+    notes.push(
+      'Roofline: the stream probe runs all repetitions of a sample in one native call, so it ' +
+        'carries no per-call cost; simd-adamw rows are timed from JavaScript, one call per step, ' +
+        'so at small sizes their fraction of the roofline includes the call.',
+    );
+    if (questions.has('single-tensor')) {
+      throughputContenders.push(...singleTensorContenders(arrays, isas, threads));
+      notes.push(
+        'simd-adamw rows: adamwStep() (the functional API) on the same arrays as the probe, ' +
+          `one call per step, lr 1e-3, weight decay 0.01; kernels ${isas.join(', ')}.`,
+      );
+    }
+    if (questions.has('peers')) {
+      throughputContenders.push(plainJsContender(arrays));
+      const tfjs = await loadTfjsPeer(arrays, mode.tfjsMaxSize);
+      throughputContenders.push(tfjs.contender);
+      notes.push(
+        `TensorFlow.js ${tfjs.version}: tf.train.adam on the pure-JavaScript cpu backend ` +
+          '(@tensorflow/tfjs-core + tfjs-backend-cpu, production mode). Its Adam has no weight ' +
+          'decay (TensorFlow.js has no decoupled weight decay), so it does slightly less ' +
+          `arithmetic than AdamW. Measured up to ${formatSize(mode.tfjsMaxSize)} parameters in ` +
+          `${mode.name} mode.`,
+        torchNote(),
+      );
+    }
+  }
+  const shapes = smallTransformerShapes();
+  const modelContenders = questions.has('model-step')
+    ? modelStepContenders(shapes, bestIsa, threads)
+    : [];
+  const callContenders = questions.has('call-overhead') ? callOverheadContenders(bestIsa) : [];
+
+  const { rounds } = mode.settings;
+  const progress = createProgress(
+    rounds *
+      (sizes.length * throughputContenders.length +
+        modelContenders.length +
+        CALL_OVERHEAD_SIZES.length * callContenders.length),
+  );
+  const tick = (label: string): void => {
+    progress.tick(label);
+  };
+
+  let throughput: Result[] = [];
+  let modelStep: Result[] = [];
+  const callOverhead: Result[] = [];
+  try {
+    if (throughputContenders.length > 0) {
+      for (const size of sizes) {
+        progress.section(`throughput ${formatSize(size)}`);
+        const measured = measureInterleaved(throughputContenders, size, mode.settings, tick);
+        throughput.push(...measured.map((m) => toResult(m, size)));
+      }
+      throughput = withRooflineFractions(throughput);
+    }
+    if (modelContenders.length > 0) {
+      progress.section('model-shaped step');
+      const size = totalLength(shapes);
+      modelStep = measureInterleaved(modelContenders, size, mode.settings, tick).map((m) =>
+        toResult(m, size),
+      );
+    }
+    for (const size of callContenders.length > 0 ? CALL_OVERHEAD_SIZES : []) {
+      progress.section(`call overhead ${size}`);
+      const measured = measureInterleaved(callContenders, size, mode.settings, tick);
+      callOverhead.push(...measured.map((m) => toResult(m, size)));
+    }
+  } finally {
+    progress.stop();
+    backend.setIsa(bestIsa);
+  }
+
+  const targets = evaluateTargets(
+    { throughput, modelStep, callOverhead },
+    bestIsa,
+    threads,
+    allThreads,
+  );
+  const results: BenchResults = {
+    machine,
+    run: {
+      date: new Date(started).toISOString(),
+      command: options.command,
+      mode: mode.name,
+      durationSeconds: (Date.now() - started) / 1000,
+      loadAverageBefore,
+      loadAverageAfter: loadAverage(),
+      samplesPerContender: rounds,
+    },
+    throughput,
+    modelStep,
+    ...(modelStep.length > 0
+      ? {
+          modelShape: {
+            tensors: shapes.length,
+            params: totalLength(shapes),
+            small: shapes.filter((s) => s.length <= 2048).length,
+          },
+        }
+      : {}),
+    callOverhead,
+    targets,
+    notes,
+  };
+  process.stdout.write(`${terminalReport(results)}\n\n`);
+  await writeOutputs(results, options);
+}
+
+async function writeOutputs(results: BenchResults, options: Options): Promise<void> {
+  const resultsDir = path.join(options.outDir, 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  fs.writeFileSync(path.join(resultsDir, 'results.json'), json);
+  if (options.json !== undefined) fs.writeFileSync(options.json, json);
+
+  const { machine, run } = results;
+  const subtitle = `${machine.cpuModel}, ${machine.logicalCpus} CPUs; node ${process.version}; ${run.date.slice(0, 10)}; ${run.command}`;
+  const charts: { throughput?: string; fraction?: string } = {};
+  if (results.throughput.length > 0) {
+    fs.writeFileSync(
+      path.join(resultsDir, 'throughput.svg'),
+      await throughputChartSvg(results.throughput, subtitle),
+    );
+    fs.writeFileSync(
+      path.join(resultsDir, 'roofline-fraction.svg'),
+      await rooflineFractionChartSvg(results.throughput, subtitle, 0.95),
+    );
+    charts.throughput = 'results/throughput.svg';
+    charts.fraction = 'results/roofline-fraction.svg';
+  }
+  const markdownFile = path.join(options.outDir, 'RESULTS.md');
+  fs.writeFileSync(
+    markdownFile,
+    await formatMarkdown(markdownFile, resultsMarkdown(results, charts)),
+  );
+  process.stdout.write(
+    `Wrote ${markdownFile}, ${resultsDir}/results.json` +
+      (charts.throughput === undefined ? '' : ` and the charts in ${resultsDir}`) +
+      `${options.json === undefined ? '' : ` and ${options.json}`}\n`,
+  );
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

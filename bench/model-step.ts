@@ -1,0 +1,110 @@
+// Question: does a real model's many small tensors cost throughput?
+//
+// A model is not one big tensor: a small GPT-style transformer has a few large matrices and many
+// bias and norm vectors. AdamW.step() updates all of them in one native call; this compares it with
+// one tensor of the same total size, both through the class API, interleaved.
+import { AdamW, backend, type Param } from '../lib/index';
+import { fillUniform, SEED } from './data';
+import type { Contender } from './measure';
+
+export interface TensorShape {
+  readonly name: string;
+  readonly length: number;
+}
+
+/**
+ * The parameters of a small decoder-only transformer: vocabulary 4096, context 512, width 512,
+ * 8 layers with separate q/k/v/o projections and a 4x MLP, LayerNorms with bias. 132 tensors,
+ * 27.6M parameters, of which 100 have at most 2048 elements.
+ */
+export function smallTransformerShapes(): TensorShape[] {
+  const vocabulary = 4096;
+  const context = 512;
+  const width = 512;
+  const layers = 8;
+  const hidden = 4 * width;
+  const shapes: TensorShape[] = [
+    { name: 'tokenEmbedding', length: vocabulary * width },
+    { name: 'positionEmbedding', length: context * width },
+  ];
+  for (let layer = 0; layer < layers; layer++) {
+    const block = (name: string, length: number): void => {
+      shapes.push({ name: `layer${layer}.${name}`, length });
+    };
+    block('norm1.weight', width);
+    block('norm1.bias', width);
+    for (const projection of ['q', 'k', 'v', 'o']) {
+      block(`attention.${projection}.weight`, width * width);
+      block(`attention.${projection}.bias`, width);
+    }
+    block('norm2.weight', width);
+    block('norm2.bias', width);
+    block('mlp.up.weight', width * hidden);
+    block('mlp.up.bias', hidden);
+    block('mlp.down.weight', hidden * width);
+    block('mlp.down.bias', width);
+  }
+  shapes.push(
+    { name: 'finalNorm.weight', length: width },
+    { name: 'finalNorm.bias', length: width },
+  );
+  return shapes;
+}
+
+export function totalLength(shapes: readonly TensorShape[]): number {
+  return shapes.reduce((sum, shape) => sum + shape.length, 0);
+}
+
+function makeParams(shapes: readonly TensorShape[]): Param[] {
+  return shapes.map((shape, index) => {
+    const data = new Float32Array(shape.length);
+    const grad = new Float32Array(shape.length);
+    fillUniform(data, SEED + 2 * index, -0.1, 0.1);
+    fillUniform(grad, SEED + 2 * index + 1, -1e-2, 1e-2);
+    return { name: shape.name, data, grad };
+  });
+}
+
+function classApiContender(
+  id: string,
+  label: string,
+  shapes: readonly TensorShape[],
+  isa: string,
+  threads: number,
+): Contender {
+  return {
+    id: `${id}/t${threads}`,
+    label,
+    family: 'simd-adamw',
+    threads,
+    isa,
+    setup() {
+      const optimizer = new AdamW(makeParams(shapes), { lr: 1e-3, weightDecay: 0.01 });
+      return {
+        run(reps: number) {
+          backend.setIsa(isa);
+          for (let r = 0; r < reps; r++) optimizer.step();
+        },
+      };
+    },
+  };
+}
+
+/** The model-shaped step and one tensor of the same total size, per thread count. */
+export function modelStepContenders(
+  shapes: readonly TensorShape[],
+  isa: string,
+  threadCounts: readonly number[],
+): Contender[] {
+  const single: TensorShape[] = [{ name: 'all', length: totalLength(shapes) }];
+  return threadCounts.flatMap((threads) => [
+    classApiContender(
+      'model-step/model',
+      `AdamW.step(), ${shapes.length} tensors`,
+      shapes,
+      isa,
+      threads,
+    ),
+    classApiContender('model-step/one-tensor', 'AdamW.step(), 1 tensor', single, isa, threads),
+  ]);
+}

@@ -1,0 +1,278 @@
+// Turns results into text: the tables printed at the end of a run and bench/RESULTS.md. Every
+// number comes from a BenchResults; nothing here is typed in by hand.
+import { formatSize } from './data';
+import type { BenchResults, Result, TargetResult } from './results';
+import { describeTarget } from './targets';
+
+type Align = 'left' | 'right';
+
+/** A Markdown table with padded columns, readable as plain text too. */
+export function table(
+  headers: readonly string[],
+  rows: readonly (readonly string[])[],
+  align: readonly Align[] = [],
+): string {
+  const widths = headers.map((h, c) =>
+    Math.max(h.length, 3, ...rows.map((row) => (row[c] ?? '').length)),
+  );
+  const pad = (text: string, c: number): string =>
+    align[c] === 'right' ? text.padStart(widths[c] ?? 0) : text.padEnd(widths[c] ?? 0);
+  const line = (cells: readonly string[]): string =>
+    `| ${headers.map((_, c) => pad(cells[c] ?? '', c)).join(' | ')} |`;
+  const rule = `| ${widths
+    .map((w, c) => (align[c] === 'right' ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w)))
+    .join(' | ')} |`;
+  return [line(headers), rule, ...rows.map(line)].join('\n');
+}
+
+function mparams(value: number): string {
+  if (value >= 100) return value.toFixed(0);
+  if (value >= 10) return value.toFixed(1);
+  return value.toPrecision(2);
+}
+
+function seconds(value: number): string {
+  if (value >= 1) return `${value.toFixed(2)} s`;
+  if (value >= 1e-3) return `${(value * 1e3).toFixed(2)} ms`;
+  if (value >= 1e-6) return `${(value * 1e6).toFixed(2)} µs`;
+  return `${(value * 1e9).toFixed(0)} ns`;
+}
+
+function contenderName(r: Result, showThreads: boolean): string {
+  return showThreads ? `${r.contender.label}, ${r.contender.threads}T` : r.contender.label;
+}
+
+function hasSeveralThreadCounts(results: readonly Result[]): boolean {
+  return new Set(results.map((r) => r.contender.threads)).size > 1;
+}
+
+/** Contenders down, sizes across: "median Mparams/s (fraction of roofline)". */
+export function throughputMatrix(results: readonly Result[]): string {
+  const sizes = [...new Set(results.map((r) => r.size))].sort((a, b) => a - b);
+  const ids = [...new Set(results.map((r) => r.contender.id))];
+  const showThreads = hasSeveralThreadCounts(results);
+  const rows = ids.map((id) => {
+    const mine = results.filter((r) => r.contender.id === id);
+    const first = mine.at(0);
+    const name = first === undefined ? id : contenderName(first, showThreads);
+    return [
+      name,
+      ...sizes.map((size) => {
+        const r = mine.find((m) => m.size === size);
+        if (r?.throughput === undefined) return '-';
+        const fraction =
+          r.contender.family === 'roofline' || r.fractionOfRoofline === undefined
+            ? ''
+            : ` (${r.fractionOfRoofline.toFixed(r.fractionOfRoofline < 0.1 ? 3 : 2)}x)`;
+        return `${mparams(r.throughput.mparamsPerSecond)}${fraction}`;
+      }),
+    ];
+  });
+  return table(['Mparams/s (x roofline)', ...sizes.map(formatSize)], rows, [
+    'left',
+    ...sizes.map((): Align => 'right'),
+  ]);
+}
+
+/** One row per contender and size, with the spread and the sample counts. */
+export function throughputDetail(results: readonly Result[]): string {
+  const rows = results.map((r) => {
+    const t = r.throughput;
+    const timing = r.timing;
+    if (t === undefined || timing === undefined) {
+      return [formatSize(r.size), r.contender.label, String(r.contender.threads), r.skipped ?? '-'];
+    }
+    return [
+      formatSize(r.size),
+      r.contender.label,
+      String(r.contender.threads),
+      mparams(t.mparamsPerSecond),
+      `${mparams(t.mparamsPerSecondMin)}-${mparams(t.mparamsPerSecondMax)}`,
+      t.gbPerSecond.toFixed(1),
+      r.fractionOfRoofline === undefined ? '' : r.fractionOfRoofline.toFixed(3),
+      seconds(timing.medianSeconds),
+      `${timing.samples} x ${timing.repsPerSample}`,
+    ];
+  });
+  return table(
+    [
+      'size',
+      'contender',
+      'threads',
+      'Mparams/s',
+      'min-max',
+      'GB/s',
+      'x roofline',
+      'time/step',
+      'samples x reps',
+    ],
+    rows,
+    ['right', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+export function modelStepTable(results: readonly Result[]): string {
+  const showThreads = hasSeveralThreadCounts(results);
+  const one = new Map(
+    results
+      .filter((r) => r.contender.id.startsWith('model-step/one-tensor'))
+      .map((r) => [r.contender.threads, r.throughput?.mparamsPerSecond]),
+  );
+  const rows = results.map((r) => {
+    const t = r.throughput;
+    const timing = r.timing;
+    if (t === undefined || timing === undefined) return [contenderName(r, showThreads), '-'];
+    const reference = one.get(r.contender.threads);
+    return [
+      contenderName(r, showThreads),
+      `${seconds(timing.medianSeconds)} (${seconds(timing.minSeconds)}-${seconds(timing.maxSeconds)})`,
+      mparams(t.mparamsPerSecond),
+      t.gbPerSecond.toFixed(1),
+      reference === undefined ? '' : `${(t.mparamsPerSecond / reference).toFixed(3)}x`,
+    ];
+  });
+  return table(['step', 'time/step (min-max)', 'Mparams/s', 'GB/s', 'vs 1 tensor'], rows, [
+    'left',
+    'right',
+    'right',
+    'right',
+    'right',
+  ]);
+}
+
+export function callOverheadTable(results: readonly Result[]): string {
+  const rows = results.map((r) => {
+    const timing = r.timing;
+    const t = r.throughput;
+    if (t === undefined || timing === undefined) return [r.contender.label, String(r.size), '-'];
+    return [
+      r.contender.label,
+      String(r.size),
+      seconds(timing.medianSeconds),
+      `${seconds(timing.minSeconds)}-${seconds(timing.maxSeconds)}`,
+      mparams(t.mparamsPerSecond),
+    ];
+  });
+  return table(['call', 'params', 'time/step', 'min-max', 'Mparams/s'], rows, [
+    'left',
+    'right',
+    'right',
+    'right',
+    'right',
+  ]);
+}
+
+export function targetsTable(targets: readonly TargetResult[]): string {
+  return table(
+    ['issue', 'target', 'where', 'result'],
+    targets.map((t) => [`#${t.issue}`, t.name, t.where, describeTarget(t)]),
+  );
+}
+
+export function machineTable(results: BenchResults): string {
+  const { machine: m, run } = results;
+  return table(
+    ['', ''],
+    [
+      ['CPU', `${m.cpuModel} (${m.cpuFamilyModel})`],
+      ['SIMD flags', m.cpuFlags],
+      ['caches', m.caches],
+      ['CPUs, memory', `${m.logicalCpus} logical CPUs, ${m.memoryGiB} GiB`],
+      ['OS', m.os],
+      ['Node.js', m.node],
+      ['compiler', m.compiler],
+      ['kernels available', m.kernels.join(', ')],
+      ['commit', m.gitCommit],
+      ['date', run.date],
+      ['command', `\`${run.command}\``],
+      ['duration', `${run.durationSeconds.toFixed(0)} s`],
+      [
+        'load average (1 min)',
+        `${run.loadAverageBefore.toFixed(2)} before, ${run.loadAverageAfter.toFixed(2)} after`,
+      ],
+      ['samples', `up to ${run.samplesPerContender} per contender and size, interleaved`],
+    ],
+  );
+}
+
+/** The text printed at the end of a run. */
+export function terminalReport(results: BenchResults): string {
+  const parts: string[] = [];
+  if (results.throughput.length > 0) {
+    parts.push('Throughput', throughputMatrix(results.throughput));
+  }
+  if (results.modelStep.length > 0)
+    parts.push('Model-shaped step', modelStepTable(results.modelStep));
+  if (results.callOverhead.length > 0) {
+    parts.push('Call overhead', callOverheadTable(results.callOverhead));
+  }
+  parts.push('Targets', targetsTable(results.targets));
+  if (results.notes.length > 0) parts.push('Notes', results.notes.map((n) => `- ${n}`).join('\n'));
+  return parts.join('\n\n');
+}
+
+export interface ChartLinks {
+  readonly throughput?: string;
+  readonly fraction?: string;
+}
+
+/** bench/RESULTS.md. */
+export function resultsMarkdown(results: BenchResults, charts: ChartLinks): string {
+  const { run } = results;
+  const lines: string[] = [
+    '# Benchmark results',
+    '',
+    '<!-- Generated by `npm run bench` (bench/report.ts) from one run; do not edit by hand. -->',
+    '',
+    `The latest ${run.mode} run of \`${run.command}\`. Every number below was measured in this ` +
+      'run, with the contenders interleaved so that drift on this shared machine hits all of them ' +
+      'alike (bench/measure.ts); medians are shown, spreads are in the detail table. One parameter ' +
+      'is one float32 element of param, grad, expAvg and expAvgSq: 28 bytes of memory traffic per ' +
+      'step. The roofline is the stream probe (native/bench/stream-probe.cc): the same traffic with ' +
+      'trivial arithmetic, in the same run, on the same arrays.',
+    '',
+    '## Machine and run',
+    '',
+    machineTable(results),
+    '',
+    '## Targets',
+    '',
+    targetsTable(results.targets),
+    '',
+  ];
+  if (results.throughput.length > 0) {
+    lines.push('## Throughput by tensor size', '');
+    if (charts.throughput !== undefined) {
+      lines.push(`![Throughput by tensor size](${charts.throughput})`, '');
+    }
+    lines.push(throughputMatrix(results.throughput), '');
+    if (charts.fraction !== undefined) {
+      lines.push(`![simd-adamw as a fraction of the roofline](${charts.fraction})`, '');
+    }
+  }
+  if (results.modelStep.length > 0) {
+    const shape = results.modelShape;
+    lines.push(
+      '## Model-shaped step',
+      '',
+      shape === undefined
+        ? ''
+        : `The parameters of a small GPT-style transformer (bench/model-step.ts): ${shape.tensors} ` +
+            `tensors, ${(shape.params / 1e6).toFixed(1)}M parameters, ${shape.small} of the tensors ` +
+            'with at most 2048 elements; one AdamW.step() against one tensor of the same total size.',
+      '',
+      modelStepTable(results.modelStep),
+      '',
+    );
+  }
+  if (results.callOverhead.length > 0) {
+    lines.push('## Call overhead', '', callOverheadTable(results.callOverhead), '');
+  }
+  if (results.throughput.length > 0) {
+    lines.push('## Detail', '', throughputDetail(results.throughput), '');
+  }
+  if (results.notes.length > 0) {
+    lines.push('## Notes', '', ...results.notes.map((n) => `- ${n}`), '');
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,132 @@
+// What a run produces, in the shape written to --json and read by the report, the chart and the
+// targets. Throughput is derived from the measured time per step here, in one place.
+import type { Family, MeasuredContender, Timing } from './measure';
+
+/** Bytes an AdamW step moves per parameter: reads param, grad, expAvg, expAvgSq; writes three. */
+export const BYTES_PER_PARAM = 28;
+
+export interface ContenderInfo {
+  readonly id: string;
+  readonly label: string;
+  readonly family: Family;
+  readonly threads: number;
+  readonly isa?: string;
+}
+
+export interface Throughput {
+  /** Millions of parameters updated per second: from the median sample, the slowest, the fastest. */
+  readonly mparamsPerSecond: number;
+  readonly mparamsPerSecondMin: number;
+  readonly mparamsPerSecondMax: number;
+  /** BYTES_PER_PARAM per parameter, from the median. */
+  readonly gbPerSecond: number;
+}
+
+export interface Result {
+  readonly contender: ContenderInfo;
+  /** Parameters updated per step. */
+  readonly size: number;
+  readonly timing?: Timing;
+  readonly throughput?: Throughput;
+  /** Median throughput over the roofline's median at the same size and thread count. */
+  readonly fractionOfRoofline?: number;
+  readonly skipped?: string;
+}
+
+export interface MachineInfo {
+  readonly cpuModel: string;
+  readonly cpuFamilyModel: string;
+  readonly cpuFlags: string;
+  readonly caches: string;
+  readonly logicalCpus: number;
+  readonly memoryGiB: number;
+  readonly os: string;
+  readonly node: string;
+  readonly compiler: string;
+  readonly kernels: readonly string[];
+  readonly gitCommit: string;
+}
+
+export interface RunInfo {
+  readonly date: string;
+  readonly command: string;
+  readonly mode: 'quick' | 'full';
+  readonly durationSeconds: number;
+  /** 1-minute load average before and after the run (others' work on this shared machine). */
+  readonly loadAverageBefore: number;
+  readonly loadAverageAfter: number;
+  readonly samplesPerContender: number;
+}
+
+export interface TargetResult {
+  readonly issue: number;
+  readonly name: string;
+  /** Where it was measured: size, threads, contenders. */
+  readonly where: string;
+  readonly threshold: number;
+  readonly unit: 'x' | 'Mparams/s';
+  /** undefined: not measured in this run (the reason is in `where`). */
+  readonly measured?: number;
+  readonly met?: boolean;
+}
+
+export interface BenchResults {
+  readonly machine: MachineInfo;
+  readonly run: RunInfo;
+  readonly throughput: readonly Result[];
+  readonly modelStep: readonly Result[];
+  readonly modelShape?: {
+    readonly tensors: number;
+    readonly params: number;
+    readonly small: number;
+  };
+  readonly callOverhead: readonly Result[];
+  readonly targets: readonly TargetResult[];
+  readonly notes: readonly string[];
+}
+
+export function contenderInfo(measured: MeasuredContender): ContenderInfo {
+  const { id, label, family, threads, isa } = measured.contender;
+  return isa === undefined ? { id, label, family, threads } : { id, label, family, threads, isa };
+}
+
+export function toResult(measured: MeasuredContender, size: number): Result {
+  const contender = contenderInfo(measured);
+  const { timing } = measured;
+  if (timing === undefined) return { contender, size, skipped: measured.skipped ?? 'not run' };
+  const perSecond = (seconds: number): number => size / seconds / 1e6;
+  return {
+    contender,
+    size,
+    timing,
+    throughput: {
+      mparamsPerSecond: perSecond(timing.medianSeconds),
+      mparamsPerSecondMin: perSecond(timing.maxSeconds),
+      mparamsPerSecondMax: perSecond(timing.minSeconds),
+      gbPerSecond: (BYTES_PER_PARAM * size) / timing.medianSeconds / 1e9,
+    },
+  };
+}
+
+/** Adds fractionOfRoofline to every result of a size that has a roofline at its thread count. */
+export function withRooflineFractions(results: readonly Result[]): Result[] {
+  const roofline = new Map<string, number>();
+  for (const r of results) {
+    if (r.contender.family === 'roofline' && r.throughput !== undefined) {
+      roofline.set(`${r.size}/${r.contender.threads}`, r.throughput.mparamsPerSecond);
+    }
+  }
+  return results.map((r) => {
+    const limit = roofline.get(`${r.size}/${r.contender.threads}`);
+    if (r.throughput === undefined || limit === undefined) return r;
+    return { ...r, fractionOfRoofline: r.throughput.mparamsPerSecond / limit };
+  });
+}
+
+export function findResult(
+  results: readonly Result[],
+  id: string,
+  size?: number,
+): Result | undefined {
+  return results.find((r) => r.contender.id === id && (size === undefined || r.size === size));
+}
