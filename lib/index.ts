@@ -3,9 +3,15 @@
 // Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
 // lib/memory.ts the memory accounting and lib/backend.ts the kernel selection.
 export { Adam, AdamBase, AdamW } from './optimizer';
-export type { OptimizerParamGroup, Param, ParamGroup, ParamState } from './optimizer';
+export type {
+  OptimizerOptions,
+  OptimizerParamGroup,
+  Param,
+  ParamGroup,
+  ParamState,
+} from './optimizer';
 export type { Hyper } from './hyperparameters';
-export { adamwStep } from './functional';
+export { adamwStep, adamwStepAsync } from './functional';
 export type { AdamwStepOptions } from './functional';
 export { estimateMemory } from './memory';
 export type { MemoryBreakdown, MemoryEstimateOptions, MemoryReport } from './memory';

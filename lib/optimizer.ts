@@ -12,6 +12,7 @@ import {
 } from './hyperparameters';
 import { addBreakdown, emptyBreakdown, type MemoryReport } from './memory';
 import { native } from './native';
+import { checkThreads, defaultThreads } from './threads';
 import {
   checkBetas,
   checkBoolean,
@@ -20,6 +21,7 @@ import {
   checkNonNegative,
   describe,
   isPlainObject,
+  stepInFlightError,
   type NamedArray,
   typeError,
 } from './validate';
@@ -30,6 +32,12 @@ export interface Param {
   grad: Float32Array;
   /** Optional unique name, used in error messages and checkpoints. */
   name?: string;
+}
+
+/** The optimizer-wide options: default hyperparameters for every group, and threads. */
+export interface OptimizerOptions extends Hyper {
+  /** Threads a step may use. Default: os.availableParallelism(). Small steps use fewer. */
+  threads?: number;
 }
 
 /** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
@@ -72,6 +80,9 @@ class LiveParamGroup implements OptimizerParamGroup {
     private readonly label: string,
     params: readonly Param[],
     h: ResolvedHyper,
+    // Throws while the optimizer's async step runs: it reads these values when it starts, and a
+    // change meanwhile would be silently ignored for that step.
+    private readonly assertIdle: (action: string) => void,
   ) {
     this.params = Object.freeze([...params]);
     this.amsgrad = h.amsgrad;
@@ -80,36 +91,44 @@ class LiveParamGroup implements OptimizerParamGroup {
     this.#eps = h.eps;
     this.#weightDecay = h.weightDecay;
     this.#maximize = h.maximize;
+    // Only the validated setters can change a group: params and amsgrad are fixed, and no other
+    // property can be added.
+    Object.freeze(this);
   }
 
   get lr(): number {
     return this.#lr;
   }
   set lr(value: number) {
+    this.assertIdle(`set ${this.label}.lr`);
     this.#lr = checkNonNegative(`${this.label}.lr`, value);
   }
   get betas(): readonly [number, number] {
     return this.#betas;
   }
   set betas(value: readonly [number, number]) {
+    this.assertIdle(`set ${this.label}.betas`);
     this.#betas = Object.freeze(checkBetas(`${this.label}.betas`, value));
   }
   get eps(): number {
     return this.#eps;
   }
   set eps(value: number) {
+    this.assertIdle(`set ${this.label}.eps`);
     this.#eps = checkNonNegative(`${this.label}.eps`, value);
   }
   get weightDecay(): number {
     return this.#weightDecay;
   }
   set weightDecay(value: number) {
+    this.assertIdle(`set ${this.label}.weightDecay`);
     this.#weightDecay = checkNonNegative(`${this.label}.weightDecay`, value);
   }
   get maximize(): boolean {
     return this.#maximize;
   }
   set maximize(value: boolean) {
+    this.assertIdle(`set ${this.label}.maximize`);
     this.#maximize = checkBoolean(`${this.label}.maximize`, value);
   }
 }
@@ -179,6 +198,7 @@ function isGroupList(value: readonly unknown[]): boolean {
 /** Shared implementation of {@link AdamW} and {@link Adam}; they differ in weight decay only. */
 export abstract class AdamBase {
   readonly #groups: LiveParamGroup[] = [];
+  #groupsView: readonly OptimizerParamGroup[] = [];
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<Param, Slot>();
   readonly #decoupled: boolean;
@@ -186,15 +206,22 @@ export abstract class AdamBase {
   readonly #nativeArrays: (Float32Array | null)[];
   readonly #scalars: Float64Array;
   readonly #flags: Uint32Array;
+  #threads: number;
+  #inFlight = false;
 
   protected constructor(
     params: Param[] | ParamGroup[],
-    defaults: Hyper | undefined,
+    defaults: OptimizerOptions | undefined,
     base: ResolvedHyper,
     decoupled: boolean,
   ) {
     this.#decoupled = decoupled;
-    const groupDefaults = resolveHyperparameters('defaults', defaults, base);
+    const threadsOption = isPlainObject(defaults) ? defaults.threads : undefined;
+    this.#threads =
+      threadsOption === undefined
+        ? defaultThreads()
+        : checkThreads('defaults.threads', threadsOption);
+    const groupDefaults = resolveHyperparameters('defaults', defaults, base, ['threads']);
     if (!Array.isArray(params))
       throw typeError('params', 'an array of params or of param groups', params);
     if (params.length === 0)
@@ -216,10 +243,14 @@ export abstract class AdamBase {
         groupLabel,
         validated.map((v) => v.param),
         h,
+        (action) => {
+          this.#assertIdle(action);
+        },
       );
       this.#groups.push(group);
       for (const v of validated) this.#addSlot(v, group);
     }
+    this.#groupsView = Object.freeze([...this.#groups]);
     this.#checkOverlap();
     this.#nativeArrays = new Array<Float32Array | null>(
       this.#slots.length * ARRAYS_PER_TENSOR,
@@ -231,7 +262,16 @@ export abstract class AdamBase {
 
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
   get paramGroups(): readonly OptimizerParamGroup[] {
-    return this.#groups;
+    return this.#groupsView;
+  }
+
+  /** Threads a step may use (default: os.availableParallelism()); small steps use fewer. */
+  get threads(): number {
+    return this.#threads;
+  }
+  set threads(value: number) {
+    this.#assertIdle('set threads');
+    this.#threads = checkThreads('threads', value);
   }
 
   /**
@@ -239,19 +279,52 @@ export abstract class AdamBase {
    * Validates every parameter first: on error nothing has changed.
    */
   step(): void {
+    this.#assertIdle('step()');
+    this.#prepareStep();
+    native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+    for (const slot of this.#slots) slot.step += 1;
+  }
+
+  /**
+   * {@link step} off the JavaScript thread: the update runs on worker threads while the event loop
+   * keeps running, and the promise resolves when every parameter is updated. Until it settles the
+   * optimizer rejects another step, zeroGrad and hyperparameter changes, and keeps the arrays alive;
+   * the caller must not write, transfer or resize the params, grads or state meanwhile.
+   * Invalid input rejects the promise with nothing changed.
+   */
+  async stepAsync(): Promise<void> {
+    this.#assertIdle('stepAsync()');
+    this.#prepareStep();
+    const done = native.stepAsync(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+    this.#inFlight = true;
+    try {
+      await done;
+      for (const slot of this.#slots) slot.step += 1;
+    } finally {
+      this.#inFlight = false;
+    }
+  }
+
+  /** True while a {@link stepAsync} is running. */
+  get stepInFlight(): boolean {
+    return this.#inFlight;
+  }
+
+  // Validates every param's current arrays and writes this step's scalars; changes no array.
+  #prepareStep(): void {
     const slots = this.#slots;
-    let replaced = false;
-    for (const slot of slots) {
-      const data = checkFloat32Array(`${slot.label}.data`, slot.param.data, slot.length);
-      const grad = checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length);
-      if (data !== slot.data || grad !== slot.grad) {
+    const current = slots.map((slot) => ({
+      slot,
+      data: checkFloat32Array(`${slot.label}.data`, slot.param.data, slot.length),
+      grad: checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
+    }));
+    if (current.some(({ slot, data, grad }) => data !== slot.data || grad !== slot.grad)) {
+      // A param's data or grad was replaced: check the new set for overlap before adopting it.
+      this.#checkOverlap(current);
+      for (const { slot, data, grad } of current) {
         slot.data = data;
         slot.grad = grad;
-        replaced = true;
       }
-    }
-    if (replaced) {
-      this.#checkOverlap();
       this.#setAllNativeArrays();
     }
     for (const [k, slot] of slots.entries()) {
@@ -272,12 +345,17 @@ export abstract class AdamBase {
         slot.step + 1,
       );
     }
-    native.step(this.#nativeArrays, this.#scalars, this.#flags);
-    for (const slot of slots) slot.step += 1;
+  }
+
+  #assertIdle(action: string): void {
+    if (this.#inFlight) {
+      throw stepInFlightError(action);
+    }
   }
 
   /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)). */
   zeroGrad(): void {
+    this.#assertIdle('zeroGrad()');
     const grads = this.#slots.map((slot) =>
       checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
     );
@@ -336,17 +414,22 @@ export abstract class AdamBase {
 
   // No two arrays of the step may share memory: not data with grad, not two params' arrays, not a
   // param with the optimizer's own state (someone passing state(p).expAvg as a grad).
-  #checkOverlap(): void {
+  #checkOverlap(
+    userArrays: readonly { slot: Slot; data: Float32Array; grad: Float32Array }[] = this.#slots.map(
+      (slot) => ({ slot, data: slot.data, grad: slot.grad }),
+    ),
+  ): void {
     const arrays: NamedArray[] = [];
-    for (const slot of this.#slots) {
+    for (const { slot, data, grad } of userArrays) {
       arrays.push(
-        { name: `${slot.label}.data`, array: slot.data },
-        { name: `${slot.label}.grad`, array: slot.grad },
+        { name: `${slot.label}.data`, array: data },
+        { name: `${slot.label}.grad`, array: grad },
+        { name: `state of ${slot.label} (expAvg)`, array: slot.expAvg },
+        { name: `state of ${slot.label} (expAvgSq)`, array: slot.expAvgSq },
       );
-      arrays.push({ name: `state of ${slot.label} (expAvg)`, array: slot.expAvg });
-      arrays.push({ name: `state of ${slot.label} (expAvgSq)`, array: slot.expAvgSq });
-      if (slot.maxExpAvgSq !== null)
+      if (slot.maxExpAvgSq !== null) {
         arrays.push({ name: `state of ${slot.label} (maxExpAvgSq)`, array: slot.maxExpAvgSq });
+      }
     }
     checkNoOverlap(arrays);
   }
@@ -368,7 +451,7 @@ export abstract class AdamBase {
  * p *= 1 - lr * weightDecay. Semantics and defaults of torch.optim.AdamW.
  */
 export class AdamW extends AdamBase {
-  constructor(params: Param[] | ParamGroup[], defaults?: Hyper) {
+  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
     super(params, defaults, ADAMW_DEFAULTS, true);
   }
 }
@@ -378,7 +461,7 @@ export class AdamW extends AdamBase {
  * Semantics and defaults of torch.optim.Adam (weightDecay 0).
  */
 export class Adam extends AdamBase {
-  constructor(params: Param[] | ParamGroup[], defaults?: Hyper) {
+  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
     super(params, defaults, ADAM_DEFAULTS, false);
   }
 }
