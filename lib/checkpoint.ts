@@ -3,12 +3,13 @@
 //
 // The state dict is a copy (PyTorch's state_dict() returns references to the live tensors, so a
 // dict kept as "the last good state" silently follows every later step unless deep-copied; a copy
-// is what resuming needs). Saving and loading files does not go through a state dict: save writes
-// from the optimizer's own arrays and load reads into new or fresh arrays, so neither holds a
-// second copy of the whole state in memory beyond what is said at loadCheckpointInto.
+// is what resuming needs). Files do not go through a state dict: save writes from the optimizer's
+// own arrays, and the static load reads straight into a new optimizer's arrays, so neither needs a
+// second copy of the state; loadFrom stages the file in new arrays first (see loadCheckpointInto).
 //
 // Loading is all or nothing: everything is validated against the optimizer (count, lengths, names,
-// amsgrad, optimizer kind, hyperparameters, step counts) before any of its state changes.
+// amsgrad, optimizer kind, hyperparameters, step counts, and for files the CRC-32) before any of its
+// state changes.
 //
 // File layout (documented in the README, "Checkpoints"):
 //   tensors   state.<key>.step            I64 []     the param's step count
@@ -18,7 +19,8 @@
 //             with <key> the param's name, or its index in the optimizer when it has none.
 //   metadata  format "simd-adamw.optimizer", format_version "1", optimizer "adamw" | "adam",
 //             param_names (JSON: a name or null per param), param_groups (JSON, PyTorch's keys:
-//             [{ "params": [0, 1], "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize" }]).
+//             [{ "params": [0, 1], "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize" }]),
+//             crc32 (added by lib/safetensors.ts: the whole file's CRC-32; required here).
 
 import * as fs from 'node:fs';
 
