@@ -1,7 +1,8 @@
 // simd-adamw: the AdamW/Adam optimizer step for Float32Arrays, in a SIMD native kernel.
 //
 // Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
-// lib/memory.ts the memory accounting and lib/backend.ts the kernel selection.
+// lib/memory.ts the memory accounting, lib/backend.ts the kernel selection, lib/checkpoint.ts and
+// lib/safetensors.ts the state dicts and checkpoint files.
 export { Adam, AdamBase, AdamW } from './optimizer';
 export type {
   OptimizerOptions,
@@ -11,6 +12,13 @@ export type {
   ParamState,
 } from './optimizer';
 export type { Hyper } from './hyperparameters';
+export type {
+  OptimizerKind,
+  OptimizerStateDict,
+  ParamGroupStateDict,
+  ParamStateDict,
+} from './checkpoint';
+export { SafetensorsError } from './safetensors';
 export { adamwStep, adamwStepAsync } from './functional';
 export type { AdamwStepOptions } from './functional';
 export { estimateMemory } from './memory';

@@ -2,6 +2,14 @@
 // call per step for all parameters (PyTorch's foreach/fused idea: real models have hundreds of small
 // bias and norm vectors, and one call per tensor would cost more than their update).
 
+import {
+  loadCheckpointInto,
+  loadOptimizer,
+  loadStateDictInto,
+  type OptimizerStateDict,
+  saveCheckpoint,
+  stateDictOf,
+} from './checkpoint';
 import { ARRAYS_PER_TENSOR, SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import {
   ADAM_DEFAULTS,
@@ -191,6 +199,34 @@ function validateParam(
   };
 }
 
+/**
+ * What lib/checkpoint.ts reads and writes of an optimizer: its kind, groups and per-param slots
+ * (the live objects, not copies). Internal: not exported from the package.
+ */
+export interface OptimizerInternals {
+  readonly kind: 'adamw' | 'adam';
+  readonly groups: readonly OptimizerParamGroup[];
+  readonly slots: readonly {
+    readonly param: Param;
+    readonly label: string;
+    readonly group: OptimizerParamGroup;
+    readonly length: number;
+    step: number;
+    readonly expAvg: Float32Array;
+    readonly expAvgSq: Float32Array;
+    readonly maxExpAvgSq: Float32Array | null;
+  }[];
+}
+
+// Set by AdamBase's static block, which can read its private fields.
+let internalsOf: ((optimizer: AdamBase) => OptimizerInternals) | undefined;
+
+/** The internals of `optimizer`, for lib/checkpoint.ts. */
+export function optimizerInternals(optimizer: AdamBase): OptimizerInternals {
+  if (internalsOf === undefined) throw new Error('simd-adamw: AdamBase is not initialized');
+  return internalsOf(optimizer);
+}
+
 function isGroupList(value: readonly unknown[]): boolean {
   return value.length > 0 && isPlainObject(value[0]) && 'params' in value[0];
 }
@@ -208,6 +244,14 @@ export abstract class AdamBase {
   readonly #flags: Uint32Array;
   #threads: number;
   #inFlight = false;
+
+  static {
+    internalsOf = (optimizer) => ({
+      kind: optimizer.#decoupled ? 'adamw' : 'adam',
+      groups: optimizer.#groups,
+      slots: optimizer.#slots,
+    });
+  }
 
   protected constructor(
     params: Param[] | ParamGroup[],
@@ -373,6 +417,51 @@ export abstract class AdamBase {
     const state: ParamState = { step: slot.step, expAvg: slot.expAvg, expAvgSq: slot.expAvgSq };
     if (slot.maxExpAvgSq !== null) state.maxExpAvgSq = slot.maxExpAvgSq;
     return state;
+  }
+
+  /**
+   * A copy of everything needed to resume: per-param step counts and moments, group
+   * hyperparameters, the optimizer kind and param names. Later steps do not change it.
+   */
+  stateDict(): OptimizerStateDict {
+    this.#assertIdle('stateDict()');
+    return stateDictOf(optimizerInternals(this));
+  }
+
+  /**
+   * Restores a {@link stateDict} (copying it in). Throws TypeError/RangeError, changing nothing,
+   * unless it fits: same optimizer kind, group sizes, amsgrad, param count, lengths and names.
+   */
+  loadStateDict(stateDict: OptimizerStateDict): void {
+    this.#assertIdle('loadStateDict()');
+    loadStateDictInto(optimizerInternals(this), stateDict);
+  }
+
+  /** Writes the state to `path` as a safetensors file, atomically (README, "Checkpoints"). */
+  save(path: string): void {
+    this.#assertIdle('save()');
+    saveCheckpoint(optimizerInternals(this), path);
+  }
+
+  /** Loads a file written by {@link save}; validated first, all or nothing. */
+  loadFrom(path: string): void {
+    this.#assertIdle('loadFrom()');
+    loadCheckpointInto(optimizerInternals(this), path);
+  }
+
+  /**
+   * A new optimizer of this class for `params` (in the saved order), with the groups,
+   * hyperparameters and state of the file at `path`, read directly into its arrays.
+   */
+  static load<T extends AdamBase>(
+    this: new (params: ParamGroup[]) => T,
+    path: string,
+    params: Param[],
+  ): T {
+    return loadOptimizer(path, params, (groups) => {
+      const optimizer = new this(groups);
+      return { optimizer, internals: optimizerInternals(optimizer) };
+    });
   }
 
   /** Bytes held: params, grads and optimizer state, per group and in total. */

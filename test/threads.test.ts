@@ -185,6 +185,10 @@ describe('stepAsync', () => {
     expect(() => (optimizer.paramGroups[0]!.lr = 0.5)).toThrow(/in flight/);
     expect(() => (optimizer.paramGroups[0]!.betas = [0.8, 0.9])).toThrow(/in flight/);
     expect(() => (optimizer.threads = 1)).toThrow(/in flight/);
+    // Checkpoints would read or write state the step is updating.
+    expect(() => optimizer.stateDict()).toThrow(/in flight/);
+    expect(() => optimizer.save('/nonexistent/never-written.safetensors')).toThrow(/in flight/);
+    expect(() => optimizer.loadFrom('/nonexistent/never-read.safetensors')).toThrow(/in flight/);
     await pending;
     expect(optimizer.stepInFlight).toBe(false);
     expect(optimizer.paramGroups[0]!.lr).toBe(1e-3);
