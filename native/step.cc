@@ -20,9 +20,13 @@ void runStep(const std::vector<StepJob>& jobs, AdamwKernel kernel, unsigned thre
     firstElement[k + 1] = firstElement[k] + jobs[k].tensor.length;
   }
   const size_t total = firstElement.back();
-  const unsigned parts = threadsFor(total, threads);
+  const unsigned used = threadsFor(total, threads);
+  // Several parts per thread, claimed by whoever is free: a thread the OS runs late then costs
+  // one part's time, not half the step's. The cut points depend only on the part count, and each
+  // element is computed the same way whichever thread takes it.
+  const unsigned parts = used == 1 ? 1 : used * kPartsPerThread;
 
-  ThreadPool::instance().run(parts, [&](unsigned part) {
+  ThreadPool::instance().run(parts, used, [&](unsigned part) {
     const size_t begin = total * part / parts;
     const size_t end = total * (part + 1) / parts;
     // The last job starting at or before `begin`, then every job overlapping [begin, end).

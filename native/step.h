@@ -21,6 +21,9 @@ struct StepJob {
 // cost of waking a worker and waiting for it is larger than the time it saves.
 constexpr size_t kMinElementsPerThread = 16384;
 
+// Each thread's share is cut into this many parts (see runStep).
+constexpr unsigned kPartsPerThread = 4;
+
 // How many threads a step of `totalElements` elements uses when `threads` are allowed.
 unsigned threadsFor(size_t totalElements, unsigned threads);
 

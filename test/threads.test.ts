@@ -199,6 +199,42 @@ describe('stepAsync', () => {
     expect(optimizer.state(params[0]!).step).toBe(2);
   });
 
+  test('sync steps of one optimizer during an async step of another match one-thread runs', async () => {
+    const reference = async (
+      params: Param[],
+      steps: number,
+      async: boolean,
+    ): Promise<Uint32Array[]> => {
+      const optimizer = new AdamW(params, { threads: 1, lr: 1e-2 });
+      for (let t = 0; t < steps; t++) {
+        if (async) await optimizer.stepAsync();
+        else optimizer.step();
+      }
+      return bitsOf([params[0]!.data, optimizer.state(params[0]!).expAvgSq]);
+    };
+    const big = makeParams();
+    const small = (): Param[] => [{ data: randomArray(50000, 21), grad: randomArray(50000, 22) }];
+    const bigOptimizer = new AdamW(big, { threads: 2, lr: 1e-2 });
+    const smallParams = small();
+    const smallOptimizer = new AdamW(smallParams, { threads: 2, lr: 1e-2 });
+    // While the big step holds the pool, the small steps run on the calling thread alone.
+    const pending = bigOptimizer.stepAsync();
+    for (let t = 0; t < 200; t++) smallOptimizer.step();
+    await pending;
+    expect(
+      firstBitDifference(
+        bitsOf([big[0]!.data, bigOptimizer.state(big[0]!).expAvgSq]),
+        await reference(makeParams(), 1, true),
+      ),
+    ).toBeNull();
+    expect(
+      firstBitDifference(
+        bitsOf([smallParams[0]!.data, smallOptimizer.state(smallParams[0]!).expAvgSq]),
+        await reference(small(), 200, false),
+      ),
+    ).toBeNull();
+  });
+
   test('invalid input rejects the promise and changes nothing', async () => {
     const params = makeParams();
     const optimizer = new AdamW(params);
