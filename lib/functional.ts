@@ -1,8 +1,10 @@
-// adamwStep: one stateless Adam/AdamW step on caller-owned arrays, in place. The classes in
-// optimizer.ts are built on the same native call; this is for callers that keep their own state.
+// adamwStep / adamwStepAsync: one stateless Adam/AdamW step on caller-owned arrays, in place. The
+// classes in optimizer.ts are built on the same native call; this is for callers that keep their
+// own state.
 
 import { SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import { native } from './native';
+import { checkThreads, defaultThreads } from './threads';
 import {
   checkBeta,
   checkBoolean,
@@ -29,6 +31,8 @@ export interface AdamwStepOptions {
   maxExpAvgSq?: Float32Array;
   /** true (default): AdamW's decoupled decay. false: Adam, weightDecay added to the gradient. */
   decoupled?: boolean;
+  /** Threads the step may use. Default: os.availableParallelism(). Small steps use one. */
+  threads?: number;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -41,6 +45,7 @@ const KNOWN_OPTIONS = new Set([
   'maximize',
   'maxExpAvgSq',
   'decoupled',
+  'threads',
 ]);
 
 /**
@@ -55,6 +60,41 @@ export function adamwStep(
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
 ): void {
+  const call = prepareCall(param, grad, expAvg, expAvgSq, options);
+  native.step(call.arrays, call.scalars, call.flags, call.threads);
+}
+
+/**
+ * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
+ * resolves when it is done (it rejects, with nothing changed, on invalid arguments). Do not read
+ * or write the arrays, nor start another step on them, until it settles.
+ */
+export async function adamwStepAsync(
+  param: Float32Array,
+  grad: Float32Array,
+  expAvg: Float32Array,
+  expAvgSq: Float32Array,
+  options: AdamwStepOptions,
+): Promise<void> {
+  const call = prepareCall(param, grad, expAvg, expAvgSq, options);
+  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads);
+}
+
+interface NativeCall {
+  arrays: (Float32Array | null)[];
+  scalars: Float64Array;
+  flags: Uint32Array;
+  threads: number;
+}
+
+// Validates every argument and builds the native call; touches no array.
+function prepareCall(
+  param: Float32Array,
+  grad: Float32Array,
+  expAvg: Float32Array,
+  expAvgSq: Float32Array,
+  options: AdamwStepOptions,
+): NativeCall {
   const o = checkObject('options', options);
   for (const key of Object.keys(o)) {
     if (!KNOWN_OPTIONS.has(key)) {
@@ -89,10 +129,11 @@ export function adamwStep(
     decoupled: o.decoupled === undefined ? true : checkBoolean('options.decoupled', o.decoupled),
   };
   const step = checkStep('options.step', o.step);
+  const threads =
+    o.threads === undefined ? defaultThreads() : checkThreads('options.threads', o.threads);
   checkNoOverlap(arrays);
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);
   const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, step)]);
-  const nativeArrays: (Float32Array | null)[] = [param, grad, expAvg, expAvgSq, maxExpAvgSq];
-  native.step(nativeArrays, scalars, flags);
+  return { arrays: [param, grad, expAvg, expAvgSq, maxExpAvgSq], scalars, flags, threads };
 }

@@ -3,10 +3,23 @@
 // Every message reads "Expected <what> for <name> but received <value>": the argument's name as the
 // caller wrote it (`lr`, `paramGroups[1].betas[0]`, `params[3].grad`), what would have been
 // accepted, and what came instead. TypeError for a wrong type or shape, RangeError for a value out
-// of range. Validation always finishes before any array is written.
+// of range (a length that does not match is a value out of range). Validation always finishes
+// before any array is written.
+import { types } from 'node:util';
 
-/** A short, safe description of any value for an error message. */
+import { native } from './native';
+
+/** A short description of any value for an error message; never throws, even on hostile objects
+ * (a Proxy or a throwing getter gets a generic description). */
 export function describe(value: unknown): string {
+  try {
+    return describeUnsafe(value);
+  } catch {
+    return 'an object';
+  }
+}
+
+function describeUnsafe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'number') return `${String(value)} of type number`;
@@ -87,9 +100,28 @@ export function checkStep(name: string, value: unknown): number {
   return n;
 }
 
-/** A Float32Array, optionally of an exact length (a detached buffer reads as length 0). */
+/** True if `array`'s ArrayBuffer was detached (transferred); such a view reads as length 0. */
+function isDetached(array: Float32Array): boolean {
+  if (array.byteLength !== 0 || types.isSharedArrayBuffer(array.buffer)) return false;
+  try {
+    new Uint8Array(array.buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * A Float32Array (from any realm) over an attached buffer, optionally of an exact length.
+ * A length mismatch is a RangeError; anything else a TypeError.
+ */
 export function checkFloat32Array(name: string, value: unknown, length?: number): Float32Array {
-  if (!(value instanceof Float32Array)) throw typeError(name, 'a Float32Array', value);
+  if (!types.isFloat32Array(value)) throw typeError(name, 'a Float32Array', value);
+  if (isDetached(value)) {
+    throw new TypeError(
+      `Expected a Float32Array for ${name} but received a Float32Array whose ArrayBuffer is detached`,
+    );
+  }
   if (length !== undefined && value.length !== length) {
     throw rangeError(name, `a Float32Array of ${length} elements`, value);
   }
@@ -103,33 +135,25 @@ export interface NamedArray {
 }
 
 /**
- * Throws if any two arrays share a byte of memory (views of one ArrayBuffer or SharedArrayBuffer
- * that overlap, or the same array twice). Sorting by buffer and offset makes it O(n log n), so it
- * stays cheap for models with hundreds of tensors.
+ * Throws if any two arrays share a byte of memory: overlapping views of one buffer, the same array
+ * twice, or two SharedArrayBuffer objects over the same memory. Compared by address in the addon
+ * (sorted, so O(n log n) for models with hundreds of tensors).
  */
 export function checkNoOverlap(arrays: readonly NamedArray[]): void {
-  const byBuffer = new Map<ArrayBufferLike, NamedArray[]>();
-  for (const entry of arrays) {
-    if (entry.array.byteLength === 0) continue;
-    const list = byBuffer.get(entry.array.buffer);
-    if (list === undefined) byBuffer.set(entry.array.buffer, [entry]);
-    else list.push(entry);
-  }
-  for (const list of byBuffer.values()) {
-    if (list.length < 2) continue;
-    list.sort((a, b) => a.array.byteOffset - b.array.byteOffset);
-    let previous: NamedArray | undefined;
-    for (const current of list) {
-      if (
-        previous !== undefined &&
-        current.array.byteOffset < previous.array.byteOffset + previous.array.byteLength
-      ) {
-        throw new RangeError(
-          `Expected ${previous.name} and ${current.name} not to overlap in memory but they share bytes ` +
-            `of one buffer (offsets ${previous.array.byteOffset} and ${current.array.byteOffset})`,
-        );
-      }
-      previous = current;
-    }
-  }
+  const overlap = native.findOverlap(arrays.map((entry) => entry.array));
+  if (overlap === null) return;
+  const [first, second] = overlap.map((index) => arrays[index]?.name ?? `array ${index}`);
+  throw new RangeError(
+    `Expected ${first} and ${second} not to overlap in memory but they share bytes`,
+  );
+}
+
+/** The error for touching an optimizer while its asynchronous step runs. */
+export function stepInFlightError(action: string): Error {
+  return Object.assign(
+    new Error(
+      `Cannot ${action} while a stepAsync() of this optimizer is in flight; await it first`,
+    ),
+    { code: 'ERR_SIMD_ADAMW_STEP_IN_FLIGHT' },
+  );
 }
