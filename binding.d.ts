@@ -52,8 +52,9 @@ export interface NativeAddon {
    * Bench only (bench/roofline.ts; native/bench/stream-probe.cc), not part of the API: `passes`
    * streaming passes with exactly the step's memory traffic (read all four arrays, write param,
    * expAvg, expAvgSq) and trivial arithmetic; its time is the memory roofline of the step. `threads`
-   * is validated but ignored until the addon has a thread pool: the probe runs on the calling
-   * thread. The arrays must have equal lengths and must not overlap.
+   * is the thread setting of the step it stands for: each pass is split across threads exactly as
+   * a step of the same length (native/step.cc). The arrays must have equal lengths and must not
+   * overlap.
    */
   benchStreamProbe(
     param: Float32Array,

@@ -20,7 +20,11 @@ export function callOverheadContenders(isa: string): Contender[] {
       isa,
       setup(size: number) {
         const { param, grad } = makeTensorArrays(size);
-        const optimizer = new AdamW([{ data: param, grad }], { lr: 1e-3, weightDecay: 0.01 });
+        const optimizer = new AdamW([{ data: param, grad }], {
+          lr: 1e-3,
+          weightDecay: 0.01,
+          threads: 1,
+        });
         return {
           run(reps: number) {
             backend.setIsa(isa);
@@ -37,7 +41,7 @@ export function callOverheadContenders(isa: string): Contender[] {
       isa,
       setup(size: number) {
         const { param, grad, expAvg, expAvgSq } = makeTensorArrays(size);
-        const options: AdamwStepOptions = { step: 0, ...STEP_HYPERPARAMETERS };
+        const options: AdamwStepOptions = { step: 0, ...STEP_HYPERPARAMETERS, threads: 1 };
         return {
           run(reps: number) {
             backend.setIsa(isa);

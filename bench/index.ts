@@ -179,11 +179,11 @@ async function main(): Promise<void> {
   if (mode.name === 'quick') {
     notes.push('Quick mode: fewer, shorter samples; indicative only (full mode: `npm run bench`).');
   }
-  if (threads.length === 1 && allThreads > 1) {
-    notes.push(
-      `Threads: the addon has no thread pool yet, so every contender ran on 1 thread of ${allThreads}.`,
-    );
-  }
+  notes.push(
+    `Threads: simd-adamw and the roofline ran with the \`threads\` setting at ${threads.join(' and ')}; ` +
+      'a step uses at most one thread per 16K elements (native/step.h), so small tensors run on ' +
+      'fewer threads than the setting. The peers run on one thread.',
+  );
 
   // The throughput questions share one set of arrays, sized for the largest tensor.
   const throughputContenders: Contender[] = [];

@@ -79,7 +79,11 @@ function classApiContender(
     threads,
     isa,
     setup() {
-      const optimizer = new AdamW(makeParams(shapes), { lr: 1e-3, weightDecay: 0.01 });
+      const optimizer = new AdamW(makeParams(shapes), {
+        lr: 1e-3,
+        weightDecay: 0.01,
+        threads,
+      });
       return {
         run(reps: number) {
           backend.setIsa(isa);

@@ -30,7 +30,7 @@ export function singleTensorContenders(
       isa,
       setup(size: number) {
         const { param, grad, expAvg, expAvgSq } = viewOf(arrays, size);
-        const options: AdamwStepOptions = { step: 0, ...STEP_HYPERPARAMETERS };
+        const options: AdamwStepOptions = { step: 0, ...STEP_HYPERPARAMETERS, threads };
         return {
           run(reps: number) {
             // The kernel choice is process-wide; every sample sets its own.

@@ -1,8 +1,7 @@
-// Which thread counts the bench measures.
-//
-// The addon has no thread pool yet, so every contender runs on one thread; the roofline probe and
-// the step contenders already take a thread count, so that adding the pool means adding a count
-// here. (When it lands: 1 and os.availableParallelism().)
+// Which thread settings the bench measures: 1 and every CPU this process may use (the default of
+// the `threads` option). Each throughput contender, the roofline probe included, runs at each.
+import * as os from 'node:os';
+
 export function threadCounts(): number[] {
-  return [1];
+  return [...new Set([1, os.availableParallelism()])];
 }

@@ -50,6 +50,19 @@ describe('benchStreamProbe (bench-only roofline probe)', () => {
     expect(grad).toEqual(gradBefore);
   });
 
+  it('computes the same with every thread setting (a pass is split like a step)', () => {
+    const length = 4 * 16384 + 5; // large enough for the step's split to use several threads
+    const make = (): Float32Array[] => [1, 2, 3, 4].map((seed) => filled(length, seed));
+    const single = make();
+    const threaded = make();
+    native.benchStreamProbe(single[0]!, single[1]!, single[2]!, single[3]!, 2, 1);
+    native.benchStreamProbe(threaded[0]!, threaded[1]!, threaded[2]!, threaded[3]!, 2, 4);
+    expect(threaded).toEqual(single);
+    const fresh = make();
+    const [p] = expectedAfterPasses(fresh[0]!, fresh[1]!, fresh[2]!, fresh[3]!, 2);
+    expect(threaded[0]).toEqual(p);
+  });
+
   it('keeps expAvgSq non-negative and finite, so the real step can run on the same arrays', () => {
     const length = 256;
     const arrays = [
@@ -91,6 +104,12 @@ describe('benchStreamProbe (bench-only roofline probe)', () => {
       (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1.5, 1),
       'RangeError',
       /integer >= 1 for passes/,
+    ],
+    [
+      'more threads than the pool allows',
+      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1, 257),
+      'RangeError',
+      /at most 256 for threads/,
     ],
     [
       'zero threads',

@@ -10,12 +10,20 @@
 // The values stay finite and expAvgSq stays non-negative, so the bench can run the real step on the
 // same arrays right after the probe (same pages, same alignment).
 //
+// Threads: a pass is split exactly as a step of the same length (native/step.cc): threadsFor() of
+// the requested count, kPartsPerThread parts per thread, on the same persistent pool. So at a given
+// thread setting the probe and the step differ only in the per-element work, and "fraction of
+// the roofline" measures the kernel, not the split.
+//
 // Exported to JavaScript as benchStreamProbe (see binding.d.ts); nothing in lib/ uses it.
 #include <napi.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "../step.h"
+#include "../thread-pool.h"
 
 namespace simd_adamw {
 namespace {
@@ -67,9 +75,8 @@ bool overlaps(const float* a, const float* b, size_t length) {
 }
 
 // benchStreamProbe(param, grad, expAvg, expAvgSq, passes, threads): `passes` back-to-back passes
-// over the four arrays, timed by the caller. `threads` is accepted so the bench can already pass
-// the same thread count as to the step; until the addon has a thread pool it is checked and
-// ignored, and the probe runs on the calling thread.
+// over the four arrays, each split across up to `threads` threads as a step would be; timed by the
+// caller.
 Napi::Value BenchStreamProbe(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() != 6) {
@@ -98,12 +105,23 @@ Napi::Value BenchStreamProbe(const Napi::CallbackInfo& info) {
     }
   }
   const uint32_t passes = positiveInteger(env, info[4], "passes");
-  positiveInteger(env, info[5], "threads");  // validated; see above
+  const uint32_t threads = positiveInteger(env, info[5], "threads");
+  if (threads > ThreadPool::kMaxThreads) {
+    throw Napi::RangeError::New(
+        env, "Expected at most " + std::to_string(ThreadPool::kMaxThreads) + " for threads");
+  }
 
   const float keep = gKeep;
   const float mix = gMix;
+  const unsigned used = threadsFor(length, threads);
+  const unsigned parts = used == 1 ? 1 : used * kPartsPerThread;
+  const auto part = [&](unsigned index) {
+    const size_t begin = length * index / parts;
+    const size_t end = length * (index + 1) / parts;
+    streamPass(data[0], data[1], data[2], data[3], begin, end, keep, mix);
+  };
   for (uint32_t pass = 0; pass < passes; ++pass) {
-    streamPass(data[0], data[1], data[2], data[3], 0, length, keep, mix);
+    ThreadPool::instance().run(parts, used, part);
   }
   return env.Undefined();
 }
