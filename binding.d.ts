@@ -53,8 +53,9 @@ export interface NativeAddon {
    * streaming passes with exactly the step's memory traffic (read all four arrays, write param,
    * expAvg, expAvgSq) and trivial arithmetic; its time is the memory roofline of the step. `threads`
    * is the thread setting of the step it stands for: each pass is split across threads exactly as
-   * a step of the same length (native/step.cc). The arrays must have equal lengths and must not
-   * overlap.
+   * a step of the same length (native/step.cc). `prefetch` selects the loop with software
+   * prefetch (the bench takes the faster of the two). The arrays must have equal lengths and must
+   * not overlap.
    */
   benchStreamProbe(
     param: Float32Array,
@@ -63,6 +64,7 @@ export interface NativeAddon {
     expAvgSq: Float32Array,
     passes: number,
     threads: number,
+    prefetch: boolean,
   ): void;
   readonly ARRAYS_PER_TENSOR: ArraysPerTensor;
   readonly SCALARS_PER_TENSOR: ScalarsPerTensor;

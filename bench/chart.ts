@@ -40,10 +40,11 @@ interface Point {
   fraction: number | null;
 }
 
+// The roofline rows stand for the probes, which are not drawn themselves.
 function points(results: readonly Result[]): Point[] {
   const out: Point[] = [];
   for (const r of results) {
-    if (r.throughput === undefined) continue;
+    if (r.throughput === undefined || r.contender.family === 'probe') continue;
     out.push({
       contender: r.contender.label,
       family: r.contender.family,

@@ -20,8 +20,8 @@ import { modelStepContenders, smallTransformerShapes, totalLength } from './mode
 import { loadTfjsPeer, plainJsContender, torchNote } from './peers';
 import { createProgress } from './progress';
 import { resultsMarkdown, terminalReport } from './report';
-import { type BenchResults, type Result, toResult, withRooflineFractions } from './results';
-import { rooflineContenders } from './roofline';
+import { type BenchResults, type Result, toResult, withRoofline } from './results';
+import { probeContenders } from './roofline';
 import { singleTensorContenders } from './single-tensor';
 import { evaluateTargets } from './targets';
 import { threadCounts } from './threads';
@@ -190,11 +190,12 @@ async function main(): Promise<void> {
   const wantsThroughput = questions.has('roofline');
   const arrays = wantsThroughput ? makeTensorArrays(Math.max(...sizes)) : undefined;
   if (arrays !== undefined) {
-    throughputContenders.push(...rooflineContenders(arrays, threads));
+    throughputContenders.push(...probeContenders(arrays, threads));
     notes.push(
-      'Roofline: the stream probe runs all repetitions of a sample in one native call, so it ' +
-        'carries no per-call cost; simd-adamw rows are timed from JavaScript, one call per step, ' +
-        'so at small sizes their fraction of the roofline includes the call.',
+      'Roofline: the faster (by median) of two stream probes, plain and with software prefetch, ' +
+        'at the same size and thread setting. The probes run all repetitions of a sample in one ' +
+        'native call, so they carry no per-call cost; simd-adamw rows are timed from JavaScript, ' +
+        'one call per step, so at small sizes their fraction of the roofline includes the call.',
     );
     if (questions.has('single-tensor')) {
       throughputContenders.push(...singleTensorContenders(arrays, isas, threads));
@@ -244,7 +245,7 @@ async function main(): Promise<void> {
         const measured = measureInterleaved(throughputContenders, size, mode.settings, tick);
         throughput.push(...measured.map((m) => toResult(m, size)));
       }
-      throughput = withRooflineFractions(throughput);
+      throughput = withRoofline(throughput);
     }
     if (modelContenders.length > 0) {
       progress.section('model-shaped step');

@@ -16,7 +16,8 @@ export interface Skipped {
   readonly skipped: string;
 }
 
-export type Family = 'roofline' | 'simd-adamw' | 'peer';
+/** 'roofline' rows are derived from the 'probe' rows (results.ts), never measured directly. */
+export type Family = 'probe' | 'roofline' | 'simd-adamw' | 'peer';
 
 export interface Contender {
   /** Stable id for JSON and targets, e.g. 'simd-adamw/avx512/t1'. */

@@ -15,7 +15,8 @@ export interface TensorShape {
 /**
  * The parameters of a small decoder-only transformer: vocabulary 4096, context 512, width 512,
  * 8 layers with separate q/k/v/o projections and a 4x MLP, LayerNorms with bias. 132 tensors,
- * 27.6M parameters, of which 100 have at most 2048 elements.
+ * 27,579,392 parameters (26.3M in the report's units of 2^20), of which 100 tensors have at most
+ * 2048 elements.
  */
 export function smallTransformerShapes(): TensorShape[] {
   const vocabulary = 4096;

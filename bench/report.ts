@@ -79,12 +79,14 @@ export function throughputDetail(results: readonly Result[]): string {
   const rows = results.map((r) => {
     const t = r.throughput;
     const timing = r.timing;
+    const label =
+      r.rooflineSource === undefined ? r.contender.label : `roofline = ${r.rooflineSource}`;
     if (t === undefined || timing === undefined) {
-      return [formatSize(r.size), r.contender.label, String(r.contender.threads), r.skipped ?? '-'];
+      return [formatSize(r.size), label, String(r.contender.threads), r.skipped ?? '-'];
     }
     return [
       formatSize(r.size),
-      r.contender.label,
+      label,
       String(r.contender.threads),
       mparams(t.mparamsPerSecond),
       `${mparams(t.mparamsPerSecondMin)}-${mparams(t.mparamsPerSecondMax)}`,

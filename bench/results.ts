@@ -30,6 +30,8 @@ export interface Result {
   readonly throughput?: Throughput;
   /** Median throughput over the roofline's median at the same size and thread count. */
   readonly fractionOfRoofline?: number;
+  /** On roofline rows: the probe whose median it is. */
+  readonly rooflineSource?: string;
   readonly skipped?: string;
 }
 
@@ -108,19 +110,47 @@ export function toResult(measured: MeasuredContender, size: number): Result {
   };
 }
 
-/** Adds fractionOfRoofline to every result of a size that has a roofline at its thread count. */
-export function withRooflineFractions(results: readonly Result[]): Result[] {
-  const roofline = new Map<string, number>();
+/**
+ * Adds the roofline of each size and thread count, the faster of the stream probes by median
+ * (its row carries that probe's timing and names it in `roofline.source`), and every other
+ * result's fraction of it.
+ */
+export function withRoofline(results: readonly Result[]): Result[] {
+  const best = new Map<string, Result>();
   for (const r of results) {
-    if (r.contender.family === 'roofline' && r.throughput !== undefined) {
-      roofline.set(`${r.size}/${r.contender.threads}`, r.throughput.mparamsPerSecond);
-    }
+    if (r.contender.family !== 'probe' || r.throughput === undefined) continue;
+    const key = `${r.size}/${r.contender.threads}`;
+    const current = best.get(key)?.throughput?.mparamsPerSecond ?? 0;
+    if (r.throughput.mparamsPerSecond > current) best.set(key, r);
   }
-  return results.map((r) => {
-    const limit = roofline.get(`${r.size}/${r.contender.threads}`);
-    if (r.throughput === undefined || limit === undefined) return r;
-    return { ...r, fractionOfRoofline: r.throughput.mparamsPerSecond / limit };
-  });
+  const out: Result[] = [];
+  const added = new Set<string>();
+  for (const r of results) {
+    const key = `${r.size}/${r.contender.threads}`;
+    const probe = best.get(key);
+    if (probe !== undefined && !added.has(key)) {
+      added.add(key);
+      const { threads } = r.contender;
+      out.push({
+        ...probe,
+        contender: {
+          id: `roofline/t${threads}`,
+          label: 'roofline (faster probe)',
+          family: 'roofline',
+          threads,
+        },
+        rooflineSource: probe.contender.label,
+        fractionOfRoofline: 1,
+      });
+    }
+    const limit = probe?.throughput?.mparamsPerSecond;
+    out.push(
+      r.throughput === undefined || limit === undefined
+        ? r
+        : { ...r, fractionOfRoofline: r.throughput.mparamsPerSecond / limit },
+    );
+  }
+  return out;
 }
 
 export function findResult(

@@ -1,29 +1,33 @@
 // Question: how fast can any AdamW step be on this machine, at this size and thread count?
 //
 // The native stream probe (native/bench/stream-probe.cc) moves exactly the step's bytes (read param,
-// grad, expAvg, expAvgSq; write param, expAvg, expAvgSq) with trivial arithmetic. Its time is the
-// memory roofline; every other contender is reported as a fraction of it. It runs the passes inside
-// one native call, so its numbers carry no per-call JavaScript cost: it is the physical limit.
+// grad, expAvg, expAvgSq; write param, expAvg, expAvgSq) with trivial arithmetic. It comes in two
+// loops, plain and with software prefetch; which is faster depends on the size and on what else the
+// machine's memory is serving, so both are measured and the faster median is the roofline
+// (results.ts). The probe runs the repetitions of a sample inside one native call, so its numbers
+// carry no per-call JavaScript cost: it is the physical limit.
 import { native } from '../lib/native';
 import { type TensorArrays, viewOf } from './data';
 import type { Contender } from './measure';
 
-export function rooflineContenders(
+export function probeContenders(
   arrays: TensorArrays,
   threadCounts: readonly number[],
 ): Contender[] {
-  return threadCounts.map((threads) => ({
-    id: `roofline/t${threads}`,
-    label: 'roofline (stream probe)',
-    family: 'roofline',
-    threads,
-    setup(size: number) {
-      const { param, grad, expAvg, expAvgSq } = viewOf(arrays, size);
-      return {
-        run(reps: number) {
-          native.benchStreamProbe(param, grad, expAvg, expAvgSq, reps, threads);
-        },
-      };
-    },
-  }));
+  return threadCounts.flatMap((threads) =>
+    [false, true].map((prefetch): Contender => ({
+      id: `probe/${prefetch ? 'prefetch' : 'plain'}/t${threads}`,
+      label: prefetch ? 'stream probe + prefetch' : 'stream probe',
+      family: 'probe',
+      threads,
+      setup(size: number) {
+        const { param, grad, expAvg, expAvgSq } = viewOf(arrays, size);
+        return {
+          run(reps: number) {
+            native.benchStreamProbe(param, grad, expAvg, expAvgSq, reps, threads, prefetch);
+          },
+        };
+      },
+    })),
+  );
 }

@@ -36,32 +36,51 @@ function expectedAfterPasses(
 }
 
 describe('benchStreamProbe (bench-only roofline probe)', () => {
-  it.each([1, 15, 16, 17, 1000, 4099])('reads and writes every element of %i', (length) => {
+  // The prefetching loop works a 64-byte line at a time while its prefetch stays inside the arrays
+  // (length > 528), then finishes like the plain loop; lengths around those edges are covered.
+  const lengths = [1, 15, 16, 17, 527, 528, 529, 544, 1000, 4099];
+  it.each(
+    lengths.flatMap((length) => [
+      [length, false],
+      [length, true],
+    ]),
+  )('reads and writes every element of %i (prefetch: %s)', (length, prefetch) => {
     const param = filled(length, 1);
     const grad = filled(length, 2);
     const expAvg = filled(length, 3);
     const expAvgSq = filled(length, 4).map(Math.abs);
     const gradBefore = Float32Array.from(grad);
     const [p, m, v] = expectedAfterPasses(param, grad, expAvg, expAvgSq, 3);
-    native.benchStreamProbe(param, grad, expAvg, expAvgSq, 3, 1);
+    native.benchStreamProbe(param, grad, expAvg, expAvgSq, 3, 1, prefetch);
     expect(param).toEqual(p);
     expect(expAvg).toEqual(m);
     expect(expAvgSq).toEqual(v);
     expect(grad).toEqual(gradBefore);
   });
 
-  it('computes the same with every thread setting (a pass is split like a step)', () => {
-    const length = 4 * 16384 + 5; // large enough for the step's split to use several threads
-    const make = (): Float32Array[] => [1, 2, 3, 4].map((seed) => filled(length, seed));
-    const single = make();
-    const threaded = make();
-    native.benchStreamProbe(single[0]!, single[1]!, single[2]!, single[3]!, 2, 1);
-    native.benchStreamProbe(threaded[0]!, threaded[1]!, threaded[2]!, threaded[3]!, 2, 4);
-    expect(threaded).toEqual(single);
-    const fresh = make();
-    const [p] = expectedAfterPasses(fresh[0]!, fresh[1]!, fresh[2]!, fresh[3]!, 2);
-    expect(threaded[0]).toEqual(p);
-  });
+  it.each([false, true])(
+    'computes the same with every thread setting (prefetch: %s)',
+    (prefetch) => {
+      const length = 4 * 16384 + 5; // large enough for the step's split to use several threads
+      const make = (): Float32Array[] => [1, 2, 3, 4].map((seed) => filled(length, seed));
+      const single = make();
+      const threaded = make();
+      native.benchStreamProbe(single[0]!, single[1]!, single[2]!, single[3]!, 2, 1, prefetch);
+      native.benchStreamProbe(
+        threaded[0]!,
+        threaded[1]!,
+        threaded[2]!,
+        threaded[3]!,
+        2,
+        4,
+        prefetch,
+      );
+      expect(threaded).toEqual(single);
+      const fresh = make();
+      const [p] = expectedAfterPasses(fresh[0]!, fresh[1]!, fresh[2]!, fresh[3]!, 2);
+      expect(threaded[0]).toEqual(p);
+    },
+  );
 
   it('keeps expAvgSq non-negative and finite, so the real step can run on the same arrays', () => {
     const length = 256;
@@ -71,7 +90,7 @@ describe('benchStreamProbe (bench-only roofline probe)', () => {
       filled(length, 7),
       new Float32Array(length),
     ];
-    native.benchStreamProbe(arrays[0]!, arrays[1]!, arrays[2]!, arrays[3]!, 200, 1);
+    native.benchStreamProbe(arrays[0]!, arrays[1]!, arrays[2]!, arrays[3]!, 200, 1, true);
     for (const array of arrays) expect(array.every(Number.isFinite)).toBe(true);
     expect(arrays[3]!.every((x) => x >= 0)).toBe(true);
   });
@@ -83,37 +102,44 @@ describe('benchStreamProbe (bench-only roofline probe)', () => {
   it.each<[string, Call, string, RegExp]>([
     [
       'overlapping arrays',
-      (a) => native.benchStreamProbe(a[0]!, a[0]!, a[2]!, a[3]!, 1, 1),
+      (a) => native.benchStreamProbe(a[0]!, a[0]!, a[2]!, a[3]!, 1, 1, false),
       'RangeError',
       /separate memory for param and grad/,
     ],
     [
       'unequal lengths',
-      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!.subarray(1), 1, 1),
+      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!.subarray(1), 1, 1, false),
       'RangeError',
       /Expected 8 elements for expAvgSq but received 7/,
     ],
     [
       'a non-Float32Array',
-      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, notFloat32, 1, 1),
+      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, notFloat32, 1, 1, false),
       'TypeError',
       /Float32Array for expAvgSq/,
     ],
     [
       'a fractional pass count',
-      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1.5, 1),
+      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1.5, 1, false),
       'RangeError',
       /integer >= 1 for passes/,
     ],
     [
+      'a missing prefetch flag',
+      (a) =>
+        (native.benchStreamProbe as (...args: unknown[]) => void)(a[0], a[1], a[2], a[3], 1, 1),
+      'TypeError',
+      /prefetch: boolean/,
+    ],
+    [
       'more threads than the pool allows',
-      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1, 257),
+      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1, 257, false),
       'RangeError',
       /at most 256 for threads/,
     ],
     [
       'zero threads',
-      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1, 0),
+      (a) => native.benchStreamProbe(a[0]!, a[1]!, a[2]!, a[3]!, 1, 0, false),
       'RangeError',
       /integer >= 1 for threads/,
     ],
