@@ -72,6 +72,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --only <list>      questions to run, comma-separated: ${QUESTIONS.join(', ')}
                      (single-tensor and peers always run with the roofline)
   --sizes <list>     tensor sizes for the throughput questions, e.g. 4K,64K,16M
+  --threads <list>   thread settings for the simd-adamw contenders, e.g. 1 (default: 1 and all)
+  --isas <list>      kernels for the single-tensor question, e.g. avx512 (default: all available)
   --json <path>      also write the results as JSON to <path>
   --out <dir>        where RESULTS.md and results/ go; default: bench/ for a full run of every
                      question at the default sizes, otherwise a folder in the temp directory
@@ -81,6 +83,8 @@ interface Options {
   readonly mode: Mode;
   readonly questions: ReadonlySet<Question>;
   readonly sizes: readonly number[];
+  readonly threads: readonly number[];
+  readonly isas: readonly string[];
   readonly json?: string;
   readonly outDir: string;
   readonly command: string;
@@ -100,6 +104,8 @@ function parseOptions(argv: readonly string[]): Options {
         quick: { type: 'boolean' },
         only: { type: 'string' },
         sizes: { type: 'string' },
+        threads: { type: 'string' },
+        isas: { type: 'string' },
         json: { type: 'string' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -126,7 +132,26 @@ function parseOptions(argv: readonly string[]): Options {
     values.sizes === undefined
       ? mode.sizes
       : values.sizes.split(',').map((text) => parseSize(text) ?? fail(`bad size '${text}'`));
-  const partial = values.only !== undefined || values.sizes !== undefined;
+  const threads =
+    values.threads === undefined
+      ? threadCounts()
+      : values.threads.split(',').map((text) => {
+          const n = Number(text);
+          return Number.isInteger(n) && n >= 1 && n <= 256 ? n : fail(`bad thread count '${text}'`);
+        });
+  const isas =
+    values.isas === undefined
+      ? backend.available
+      : values.isas
+          .split(',')
+          .map((name) =>
+            backend.available.includes(name)
+              ? name
+              : fail(`kernel '${name}' is not available here`),
+          );
+  const partial = [values.only, values.sizes, values.threads, values.isas].some(
+    (value) => value !== undefined,
+  );
   const defaultOut =
     mode.name === 'full' && !partial
       ? path.resolve(__dirname, '..', '..', 'bench')
@@ -139,6 +164,8 @@ function parseOptions(argv: readonly string[]): Options {
     mode,
     questions,
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
+    threads: [...new Set(threads)].sort((a, b) => a - b),
+    isas,
     ...(values.json === undefined ? {} : { json: path.resolve(values.json) }),
     outDir: path.resolve(values.out ?? defaultOut),
     command,
@@ -159,13 +186,11 @@ async function formatMarkdown(file: string, source: string): Promise<string> {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const { mode, questions, sizes } = options;
+  const { mode, questions, sizes, threads, isas } = options;
   const started = Date.now();
   const loadAverageBefore = loadAverage();
   const machine = describeMachine();
-  const isas = backend.available;
-  const bestIsa = isas[0] ?? backend.isa;
-  const threads = threadCounts();
+  const bestIsa = backend.available[0] ?? backend.isa;
   const allThreads = os.availableParallelism();
   const notes: string[] = [];
 
