@@ -60,7 +60,7 @@ export function describeMachine(): MachineInfo {
   const dirty = (run('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '';
   return {
     cpuModel: lscpu.get('Model name') ?? os.cpus().at(0)?.model ?? 'unknown',
-    cpuFamilyModel: hypervisor === undefined ? familyModel : `${familyModel} (${hypervisor} guest)`,
+    cpuFamilyModel: hypervisor === undefined ? familyModel : `${familyModel}, ${hypervisor} guest`,
     cpuFlags: cpuFlags === '' ? 'unknown' : cpuFlags,
     caches: caches === '' ? 'unknown' : caches,
     logicalCpus: os.availableParallelism(),

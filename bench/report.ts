@@ -1,7 +1,7 @@
 // Turns results into text: the tables printed at the end of a run and bench/RESULTS.md. Every
 // number comes from a BenchResults; nothing here is typed in by hand.
 import { formatSize } from './data';
-import type { BenchResults, Result, TargetResult } from './results';
+import { findResult, type BenchResults, type Result, type TargetResult } from './results';
 import { describeTarget } from './targets';
 
 type Align = 'left' | 'right';
@@ -164,6 +164,56 @@ export function callOverheadTable(results: readonly Result[]): string {
   ]);
 }
 
+/**
+ * The few numbers a reader wants first, as sentences (the README quotes them): the best kernel at
+ * 64K and 16M on each thread setting with its fraction of the roofline, the 4K call from
+ * JavaScript, and the peers at 16M.
+ */
+export function headlines(results: BenchResults): string[] {
+  const { throughput, callOverhead } = results;
+  const best = results.machine.kernels[0] ?? '';
+  const out: string[] = [];
+  const threadCounts = [...new Set(throughput.map((r) => r.contender.threads))].sort(
+    (a, b) => a - b,
+  );
+  for (const size of [64 * 1024, 16 * 1024 * 1024, 64 * 1024 * 1024]) {
+    const parts = threadCounts.flatMap((threads) => {
+      const r = findResult(throughput, `simd-adamw/${best}/t${threads}`, size);
+      if (r?.throughput === undefined) return [];
+      const fraction =
+        r.fractionOfRoofline === undefined
+          ? ''
+          : `, ${r.fractionOfRoofline.toFixed(2)}x the roofline`;
+      return [
+        `${mparams(r.throughput.mparamsPerSecond)} Mparams/s (${r.throughput.gbPerSecond.toFixed(1)} GB/s${fraction}) on ${threads === 1 ? '1 thread' : `${threads} threads`}`,
+      ];
+    });
+    if (parts.length > 0) out.push(`${formatSize(size)} params, ${best}: ${parts.join('; ')}.`);
+  }
+  const call = findResult(callOverhead, 'call/class/t1', 4096);
+  if (call?.throughput !== undefined && call.timing !== undefined) {
+    out.push(
+      `4K params through AdamW.step() from JavaScript, 1 thread: ${seconds(call.timing.medianSeconds)} per step, ` +
+        `${mparams(call.throughput.mparamsPerSecond)} Mparams/s including the call.`,
+    );
+  }
+  const kernel16M = findResult(throughput, `simd-adamw/${best}/t1`, 16 * 1024 * 1024)?.throughput;
+  if (kernel16M !== undefined) {
+    const peers: [string, string][] = [
+      ['the plain JS loop', 'peer/plain-js/t1'],
+      ['tfjs tf.train.adam (cpu backend)', 'peer/tfjs/t1'],
+    ];
+    const versus = peers.flatMap(([label, id]) => {
+      const peer = findResult(throughput, id, 16 * 1024 * 1024)?.throughput;
+      return peer === undefined
+        ? []
+        : [`${(kernel16M.mparamsPerSecond / peer.mparamsPerSecond).toFixed(1)}x ${label}`];
+    });
+    if (versus.length > 0) out.push(`At 16M params on 1 thread: ${versus.join(', ')}.`);
+  }
+  return out;
+}
+
 export function targetsTable(targets: readonly TargetResult[]): string {
   return table(
     ['issue', 'target', 'where', 'result'],
@@ -209,6 +259,8 @@ export function terminalReport(results: BenchResults): string {
     parts.push('Call overhead', callOverheadTable(results.callOverhead));
   }
   parts.push('Targets', targetsTable(results.targets));
+  const lines = headlines(results);
+  if (lines.length > 0) parts.push('Headline numbers', lines.map((line) => `- ${line}`).join('\n'));
   if (results.notes.length > 0) parts.push('Notes', results.notes.map((n) => `- ${n}`).join('\n'));
   return parts.join('\n\n');
 }
@@ -230,12 +282,17 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
       'run, with the contenders interleaved so that drift on this shared machine hits all of them ' +
       'alike (bench/measure.ts); medians are shown, spreads are in the detail table. One parameter ' +
       'is one float32 element of param, grad, expAvg and expAvgSq: 28 bytes of memory traffic per ' +
-      'step. The roofline is the stream probe (native/bench/stream-probe.cc): the same traffic with ' +
-      'trivial arithmetic, in the same run, on the same arrays.',
+      'step. The roofline is the faster of two stream probes (native/bench/stream-probe.cc): the ' +
+      'same traffic with trivial arithmetic, in the same run, on the same arrays, split across ' +
+      'threads as the step is.',
     '',
     '## Machine and run',
     '',
     machineTable(results),
+    '',
+    '## Headline numbers',
+    '',
+    ...headlines(results).map((line) => `- ${line}`),
     '',
     '## Targets',
     '',
