@@ -4,9 +4,8 @@
 // Both public entry points are timed: AdamW.step() (reuses its native argument arrays between steps)
 // and the stateless adamwStep() (validates and builds them on every call).
 import { AdamW, adamwStep, type AdamwStepOptions, backend } from '../lib/index';
-import { makeTensorArrays } from './data';
+import { makeTensorArrays, STEP_HYPERPARAMETERS } from './data';
 import type { Contender } from './measure';
-import { STEP_HYPERPARAMETERS } from './single-tensor';
 
 export const CALL_OVERHEAD_SIZES = [1, 64, 4096] as const;
 

@@ -12,10 +12,15 @@ import { parseArgs } from 'node:util';
 import { backend } from '../lib/index';
 import { CALL_OVERHEAD_SIZES, callOverheadContenders } from './call-overhead';
 import { rooflineFractionChartSvg, throughputChartSvg } from './chart';
-import { formatSize, makeTensorArrays, parseSize } from './data';
+import { formatSize, parseSize, ThroughputArrays } from './data';
 import { importModule } from './esm';
 import { describeMachine, loadAverage } from './machine';
-import { type Contender, measureInterleaved, type SampleSettings } from './measure';
+import {
+  type Contender,
+  isolatesGarbageCollection,
+  measureInterleaved,
+  type SampleSettings,
+} from './measure';
 import { modelStepContenders, smallTransformerShapes, totalLength } from './model-step';
 import { loadTfjsPeer, plainJsContender, torchNote } from './peers';
 import { createProgress } from './progress';
@@ -204,6 +209,12 @@ async function main(): Promise<void> {
   if (mode.name === 'quick') {
     notes.push('Quick mode: fewer, shorter samples; indicative only (full mode: `npm run bench`).');
   }
+  if (!isolatesGarbageCollection()) {
+    notes.push(
+      'Run without --expose-gc: no garbage collection between samples, so contenders that ' +
+        'allocate can slow the next one (`npm run bench` passes the flag).',
+    );
+  }
   notes.push(
     `Threads: simd-adamw and the roofline ran with the \`threads\` setting at ${threads.join(' and ')}; ` +
       'a step uses at most one thread per 16K elements (native/step.h), so small tensors run on ' +
@@ -213,7 +224,7 @@ async function main(): Promise<void> {
   // The throughput questions share one set of arrays, sized for the largest tensor.
   const throughputContenders: Contender[] = [];
   const wantsThroughput = questions.has('roofline');
-  const arrays = wantsThroughput ? makeTensorArrays(Math.max(...sizes)) : undefined;
+  const arrays = wantsThroughput ? new ThroughputArrays(Math.max(...sizes)) : undefined;
   if (arrays !== undefined) {
     throughputContenders.push(...probeContenders(arrays, threads));
     notes.push(
@@ -225,8 +236,8 @@ async function main(): Promise<void> {
     if (questions.has('single-tensor')) {
       throughputContenders.push(...singleTensorContenders(arrays, isas, threads));
       notes.push(
-        'simd-adamw rows: adamwStep() (the functional API) on the same arrays as the probe, ' +
-          `one call per step, lr 1e-3, weight decay 0.01; kernels ${isas.join(', ')}.`,
+        'simd-adamw rows: AdamW.step() on one tensor, on the same arrays as the probes, one call ' +
+          `per step, lr 1e-3, weight decay 0.01; kernels ${isas.join(', ')}.`,
       );
     }
     if (questions.has('peers')) {

@@ -53,6 +53,16 @@ export interface Timing {
   readonly repsPerSample: number;
 }
 
+// With node --expose-gc (as `npm run bench` runs), a full collection before every sample: a
+// contender that allocates a lot (TensorFlow.js) otherwise leaves V8 mid-way through incremental
+// marking, and the next contender's allocations pay for it inside its timed loop (measured: the
+// 4K step read 25% slower after tfjs samples than without them).
+const collectGarbage = (globalThis as { gc?: () => void }).gc;
+
+export function isolatesGarbageCollection(): boolean {
+  return collectGarbage !== undefined;
+}
+
 function now(): bigint {
   return process.hrtime.bigint();
 }
@@ -80,6 +90,7 @@ interface Calibrated {
 // Runs the workload for at least warmupSeconds (at least twice), doubling the batch, and returns
 // the repetitions per sample and the rounds it can afford from the warmed-up time per repetition.
 function warmUpAndCalibrate(workload: Workload, settings: SampleSettings): Calibrated {
+  collectGarbage?.();
   let spent = secondsOf(() => {
     workload.run(1);
   });
@@ -131,6 +142,7 @@ export function measureInterleaved(
         const entry = active[(k + round) % active.length];
         const { reps, rounds } = entry.calibrated;
         if (round < rounds) {
+          collectGarbage?.();
           const seconds = secondsOf(() => {
             entry.workload.run(reps);
           });

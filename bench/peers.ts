@@ -1,7 +1,7 @@
 // Question: how does simd-adamw compare with what a Node.js user could use instead?
 //
 // - The straightforward AdamW loop over Float32Arrays in JavaScript (the same update, in double
-//   precision per element, stored as float32), on the same arrays as the kernel.
+//   precision per element, stored as float32), on the same arrays as the kernel (data.ts).
 // - TensorFlow.js tf.train.adam on its pure-JavaScript CPU backend (@tensorflow/tfjs-core and
 //   @tensorflow/tfjs-backend-cpu only: no WebGL, no native tfjs-node binding, nothing fetched). Its
 //   Adam has no decoupled weight decay (no weight decay at all), so it does slightly less work
@@ -9,10 +9,9 @@
 // - PyTorch's torch.optim.AdamW is listed only as a note: see torchNote().
 import { spawnSync } from 'node:child_process';
 
-import { formatSize, type TensorArrays, viewOf } from './data';
+import { formatSize, STEP_HYPERPARAMETERS, type ThroughputArrays } from './data';
 import { importModule } from './esm';
 import type { Contender, Workload } from './measure';
-import { STEP_HYPERPARAMETERS } from './single-tensor';
 
 /** The textbook AdamW step (PyTorch's single-tensor formula), one element at a time. */
 export function plainJsAdamwStep(
@@ -37,14 +36,14 @@ export function plainJsAdamwStep(
   }
 }
 
-export function plainJsContender(arrays: TensorArrays): Contender {
+export function plainJsContender(arrays: ThroughputArrays): Contender {
   return {
     id: 'peer/plain-js/t1',
     label: 'plain JS loop',
     family: 'peer',
     threads: 1,
     setup(size: number): Workload {
-      const { param, grad, expAvg, expAvgSq } = viewOf(arrays, size);
+      const { param, grad, expAvg, expAvgSq } = arrays.at(size);
       let step = 0;
       return {
         run(reps: number) {
@@ -87,7 +86,7 @@ export interface TfjsPeer {
  * tf.train.adam on the CPU backend, at sizes up to `maxSize` (one step at 16M parameters takes
  * seconds; the reason is shown for larger sizes).
  */
-export async function loadTfjsPeer(arrays: TensorArrays, maxSize: number): Promise<TfjsPeer> {
+export async function loadTfjsPeer(arrays: ThroughputArrays, maxSize: number): Promise<TfjsPeer> {
   const tf = await importModule<Tfjs>('@tensorflow/tfjs-core');
   await importModule<unknown>('@tensorflow/tfjs-backend-cpu'); // registers the 'cpu' backend
   tf.enableProdMode(); // also silences its "install tfjs-node" banner
@@ -106,7 +105,7 @@ export async function loadTfjsPeer(arrays: TensorArrays, maxSize: number): Promi
           skipped: `tfjs measured up to ${formatSize(maxSize)} parameters in this mode (slow)`,
         };
       }
-      const view = viewOf(arrays, size);
+      const view = arrays.at(size);
       const variable = tf.variable(tf.tensor1d(view.param.slice()));
       const gradient = tf.tensor1d(view.grad);
       const optimizer = tf.train.adam(lr, beta1, beta2, eps);

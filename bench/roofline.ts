@@ -7,11 +7,11 @@
 // (results.ts). The probe runs the repetitions of a sample inside one native call, so its numbers
 // carry no per-call JavaScript cost: it is the physical limit.
 import { native } from '../lib/native';
-import { type TensorArrays, viewOf } from './data';
+import type { ThroughputArrays } from './data';
 import type { Contender } from './measure';
 
 export function probeContenders(
-  arrays: TensorArrays,
+  arrays: ThroughputArrays,
   threadCounts: readonly number[],
 ): Contender[] {
   return threadCounts.flatMap((threads) =>
@@ -21,7 +21,7 @@ export function probeContenders(
       family: 'probe',
       threads,
       setup(size: number) {
-        const { param, grad, expAvg, expAvgSq } = viewOf(arrays, size);
+        const { param, grad, expAvg, expAvgSq } = arrays.at(size);
         return {
           run(reps: number) {
             native.benchStreamProbe(param, grad, expAvg, expAvgSq, reps, threads, prefetch);

@@ -1,23 +1,16 @@
 // Question: how fast is one AdamW step on one tensor, per kernel (ISA) and thread count?
 //
-// Timed through the public functional API, adamwStep(), one call per step, on the same arrays as
-// the roofline probe (same pages, same alignment), with PyTorch's default hyperparameters and
-// weight decay 0.01. The step count advances every call, as in training. The per-call cost from
-// JavaScript is included; bench/call-overhead.ts isolates it.
-import { adamwStep, type AdamwStepOptions, backend } from '../lib/index';
-import { type TensorArrays, viewOf } from './data';
+// Timed through AdamW.step(), the call a training loop makes, one call per step, with the
+// optimizer and arrays of data.ts (the roofline probe runs on the same pages). The kernel is chosen
+// with backend.setIsa() and the thread setting with the optimizer's `threads` before each sample.
+// The per-call cost from JavaScript is included; bench/call-overhead.ts shows it on its own, for
+// this call and for the stateless adamwStep(), which validates more per call.
+import { backend } from '../lib/index';
+import type { ThroughputArrays } from './data';
 import type { Contender } from './measure';
 
-export const STEP_HYPERPARAMETERS = {
-  lr: 1e-3,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  weightDecay: 0.01,
-} as const;
-
 export function singleTensorContenders(
-  arrays: TensorArrays,
+  arrays: ThroughputArrays,
   isas: readonly string[],
   threadCounts: readonly number[],
 ): Contender[] {
@@ -29,16 +22,13 @@ export function singleTensorContenders(
       threads,
       isa,
       setup(size: number) {
-        const { param, grad, expAvg, expAvgSq } = viewOf(arrays, size);
-        const options: AdamwStepOptions = { step: 0, ...STEP_HYPERPARAMETERS, threads };
+        const { optimizer } = arrays.at(size);
         return {
           run(reps: number) {
-            // The kernel choice is process-wide; every sample sets its own.
+            // Both settings are shared by every contender at this size; each sample sets its own.
             backend.setIsa(isa);
-            for (let r = 0; r < reps; r++) {
-              options.step += 1;
-              adamwStep(param, grad, expAvg, expAvgSq, options);
-            }
+            optimizer.threads = threads;
+            for (let r = 0; r < reps; r++) optimizer.step();
           },
         };
       },

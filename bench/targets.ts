@@ -80,7 +80,7 @@ export function evaluateTargets(
     target(
       3,
       '64K params (cache-resident), 1 thread',
-      `adamwStep(), ${bestIsa}`,
+      `AdamW.step(), ${bestIsa}`,
       2000,
       'Mparams/s',
       mparams(findResult(throughput, kernelId(1), 64 * 1024)),
