@@ -11,6 +11,7 @@ import {
   checkNonNegative,
   checkObject,
   checkStep,
+  lengthOf,
   type NamedArray,
 } from './validate';
 
@@ -63,36 +64,39 @@ export function adamwStep(
       );
     }
   }
-  const length = checkFloat32Array('param', param).length;
+  // Every option is read once, and all of them before any array is checked: a getter cannot hand
+  // validation one value and the kernel another, nor detach or resize an array after its check.
+  // From the first array check to the native call no code of the caller runs.
+  const { step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled } = o;
+  const hyperparameters = {
+    lr: checkNonNegative('options.lr', lr),
+    beta1: checkBeta('options.beta1', beta1),
+    beta2: checkBeta('options.beta2', beta2),
+    eps: checkNonNegative('options.eps', eps),
+    weightDecay: checkNonNegative('options.weightDecay', weightDecay),
+    amsgrad: maxExpAvgSq !== undefined,
+    maximize: maximize === undefined ? false : checkBoolean('options.maximize', maximize),
+    decoupled: decoupled === undefined ? true : checkBoolean('options.decoupled', decoupled),
+  };
+  const stepCount = checkStep('options.step', step);
+
+  const length = lengthOf(checkFloat32Array('param', param));
   const arrays: NamedArray[] = [
     { name: 'param', array: param },
     { name: 'grad', array: checkFloat32Array('grad', grad, length) },
     { name: 'expAvg', array: checkFloat32Array('expAvg', expAvg, length) },
     { name: 'expAvgSq', array: checkFloat32Array('expAvgSq', expAvgSq, length) },
   ];
-  // Each option is read once: a getter cannot hand validation one value and the kernel another.
-  const maxExpAvgSqOption = o.maxExpAvgSq;
-  const maxExpAvgSq =
-    maxExpAvgSqOption === undefined
+  const checkedMaxExpAvgSq =
+    maxExpAvgSq === undefined
       ? null
-      : checkFloat32Array('options.maxExpAvgSq', maxExpAvgSqOption, length);
-  const amsgrad = maxExpAvgSq !== null;
-  if (maxExpAvgSq !== null) arrays.push({ name: 'options.maxExpAvgSq', array: maxExpAvgSq });
-  const hyperparameters = {
-    lr: checkNonNegative('options.lr', o.lr),
-    beta1: checkBeta('options.beta1', o.beta1),
-    beta2: checkBeta('options.beta2', o.beta2),
-    eps: checkNonNegative('options.eps', o.eps),
-    weightDecay: checkNonNegative('options.weightDecay', o.weightDecay),
-    amsgrad,
-    maximize: o.maximize === undefined ? false : checkBoolean('options.maximize', o.maximize),
-    decoupled: o.decoupled === undefined ? true : checkBoolean('options.decoupled', o.decoupled),
-  };
-  const step = checkStep('options.step', o.step);
+      : checkFloat32Array('options.maxExpAvgSq', maxExpAvgSq, length);
+  if (checkedMaxExpAvgSq !== null)
+    arrays.push({ name: 'options.maxExpAvgSq', array: checkedMaxExpAvgSq });
   checkNoOverlap(arrays);
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);
-  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, step)]);
-  const nativeArrays: (Float32Array | null)[] = [param, grad, expAvg, expAvgSq, maxExpAvgSq];
+  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, stepCount)]);
+  const nativeArrays: (Float32Array | null)[] = [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq];
   native.step(nativeArrays, scalars, flags);
 }

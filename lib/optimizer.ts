@@ -20,6 +20,7 @@ import {
   checkNonNegative,
   describe,
   isPlainObject,
+  lengthOf,
   type NamedArray,
   typeError,
 } from './validate';
@@ -80,6 +81,9 @@ class LiveParamGroup implements OptimizerParamGroup {
     this.#eps = h.eps;
     this.#weightDecay = h.weightDecay;
     this.#maximize = h.maximize;
+    // Hyperparameters change only through the validating setters: an own `lr` property defined on
+    // the group would otherwise shadow the accessor and reach the kernel unchecked.
+    Object.freeze(this);
   }
 
   get lr(): number {
@@ -172,6 +176,23 @@ function validateParam(
   };
 }
 
+// state(p) hands out the state arrays themselves, so the caller can detach their buffers.
+function checkState(slot: Slot): void {
+  checkStateArray(slot, 'expAvg', slot.expAvg);
+  checkStateArray(slot, 'expAvgSq', slot.expAvgSq);
+  if (slot.maxExpAvgSq !== null) checkStateArray(slot, 'maxExpAvgSq', slot.maxExpAvgSq);
+}
+
+function checkStateArray(slot: Slot, name: string, array: Float32Array): void {
+  const length = lengthOf(array);
+  if (length !== slot.length) {
+    throw new RangeError(
+      `Expected the optimizer state of ${slot.label} (${name}) to have ${slot.length} elements ` +
+        `but it has ${length}: its buffer was detached or transferred`,
+    );
+  }
+}
+
 function isGroupList(value: readonly unknown[]): boolean {
   return value.length > 0 && isPlainObject(value[0]) && 'params' in value[0];
 }
@@ -179,6 +200,8 @@ function isGroupList(value: readonly unknown[]): boolean {
 /** Shared implementation of {@link AdamW} and {@link Adam}; they differ in weight decay only. */
 export abstract class AdamBase {
   readonly #groups: LiveParamGroup[] = [];
+  // What paramGroups returns: frozen, so the caller cannot add or swap groups.
+  readonly #publicGroups: readonly OptimizerParamGroup[];
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<Param, Slot>();
   readonly #decoupled: boolean;
@@ -220,6 +243,7 @@ export abstract class AdamBase {
       this.#groups.push(group);
       for (const v of validated) this.#addSlot(v, group);
     }
+    this.#publicGroups = Object.freeze([...this.#groups]);
     this.#checkOverlap();
     this.#nativeArrays = new Array<Float32Array | null>(
       this.#slots.length * ARRAYS_PER_TENSOR,
@@ -231,7 +255,7 @@ export abstract class AdamBase {
 
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
   get paramGroups(): readonly OptimizerParamGroup[] {
-    return this.#groups;
+    return this.#publicGroups;
   }
 
   /**
@@ -240,10 +264,16 @@ export abstract class AdamBase {
    */
   step(): void {
     const slots = this.#slots;
+    // Every param's data and grad are read once, all before any is checked: reading them can run
+    // the caller's getters, which could detach or resize an array already checked. From the first
+    // check to the native call no code of the caller runs, so the kernel updates what was checked.
+    const current = slots.map((slot) => [slot.param.data, slot.param.grad] as const);
     let replaced = false;
-    for (const slot of slots) {
-      const data = checkFloat32Array(`${slot.label}.data`, slot.param.data, slot.length);
-      const grad = checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length);
+    for (const [k, slot] of slots.entries()) {
+      const [dataValue, gradValue] = current[k];
+      const data = checkFloat32Array(`${slot.label}.data`, dataValue, slot.length);
+      const grad = checkFloat32Array(`${slot.label}.grad`, gradValue, slot.length);
+      checkState(slot);
       if (data !== slot.data || grad !== slot.grad) {
         slot.data = data;
         slot.grad = grad;
@@ -278,8 +308,9 @@ export abstract class AdamBase {
 
   /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)). */
   zeroGrad(): void {
-    const grads = this.#slots.map((slot) =>
-      checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
+    const values = this.#slots.map((slot) => slot.param.grad);
+    const grads = this.#slots.map((slot, k) =>
+      checkFloat32Array(`${slot.label}.grad`, values[k], slot.length),
     );
     for (const grad of grads) grad.fill(0);
   }

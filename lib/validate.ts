@@ -4,8 +4,51 @@
 // caller wrote it (`lr`, `paramGroups[1].betas[0]`, `params[3].grad`), what would have been
 // accepted, and what came instead. TypeError for a wrong type or shape, RangeError for a value out
 // of range. Validation always finishes before any array is written.
+//
+// Nothing here runs the caller's code: a typed array is an ordinary object that can carry its own
+// `length` or `buffer` property (or be a Proxy that claims to be a Float32Array), so arrays are
+// recognised by their internal type and measured through the intrinsic %TypedArray% getters, and
+// error messages describe a value without reading its properties.
+import { types } from 'node:util';
 
-/** A short, safe description of any value for an error message. */
+// The %TypedArray%.prototype getters as this module found them, called on the internal slots.
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const apply = Reflect.apply;
+function intrinsicGetter(key: string | symbol): (array: ArrayBufferView) => unknown {
+  const descriptor: { get?: (this: unknown) => unknown } | undefined =
+    Object.getOwnPropertyDescriptor(typedArrayPrototype, key);
+  const getter = descriptor?.get;
+  if (getter === undefined) throw new Error(`%TypedArray%.prototype has no getter ${String(key)}`);
+  return (array) => apply(getter, array, []);
+}
+const lengthGetter = intrinsicGetter('length');
+const bufferGetter = intrinsicGetter('buffer');
+const byteOffsetGetter = intrinsicGetter('byteOffset');
+const byteLengthGetter = intrinsicGetter('byteLength');
+const typedArrayNameGetter = intrinsicGetter(Symbol.toStringTag);
+
+/** Elements of a typed array (0 once its buffer is detached or it is out of bounds). */
+export function lengthOf(array: ArrayBufferView): number {
+  return lengthGetter(array) as number;
+}
+
+/** True only for a real Float32Array (or subclass instance): not a Proxy of one, not a look-alike. */
+export function isFloat32Array(value: unknown): value is Float32Array {
+  return types.isFloat32Array(value);
+}
+
+// The name of an object's constructor, from data properties only (a getter could throw).
+function constructorName(value: object): string | undefined {
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (typeof prototype !== 'object' || prototype === null || types.isProxy(prototype))
+    return undefined;
+  const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
+  if (typeof constructor !== 'function') return undefined;
+  const name: unknown = Object.getOwnPropertyDescriptor(constructor, 'name')?.value;
+  return typeof name === 'string' && name !== '' ? name : undefined;
+}
+
+/** A short, safe description of any value for an error message; runs none of the value's code. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
@@ -16,16 +59,13 @@ export function describe(value: unknown): string {
   if (typeof value === 'boolean' || typeof value === 'symbol')
     return `${String(value)} of type ${typeof value}`;
   if (typeof value === 'function') return 'a function';
-  if (ArrayBuffer.isView(value)) {
-    const length =
-      'length' in value
-        ? `${String((value as { length: unknown }).length)} elements`
-        : `${value.byteLength} bytes`;
-    return `a ${value.constructor.name} of ${length}`;
-  }
+  if (types.isProxy(value)) return 'a Proxy';
+  if (types.isTypedArray(value))
+    return `a ${typedArrayNameGetter(value) as string} of ${lengthOf(value)} elements`;
+  if (types.isDataView(value)) return 'a DataView';
   if (Array.isArray(value)) return `an Array of ${value.length} elements`;
-  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-  return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : 'an object';
+  const name = constructorName(value);
+  return name !== undefined && name !== 'Object' ? `a ${name}` : 'an object';
 }
 
 export function typeError(name: string, expected: string, actual: unknown): TypeError {
@@ -89,8 +129,8 @@ export function checkStep(name: string, value: unknown): number {
 
 /** A Float32Array, optionally of an exact length (a detached buffer reads as length 0). */
 export function checkFloat32Array(name: string, value: unknown, length?: number): Float32Array {
-  if (!(value instanceof Float32Array)) throw typeError(name, 'a Float32Array', value);
-  if (length !== undefined && value.length !== length) {
+  if (!isFloat32Array(value)) throw typeError(name, 'a Float32Array', value);
+  if (length !== undefined && lengthOf(value) !== length) {
     throw rangeError(name, `a Float32Array of ${length} elements`, value);
   }
   return value;
@@ -108,25 +148,31 @@ export interface NamedArray {
  * stays cheap for models with hundreds of tensors.
  */
 export function checkNoOverlap(arrays: readonly NamedArray[]): void {
-  const byBuffer = new Map<ArrayBufferLike, NamedArray[]>();
-  for (const entry of arrays) {
-    if (entry.array.byteLength === 0) continue;
-    const list = byBuffer.get(entry.array.buffer);
-    if (list === undefined) byBuffer.set(entry.array.buffer, [entry]);
-    else list.push(entry);
+  interface Extent {
+    name: string;
+    begin: number;
+    end: number;
+  }
+  const byBuffer = new Map<ArrayBufferLike, Extent[]>();
+  for (const { name, array } of arrays) {
+    const byteLength = byteLengthGetter(array) as number;
+    if (byteLength === 0) continue;
+    const begin = byteOffsetGetter(array) as number;
+    const extent = { name, begin, end: begin + byteLength };
+    const buffer = bufferGetter(array) as ArrayBufferLike;
+    const list = byBuffer.get(buffer);
+    if (list === undefined) byBuffer.set(buffer, [extent]);
+    else list.push(extent);
   }
   for (const list of byBuffer.values()) {
     if (list.length < 2) continue;
-    list.sort((a, b) => a.array.byteOffset - b.array.byteOffset);
-    let previous: NamedArray | undefined;
+    list.sort((a, b) => a.begin - b.begin);
+    let previous: Extent | undefined;
     for (const current of list) {
-      if (
-        previous !== undefined &&
-        current.array.byteOffset < previous.array.byteOffset + previous.array.byteLength
-      ) {
+      if (previous !== undefined && current.begin < previous.end) {
         throw new RangeError(
           `Expected ${previous.name} and ${current.name} not to overlap in memory but they share bytes ` +
-            `of one buffer (offsets ${previous.array.byteOffset} and ${current.array.byteOffset})`,
+            `of one buffer (offsets ${previous.begin} and ${current.begin})`,
         );
       }
       previous = current;
