@@ -35,6 +35,7 @@ export default tseslint.config(
       'build/',
       'build-asan/',
       'build-valgrind/',
+      'build-fuzz/',
       'node_modules/',
       'coverage/',
       'bench/results/',
