@@ -15,8 +15,31 @@ export interface NativeAddon {
    * @param arrays ARRAYS_PER_TENSOR entries per tensor
    * @param scalars SCALARS_PER_TENSOR entries per tensor, rounded to float32 by the addon
    * @param flags one per tensor: bit 0 amsgrad, bit 1 maximize, bit 2 coupled (Adam L2)
+   * @param threads at most this many threads (1..MAX_THREADS); small steps use fewer
    */
-  step(arrays: (Float32Array | null)[], scalars: Float64Array, flags: Uint32Array): void;
+  step(
+    arrays: (Float32Array | null)[],
+    scalars: Float64Array,
+    flags: Uint32Array,
+    threads: number,
+  ): void;
+  /**
+   * The same step on a libuv worker thread. Argument errors throw synchronously; the promise
+   * resolves when every array has been updated. The addon holds references to the arrays until
+   * then; the caller must not write, transfer or resize them meanwhile.
+   */
+  stepAsync(
+    arrays: (Float32Array | null)[],
+    scalars: Float64Array,
+    flags: Uint32Array,
+    threads: number,
+  ): Promise<void>;
+  /** Indices [i, j], i < j, of two arrays that share a byte of memory, or null. */
+  findOverlap(arrays: Float32Array[]): [number, number] | null;
+  /** How many threads a step of `elements` elements uses when `threads` are allowed. */
+  threadsFor(elements: number, threads: number): number;
+  /** The largest `threads` a step accepts. */
+  readonly MAX_THREADS: number;
   /** Names of every kernel compiled into this binary, best first. */
   compiledIsas(): string[];
   /** Names of the compiled kernels this CPU and OS can run, best first. */

@@ -5,6 +5,7 @@
 // PyTorch's ATEN_CPU_CAPABILITY does. Every kernel gives bitwise the same results; forcing one is
 // for testing and benchmarking.
 import { native } from './native';
+import { typeError } from './validate';
 
 /** The kernel names this package can be built with, best first (`Backend.compiled` says which this binary has). */
 export type IsaName = 'avx512' | 'avx2' | 'sse2' | 'neon' | 'scalar';
@@ -24,9 +25,7 @@ const compiled: readonly string[] = Object.freeze(native.compiledIsas());
 const available: readonly string[] = Object.freeze(native.availableIsas());
 
 function setIsa(name: string, source = 'name'): void {
-  if (typeof name !== 'string') {
-    throw new TypeError(`Expected a string for ${source} but received ${typeof name}`);
-  }
+  if (typeof name !== 'string') throw typeError(source, 'a string', name);
   if (!native.setIsa(name)) {
     const why = compiled.includes(name)
       ? 'this CPU cannot run it'

@@ -1,8 +1,10 @@
-// adamwStep: one stateless Adam/AdamW step on caller-owned arrays, in place. The classes in
-// optimizer.ts are built on the same native call; this is for callers that keep their own state.
+// adamwStep / adamwStepAsync: one stateless Adam/AdamW step on caller-owned arrays, in place. The
+// classes in optimizer.ts are built on the same native call; this is for callers that keep their
+// own state.
 
 import { SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import { native } from './native';
+import { checkThreads, defaultThreads } from './threads';
 import {
   checkBeta,
   checkBoolean,
@@ -30,6 +32,8 @@ export interface AdamwStepOptions {
   maxExpAvgSq?: Float32Array;
   /** true (default): AdamW's decoupled decay. false: Adam, weightDecay added to the gradient. */
   decoupled?: boolean;
+  /** Threads the step may use. Default: os.availableParallelism(). Small steps use one. */
+  threads?: number;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -42,6 +46,7 @@ const KNOWN_OPTIONS = new Set([
   'maximize',
   'maxExpAvgSq',
   'decoupled',
+  'threads',
 ]);
 
 /**
@@ -56,6 +61,41 @@ export function adamwStep(
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
 ): void {
+  const call = prepareCall(param, grad, expAvg, expAvgSq, options);
+  native.step(call.arrays, call.scalars, call.flags, call.threads);
+}
+
+/**
+ * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
+ * resolves when it is done (it rejects, with nothing changed, on invalid arguments). Do not read
+ * or write the arrays, nor start another step on them, until it settles.
+ */
+export async function adamwStepAsync(
+  param: Float32Array,
+  grad: Float32Array,
+  expAvg: Float32Array,
+  expAvgSq: Float32Array,
+  options: AdamwStepOptions,
+): Promise<void> {
+  const call = prepareCall(param, grad, expAvg, expAvgSq, options);
+  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads);
+}
+
+interface NativeCall {
+  arrays: (Float32Array | null)[];
+  scalars: Float64Array;
+  flags: Uint32Array;
+  threads: number;
+}
+
+// Validates every argument and builds the native call; touches no array.
+function prepareCall(
+  param: Float32Array,
+  grad: Float32Array,
+  expAvg: Float32Array,
+  expAvgSq: Float32Array,
+  options: AdamwStepOptions,
+): NativeCall {
   const o = checkObject('options', options);
   for (const key of Object.keys(o)) {
     if (!KNOWN_OPTIONS.has(key)) {
@@ -67,7 +107,7 @@ export function adamwStep(
   // Every option is read once, and all of them before any array is checked: a getter cannot hand
   // validation one value and the kernel another, nor detach or resize an array after its check.
   // From the first array check to the native call no code of the caller runs.
-  const { step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled } = o;
+  const { step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads } = o;
   const hyperparameters = {
     lr: checkNonNegative('options.lr', lr),
     beta1: checkBeta('options.beta1', beta1),
@@ -79,6 +119,8 @@ export function adamwStep(
     decoupled: decoupled === undefined ? true : checkBoolean('options.decoupled', decoupled),
   };
   const stepCount = checkStep('options.step', step);
+  const threadCount =
+    threads === undefined ? defaultThreads() : checkThreads('options.threads', threads);
 
   const length = lengthOf(checkFloat32Array('param', param));
   const arrays: NamedArray[] = [
@@ -97,6 +139,10 @@ export function adamwStep(
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);
   const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, stepCount)]);
-  const nativeArrays: (Float32Array | null)[] = [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq];
-  native.step(nativeArrays, scalars, flags);
+  return {
+    arrays: [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq],
+    scalars,
+    flags,
+    threads: threadCount,
+  };
 }

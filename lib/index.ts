@@ -1,11 +1,25 @@
 // simd-adamw: the AdamW/Adam optimizer step for Float32Arrays, in a SIMD native kernel.
 //
 // Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
-// lib/memory.ts the memory accounting and lib/backend.ts the kernel selection.
+// lib/memory.ts the memory accounting, lib/backend.ts the kernel selection, lib/checkpoint.ts and
+// lib/safetensors.ts the state dicts and checkpoint files.
 export { Adam, AdamBase, AdamW } from './optimizer';
-export type { OptimizerParamGroup, Param, ParamGroup, ParamState } from './optimizer';
+export type {
+  OptimizerOptions,
+  OptimizerParamGroup,
+  Param,
+  ParamGroup,
+  ParamState,
+} from './optimizer';
 export type { Hyper } from './hyperparameters';
-export { adamwStep } from './functional';
+export type {
+  OptimizerKind,
+  OptimizerStateDict,
+  ParamGroupStateDict,
+  ParamStateDict,
+} from './checkpoint';
+export { SafetensorsError } from './safetensors';
+export { adamwStep, adamwStepAsync } from './functional';
 export type { AdamwStepOptions } from './functional';
 export { estimateMemory } from './memory';
 export type { MemoryBreakdown, MemoryEstimateOptions, MemoryReport } from './memory';

@@ -47,13 +47,22 @@ export interface MemoryEstimateOptions {
 }
 
 const STATE_BYTES_PER_ARRAY = 4; // every state array is float32
+const ESTIMATE_KEYS = ['params', 'paramBytes', 'gradBytes', 'amsgrad'];
 
 /**
- * How much memory N parameters need with this optimizer. For example 70e9 parameters with fp16
+ * How much memory N parameters need with this optimizer, as the MemoryReport of an optimizer with
+ * one group holding them. For example 70e9 parameters with fp16
  * weights: params 140 GB, state 560 GB (two float32 moments).
  */
-export function estimateMemory(options: MemoryEstimateOptions): MemoryBreakdown {
+export function estimateMemory(options: MemoryEstimateOptions): MemoryReport {
   const o = checkObject('options', options);
+  for (const key of Object.keys(o)) {
+    if (!ESTIMATE_KEYS.includes(key)) {
+      throw new TypeError(
+        `Unknown option options.${key}; expected one of ${ESTIMATE_KEYS.join(', ')}`,
+      );
+    }
+  }
   const paramCount = checkNonNegative('options.params', o.params);
   if (!Number.isInteger(paramCount))
     throw rangeError('options.params', 'an integer >= 0', o.params);
@@ -65,5 +74,6 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryBreakdown 
   const params = paramCount * paramBytes;
   const grads = paramCount * gradBytes;
   const state = paramCount * STATE_BYTES_PER_ARRAY * (amsgrad ? 3 : 2);
-  return { paramCount, params, grads, state, total: params + grads + state };
+  const breakdown = { paramCount, params, grads, state, total: params + grads + state };
+  return { ...breakdown, groups: [{ ...breakdown }] };
 }

@@ -20,14 +20,26 @@ function findPackageRoot(start: string): string {
 
 const packageRoot = findPackageRoot(__dirname);
 
+// What every build of the addon exports; anything else at the path is not our binary.
+const REQUIRED_EXPORTS = ['step', 'stepAsync', 'findOverlap', 'threadsFor', 'setIsa', 'activeIsa'];
+
 function loadAddon(): NativeAddon {
   const explicitPath = process.env.SIMD_ADAMW_NATIVE;
   try {
-    if (explicitPath !== undefined && explicitPath !== '') {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return require(path.resolve(explicitPath)) as NativeAddon;
+    const addon: unknown =
+      explicitPath !== undefined && explicitPath !== ''
+        ? // eslint-disable-next-line @typescript-eslint/no-require-imports
+          require(path.resolve(explicitPath))
+        : bindings({ bindings: 'simd_adamw.node', module_root: packageRoot });
+    const missing = REQUIRED_EXPORTS.filter(
+      (name) => typeof (addon as Record<string, unknown> | null)?.[name] !== 'function',
+    );
+    if (missing.length > 0) {
+      throw new Error(
+        `the module loaded is not this version's addon (missing ${missing.join(', ')})`,
+      );
     }
-    return bindings({ bindings: 'simd_adamw.node', module_root: packageRoot }) as NativeAddon;
+    return addon as NativeAddon;
   } catch (cause) {
     const tried =
       explicitPath !== undefined && explicitPath !== ''

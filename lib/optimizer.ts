@@ -2,6 +2,14 @@
 // call per step for all parameters (PyTorch's foreach/fused idea: real models have hundreds of small
 // bias and norm vectors, and one call per tensor would cost more than their update).
 
+import {
+  loadCheckpointInto,
+  loadOptimizer,
+  loadStateDictInto,
+  type OptimizerStateDict,
+  saveCheckpoint,
+  stateDictOf,
+} from './checkpoint';
 import { ARRAYS_PER_TENSOR, SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import {
   ADAM_DEFAULTS,
@@ -12,6 +20,7 @@ import {
 } from './hyperparameters';
 import { addBreakdown, emptyBreakdown, type MemoryReport } from './memory';
 import { native } from './native';
+import { checkThreads, defaultThreads } from './threads';
 import {
   checkBetas,
   checkBoolean,
@@ -21,6 +30,7 @@ import {
   describe,
   isPlainObject,
   lengthOf,
+  stepInFlightError,
   type NamedArray,
   typeError,
 } from './validate';
@@ -31,6 +41,12 @@ export interface Param {
   grad: Float32Array;
   /** Optional unique name, used in error messages and checkpoints. */
   name?: string;
+}
+
+/** The optimizer-wide options: default hyperparameters for every group, and threads. */
+export interface OptimizerOptions extends Hyper {
+  /** Threads a step may use. Default: os.availableParallelism(). Small steps use fewer. */
+  threads?: number;
 }
 
 /** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
@@ -73,6 +89,9 @@ class LiveParamGroup implements OptimizerParamGroup {
     private readonly label: string,
     params: readonly Param[],
     h: ResolvedHyper,
+    // Throws while the optimizer's async step runs: it reads these values when it starts, and a
+    // change meanwhile would be silently ignored for that step.
+    private readonly assertIdle: (action: string) => void,
   ) {
     this.params = Object.freeze([...params]);
     this.amsgrad = h.amsgrad;
@@ -81,8 +100,8 @@ class LiveParamGroup implements OptimizerParamGroup {
     this.#eps = h.eps;
     this.#weightDecay = h.weightDecay;
     this.#maximize = h.maximize;
-    // Hyperparameters change only through the validating setters: an own `lr` property defined on
-    // the group would otherwise shadow the accessor and reach the kernel unchecked.
+    // Only the validated setters can change a group: params and amsgrad are fixed, and no other
+    // property can be added.
     Object.freeze(this);
   }
 
@@ -90,30 +109,35 @@ class LiveParamGroup implements OptimizerParamGroup {
     return this.#lr;
   }
   set lr(value: number) {
+    this.assertIdle(`set ${this.label}.lr`);
     this.#lr = checkNonNegative(`${this.label}.lr`, value);
   }
   get betas(): readonly [number, number] {
     return this.#betas;
   }
   set betas(value: readonly [number, number]) {
+    this.assertIdle(`set ${this.label}.betas`);
     this.#betas = Object.freeze(checkBetas(`${this.label}.betas`, value));
   }
   get eps(): number {
     return this.#eps;
   }
   set eps(value: number) {
+    this.assertIdle(`set ${this.label}.eps`);
     this.#eps = checkNonNegative(`${this.label}.eps`, value);
   }
   get weightDecay(): number {
     return this.#weightDecay;
   }
   set weightDecay(value: number) {
+    this.assertIdle(`set ${this.label}.weightDecay`);
     this.#weightDecay = checkNonNegative(`${this.label}.weightDecay`, value);
   }
   get maximize(): boolean {
     return this.#maximize;
   }
   set maximize(value: boolean) {
+    this.assertIdle(`set ${this.label}.maximize`);
     this.#maximize = checkBoolean(`${this.label}.maximize`, value);
   }
 }
@@ -167,7 +191,7 @@ function validateParam(
     names.add(name);
   }
   const checkedData = checkFloat32Array(`${where}.data`, data);
-  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, checkedData.length);
+  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, lengthOf(checkedData));
   return {
     param: value as Param,
     label: typeof name === 'string' ? name : where,
@@ -178,19 +202,38 @@ function validateParam(
 
 // state(p) hands out the state arrays themselves, so the caller can detach their buffers.
 function checkState(slot: Slot): void {
-  checkStateArray(slot, 'expAvg', slot.expAvg);
-  checkStateArray(slot, 'expAvgSq', slot.expAvgSq);
-  if (slot.maxExpAvgSq !== null) checkStateArray(slot, 'maxExpAvgSq', slot.maxExpAvgSq);
+  checkFloat32Array(`state of ${slot.label} (expAvg)`, slot.expAvg, slot.length);
+  checkFloat32Array(`state of ${slot.label} (expAvgSq)`, slot.expAvgSq, slot.length);
+  if (slot.maxExpAvgSq !== null)
+    checkFloat32Array(`state of ${slot.label} (maxExpAvgSq)`, slot.maxExpAvgSq, slot.length);
 }
 
-function checkStateArray(slot: Slot, name: string, array: Float32Array): void {
-  const length = lengthOf(array);
-  if (length !== slot.length) {
-    throw new RangeError(
-      `Expected the optimizer state of ${slot.label} (${name}) to have ${slot.length} elements ` +
-        `but it has ${length}: its buffer was detached or transferred`,
-    );
-  }
+/**
+ * What lib/checkpoint.ts reads and writes of an optimizer: its kind, groups and per-param slots
+ * (the live objects, not copies). Internal: not exported from the package.
+ */
+export interface OptimizerInternals {
+  readonly kind: 'adamw' | 'adam';
+  readonly groups: readonly OptimizerParamGroup[];
+  readonly slots: readonly {
+    readonly param: Param;
+    readonly label: string;
+    readonly group: OptimizerParamGroup;
+    readonly length: number;
+    step: number;
+    readonly expAvg: Float32Array;
+    readonly expAvgSq: Float32Array;
+    readonly maxExpAvgSq: Float32Array | null;
+  }[];
+}
+
+// Set by AdamBase's static block, which can read its private fields.
+let internalsOf: ((optimizer: AdamBase) => OptimizerInternals) | undefined;
+
+/** The internals of `optimizer`, for lib/checkpoint.ts. */
+export function optimizerInternals(optimizer: AdamBase): OptimizerInternals {
+  if (internalsOf === undefined) throw new Error('simd-adamw: AdamBase is not initialized');
+  return internalsOf(optimizer);
 }
 
 function isGroupList(value: readonly unknown[]): boolean {
@@ -200,8 +243,7 @@ function isGroupList(value: readonly unknown[]): boolean {
 /** Shared implementation of {@link AdamW} and {@link Adam}; they differ in weight decay only. */
 export abstract class AdamBase {
   readonly #groups: LiveParamGroup[] = [];
-  // What paramGroups returns: frozen, so the caller cannot add or swap groups.
-  readonly #publicGroups: readonly OptimizerParamGroup[];
+  #groupsView: readonly OptimizerParamGroup[] = [];
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<Param, Slot>();
   readonly #decoupled: boolean;
@@ -209,15 +251,30 @@ export abstract class AdamBase {
   readonly #nativeArrays: (Float32Array | null)[];
   readonly #scalars: Float64Array;
   readonly #flags: Uint32Array;
+  #threads: number;
+  #inFlight = false;
+
+  static {
+    internalsOf = (optimizer) => ({
+      kind: optimizer.#decoupled ? 'adamw' : 'adam',
+      groups: optimizer.#groups,
+      slots: optimizer.#slots,
+    });
+  }
 
   protected constructor(
     params: Param[] | ParamGroup[],
-    defaults: Hyper | undefined,
+    defaults: OptimizerOptions | undefined,
     base: ResolvedHyper,
     decoupled: boolean,
   ) {
     this.#decoupled = decoupled;
-    const groupDefaults = resolveHyperparameters('defaults', defaults, base);
+    const threadsOption = isPlainObject(defaults) ? defaults.threads : undefined;
+    this.#threads =
+      threadsOption === undefined
+        ? defaultThreads()
+        : checkThreads('defaults.threads', threadsOption);
+    const groupDefaults = resolveHyperparameters('defaults', defaults, base, ['threads']);
     if (!Array.isArray(params))
       throw typeError('params', 'an array of params or of param groups', params);
     if (params.length === 0)
@@ -239,11 +296,14 @@ export abstract class AdamBase {
         groupLabel,
         validated.map((v) => v.param),
         h,
+        (action) => {
+          this.#assertIdle(action);
+        },
       );
       this.#groups.push(group);
       for (const v of validated) this.#addSlot(v, group);
     }
-    this.#publicGroups = Object.freeze([...this.#groups]);
+    this.#groupsView = Object.freeze([...this.#groups]);
     this.#checkOverlap();
     this.#nativeArrays = new Array<Float32Array | null>(
       this.#slots.length * ARRAYS_PER_TENSOR,
@@ -255,7 +315,16 @@ export abstract class AdamBase {
 
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
   get paramGroups(): readonly OptimizerParamGroup[] {
-    return this.#publicGroups;
+    return this.#groupsView;
+  }
+
+  /** Threads a step may use (default: os.availableParallelism()); small steps use fewer. */
+  get threads(): number {
+    return this.#threads;
+  }
+  set threads(value: number) {
+    this.#assertIdle('set threads');
+    this.#threads = checkThreads('threads', value);
   }
 
   /**
@@ -263,25 +332,60 @@ export abstract class AdamBase {
    * Validates every parameter first: on error nothing has changed.
    */
   step(): void {
+    this.#assertIdle('step()');
+    this.#prepareStep();
+    native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+    for (const slot of this.#slots) slot.step += 1;
+  }
+
+  /**
+   * {@link step} off the JavaScript thread: the update runs on worker threads while the event loop
+   * keeps running, and the promise resolves when every parameter is updated. Until it settles the
+   * optimizer rejects another step, zeroGrad and hyperparameter changes, and keeps the arrays alive;
+   * the caller must not write, transfer or resize the params, grads or state meanwhile.
+   * Invalid input rejects the promise with nothing changed.
+   */
+  async stepAsync(): Promise<void> {
+    this.#assertIdle('stepAsync()');
+    this.#prepareStep();
+    const done = native.stepAsync(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+    this.#inFlight = true;
+    try {
+      await done;
+      for (const slot of this.#slots) slot.step += 1;
+    } finally {
+      this.#inFlight = false;
+    }
+  }
+
+  /** True while a {@link stepAsync} is running. */
+  get stepInFlight(): boolean {
+    return this.#inFlight;
+  }
+
+  // Validates every param's current arrays and writes this step's scalars; changes no array.
+  #prepareStep(): void {
     const slots = this.#slots;
     // Every param's data and grad are read once, all before any is checked: reading them can run
     // the caller's getters, which could detach or resize an array already checked. From the first
     // check to the native call no code of the caller runs, so the kernel updates what was checked.
-    const current = slots.map((slot) => [slot.param.data, slot.param.grad] as const);
-    let replaced = false;
-    for (const [k, slot] of slots.entries()) {
-      const [dataValue, gradValue] = current[k];
-      const data = checkFloat32Array(`${slot.label}.data`, dataValue, slot.length);
-      const grad = checkFloat32Array(`${slot.label}.grad`, gradValue, slot.length);
+    const values = slots.map((slot) => [slot.param.data, slot.param.grad] as const);
+    const current = slots.map((slot, k) => {
+      const [data, grad] = values[k];
       checkState(slot);
-      if (data !== slot.data || grad !== slot.grad) {
+      return {
+        slot,
+        data: checkFloat32Array(`${slot.label}.data`, data, slot.length),
+        grad: checkFloat32Array(`${slot.label}.grad`, grad, slot.length),
+      };
+    });
+    if (current.some(({ slot, data, grad }) => data !== slot.data || grad !== slot.grad)) {
+      // A param's data or grad was replaced: check the new set for overlap before adopting it.
+      this.#checkOverlap(current);
+      for (const { slot, data, grad } of current) {
         slot.data = data;
         slot.grad = grad;
-        replaced = true;
       }
-    }
-    if (replaced) {
-      this.#checkOverlap();
       this.#setAllNativeArrays();
     }
     for (const [k, slot] of slots.entries()) {
@@ -302,12 +406,17 @@ export abstract class AdamBase {
         slot.step + 1,
       );
     }
-    native.step(this.#nativeArrays, this.#scalars, this.#flags);
-    for (const slot of slots) slot.step += 1;
+  }
+
+  #assertIdle(action: string): void {
+    if (this.#inFlight) {
+      throw stepInFlightError(action);
+    }
   }
 
   /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)). */
   zeroGrad(): void {
+    this.#assertIdle('zeroGrad()');
     const values = this.#slots.map((slot) => slot.param.grad);
     const grads = this.#slots.map((slot, k) =>
       checkFloat32Array(`${slot.label}.grad`, values[k], slot.length),
@@ -326,6 +435,51 @@ export abstract class AdamBase {
     const state: ParamState = { step: slot.step, expAvg: slot.expAvg, expAvgSq: slot.expAvgSq };
     if (slot.maxExpAvgSq !== null) state.maxExpAvgSq = slot.maxExpAvgSq;
     return state;
+  }
+
+  /**
+   * A copy of everything needed to resume: per-param step counts and moments, group
+   * hyperparameters, the optimizer kind and param names. Later steps do not change it.
+   */
+  stateDict(): OptimizerStateDict {
+    this.#assertIdle('stateDict()');
+    return stateDictOf(optimizerInternals(this));
+  }
+
+  /**
+   * Restores a {@link stateDict} (copying it in). Throws TypeError/RangeError, changing nothing,
+   * unless it fits: same optimizer kind, group sizes, amsgrad, param count, lengths and names.
+   */
+  loadStateDict(stateDict: OptimizerStateDict): void {
+    this.#assertIdle('loadStateDict()');
+    loadStateDictInto(optimizerInternals(this), stateDict);
+  }
+
+  /** Writes the state to `path` as a safetensors file, atomically (README, "Checkpoints"). */
+  save(path: string): void {
+    this.#assertIdle('save()');
+    saveCheckpoint(optimizerInternals(this), path);
+  }
+
+  /** Loads a file written by {@link save}; validated first, all or nothing. */
+  loadFrom(path: string): void {
+    this.#assertIdle('loadFrom()');
+    loadCheckpointInto(optimizerInternals(this), path);
+  }
+
+  /**
+   * A new optimizer of this class for `params` (in the saved order), with the groups,
+   * hyperparameters and state of the file at `path`, read directly into its arrays.
+   */
+  static load<T extends AdamBase>(
+    this: new (params: ParamGroup[]) => T,
+    path: string,
+    params: Param[],
+  ): T {
+    return loadOptimizer(path, params, (groups) => {
+      const optimizer = new this(groups);
+      return { optimizer, internals: optimizerInternals(optimizer) };
+    });
   }
 
   /** Bytes held: params, grads and optimizer state, per group and in total. */
@@ -348,7 +502,7 @@ export abstract class AdamBase {
   }
 
   #addSlot(v: ValidatedParam, group: LiveParamGroup): void {
-    const length = v.data.length;
+    const length = lengthOf(v.data);
     const slot: Slot = {
       param: v.param,
       label: v.label,
@@ -367,17 +521,22 @@ export abstract class AdamBase {
 
   // No two arrays of the step may share memory: not data with grad, not two params' arrays, not a
   // param with the optimizer's own state (someone passing state(p).expAvg as a grad).
-  #checkOverlap(): void {
+  #checkOverlap(
+    userArrays: readonly { slot: Slot; data: Float32Array; grad: Float32Array }[] = this.#slots.map(
+      (slot) => ({ slot, data: slot.data, grad: slot.grad }),
+    ),
+  ): void {
     const arrays: NamedArray[] = [];
-    for (const slot of this.#slots) {
+    for (const { slot, data, grad } of userArrays) {
       arrays.push(
-        { name: `${slot.label}.data`, array: slot.data },
-        { name: `${slot.label}.grad`, array: slot.grad },
+        { name: `${slot.label}.data`, array: data },
+        { name: `${slot.label}.grad`, array: grad },
+        { name: `state of ${slot.label} (expAvg)`, array: slot.expAvg },
+        { name: `state of ${slot.label} (expAvgSq)`, array: slot.expAvgSq },
       );
-      arrays.push({ name: `state of ${slot.label} (expAvg)`, array: slot.expAvg });
-      arrays.push({ name: `state of ${slot.label} (expAvgSq)`, array: slot.expAvgSq });
-      if (slot.maxExpAvgSq !== null)
+      if (slot.maxExpAvgSq !== null) {
         arrays.push({ name: `state of ${slot.label} (maxExpAvgSq)`, array: slot.maxExpAvgSq });
+      }
     }
     checkNoOverlap(arrays);
   }
@@ -399,7 +558,7 @@ export abstract class AdamBase {
  * p *= 1 - lr * weightDecay. Semantics and defaults of torch.optim.AdamW.
  */
 export class AdamW extends AdamBase {
-  constructor(params: Param[] | ParamGroup[], defaults?: Hyper) {
+  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
     super(params, defaults, ADAMW_DEFAULTS, true);
   }
 }
@@ -409,7 +568,7 @@ export class AdamW extends AdamBase {
  * Semantics and defaults of torch.optim.Adam (weightDecay 0).
  */
 export class Adam extends AdamBase {
-  constructor(params: Param[] | ParamGroup[], defaults?: Hyper) {
+  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
     super(params, defaults, ADAM_DEFAULTS, false);
   }
 }

@@ -3,7 +3,8 @@
 // Every message reads "Expected <what> for <name> but received <value>": the argument's name as the
 // caller wrote it (`lr`, `paramGroups[1].betas[0]`, `params[3].grad`), what would have been
 // accepted, and what came instead. TypeError for a wrong type or shape, RangeError for a value out
-// of range. Validation always finishes before any array is written.
+// of range (a length that does not match is a value out of range). Validation always finishes
+// before any array is written.
 //
 // Nothing here runs the caller's code: a typed array is an ordinary object that can carry its own
 // `length` or `buffer` property (or be a Proxy that claims to be a Float32Array), so arrays are
@@ -11,30 +12,40 @@
 // error messages describe a value without reading its properties.
 import { types } from 'node:util';
 
+import { native } from './native';
+
 // The %TypedArray%.prototype getters as this module found them, called on the internal slots.
 const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const apply = Reflect.apply;
-function intrinsicGetter(key: string | symbol): (array: ArrayBufferView) => unknown {
+function intrinsicGetter(
+  prototype: object,
+  key: string | symbol,
+): (view: ArrayBufferView) => unknown {
   const descriptor: { get?: (this: unknown) => unknown } | undefined =
-    Object.getOwnPropertyDescriptor(typedArrayPrototype, key);
+    Object.getOwnPropertyDescriptor(prototype, key);
   const getter = descriptor?.get;
-  if (getter === undefined) throw new Error(`%TypedArray%.prototype has no getter ${String(key)}`);
-  return (array) => apply(getter, array, []);
+  if (getter === undefined) throw new Error(`no intrinsic getter ${String(key)}`);
+  return (view) => apply(getter, view, []);
 }
-const lengthGetter = intrinsicGetter('length');
-const bufferGetter = intrinsicGetter('buffer');
-const byteOffsetGetter = intrinsicGetter('byteOffset');
-const byteLengthGetter = intrinsicGetter('byteLength');
-const typedArrayNameGetter = intrinsicGetter(Symbol.toStringTag);
+const lengthGetter = intrinsicGetter(typedArrayPrototype, 'length');
+const bufferGetter = intrinsicGetter(typedArrayPrototype, 'buffer');
+const byteLengthGetter = intrinsicGetter(typedArrayPrototype, 'byteLength');
+const typedArrayNameGetter = intrinsicGetter(typedArrayPrototype, Symbol.toStringTag);
+const dataViewByteLengthGetter = intrinsicGetter(DataView.prototype, 'byteLength');
 
 /** Elements of a typed array (0 once its buffer is detached or it is out of bounds). */
 export function lengthOf(array: ArrayBufferView): number {
   return lengthGetter(array) as number;
 }
 
-/** True only for a real Float32Array (or subclass instance): not a Proxy of one, not a look-alike. */
-export function isFloat32Array(value: unknown): value is Float32Array {
-  return types.isFloat32Array(value);
+/** A short description of any value for an error message; never throws and runs none of the
+ * value's code (no Proxy trap, no getter). */
+export function describe(value: unknown): string {
+  try {
+    return describeUnsafe(value);
+  } catch {
+    return 'an object';
+  }
 }
 
 // The name of an object's constructor, from data properties only (a getter could throw).
@@ -48,8 +59,7 @@ function constructorName(value: object): string | undefined {
   return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
-/** A short, safe description of any value for an error message; runs none of the value's code. */
-export function describe(value: unknown): string {
+function describeUnsafe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'number') return `${String(value)} of type number`;
@@ -62,7 +72,8 @@ export function describe(value: unknown): string {
   if (types.isProxy(value)) return 'a Proxy';
   if (types.isTypedArray(value))
     return `a ${typedArrayNameGetter(value) as string} of ${lengthOf(value)} elements`;
-  if (types.isDataView(value)) return 'a DataView';
+  if (types.isDataView(value))
+    return `a DataView of ${dataViewByteLengthGetter(value) as number} bytes`;
   if (Array.isArray(value)) return `an Array of ${value.length} elements`;
   const name = constructorName(value);
   return name !== undefined && name !== 'Object' ? `a ${name}` : 'an object';
@@ -127,9 +138,30 @@ export function checkStep(name: string, value: unknown): number {
   return n;
 }
 
-/** A Float32Array, optionally of an exact length (a detached buffer reads as length 0). */
+/** True if `array`'s ArrayBuffer was detached (transferred); such a view reads as length 0. */
+function isDetached(array: Float32Array): boolean {
+  if (byteLengthGetter(array) !== 0) return false;
+  const buffer = bufferGetter(array) as ArrayBufferLike;
+  if (types.isSharedArrayBuffer(buffer)) return false;
+  try {
+    new Uint8Array(buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * A Float32Array (from any realm) over an attached buffer, optionally of an exact length.
+ * A length mismatch is a RangeError; anything else a TypeError.
+ */
 export function checkFloat32Array(name: string, value: unknown, length?: number): Float32Array {
-  if (!isFloat32Array(value)) throw typeError(name, 'a Float32Array', value);
+  if (!types.isFloat32Array(value)) throw typeError(name, 'a Float32Array', value);
+  if (isDetached(value)) {
+    throw new TypeError(
+      `Expected a Float32Array for ${name} but received a Float32Array whose ArrayBuffer is detached`,
+    );
+  }
   if (length !== undefined && lengthOf(value) !== length) {
     throw rangeError(name, `a Float32Array of ${length} elements`, value);
   }
@@ -143,39 +175,25 @@ export interface NamedArray {
 }
 
 /**
- * Throws if any two arrays share a byte of memory (views of one ArrayBuffer or SharedArrayBuffer
- * that overlap, or the same array twice). Sorting by buffer and offset makes it O(n log n), so it
- * stays cheap for models with hundreds of tensors.
+ * Throws if any two arrays share a byte of memory: overlapping views of one buffer, the same array
+ * twice, or two SharedArrayBuffer objects over the same memory. Compared by address in the addon
+ * (sorted, so O(n log n) for models with hundreds of tensors).
  */
 export function checkNoOverlap(arrays: readonly NamedArray[]): void {
-  interface Extent {
-    name: string;
-    begin: number;
-    end: number;
-  }
-  const byBuffer = new Map<ArrayBufferLike, Extent[]>();
-  for (const { name, array } of arrays) {
-    const byteLength = byteLengthGetter(array) as number;
-    if (byteLength === 0) continue;
-    const begin = byteOffsetGetter(array) as number;
-    const extent = { name, begin, end: begin + byteLength };
-    const buffer = bufferGetter(array) as ArrayBufferLike;
-    const list = byBuffer.get(buffer);
-    if (list === undefined) byBuffer.set(buffer, [extent]);
-    else list.push(extent);
-  }
-  for (const list of byBuffer.values()) {
-    if (list.length < 2) continue;
-    list.sort((a, b) => a.begin - b.begin);
-    let previous: Extent | undefined;
-    for (const current of list) {
-      if (previous !== undefined && current.begin < previous.end) {
-        throw new RangeError(
-          `Expected ${previous.name} and ${current.name} not to overlap in memory but they share bytes ` +
-            `of one buffer (offsets ${previous.begin} and ${current.begin})`,
-        );
-      }
-      previous = current;
-    }
-  }
+  const overlap = native.findOverlap(arrays.map((entry) => entry.array));
+  if (overlap === null) return;
+  const [first, second] = overlap.map((index) => arrays[index]?.name ?? `array ${index}`);
+  throw new RangeError(
+    `Expected ${first} and ${second} not to overlap in memory but they share bytes`,
+  );
+}
+
+/** The error for touching an optimizer while its asynchronous step runs. */
+export function stepInFlightError(action: string): Error {
+  return Object.assign(
+    new Error(
+      `Cannot ${action} while a stepAsync() of this optimizer is in flight; await it first`,
+    ),
+    { code: 'ERR_SIMD_ADAMW_STEP_IN_FLIGHT' },
+  );
 }

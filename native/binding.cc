@@ -1,17 +1,20 @@
 // The N-API binding: the only place JavaScript values become pointers.
 //
-// lib/ validates and normalises everything (types, ranges, aliasing between tensors) and computes
-// the float32 scalars; this file re-checks only what protects memory (array types, equal lengths,
-// no overlap inside one tensor), gathers every tensor of the step, and runs the kernels only after
-// all of them passed, so an error can never leave a step half applied.
+// lib/ validates and normalises everything (types, ranges, aliasing, with names the caller knows)
+// and computes the float32 scalars; this file re-checks only what protects memory (array types,
+// equal lengths, no two arrays of the step sharing a byte), gathers every tensor of the step, and
+// runs the kernels only after all of them passed, so an error can never leave a step half applied.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "adamw.h"
 #include "dispatch.h"
+#include "step.h"
+#include "thread-pool.h"
 
 namespace simd_adamw {
 namespace {
@@ -21,12 +24,6 @@ constexpr size_t kArraysPerTensor = 5;   // param, grad, expAvg, expAvgSq, maxEx
 constexpr size_t kScalarsPerTensor = 8;  // AdamwScalars, in declaration order
 const char* const kArrayNames[kArraysPerTensor] = {"param", "grad", "expAvg", "expAvgSq",
                                                    "maxExpAvgSq"};
-
-struct Job {
-  AdamwTensor tensor;
-  AdamwScalars scalars;
-  uint32_t flags;
-};
 
 std::string where(size_t tensorIndex, size_t arrayIndex) {
   return std::string("tensor ") + std::to_string(tensorIndex) + " " + kArrayNames[arrayIndex];
@@ -44,18 +41,54 @@ float* float32Data(const Napi::Env& env, const Napi::Value& value, const std::st
   return array.Data();
 }
 
-bool overlaps(const float* a, const float* b, size_t length) {
-  if (length == 0) return false;
-  return a < b + length && b < a + length;
+// The bytes of one array, and where it came from.
+struct Span {
+  uintptr_t begin;
+  uintptr_t end;
+  size_t index;
+};
+
+// Finds two spans that share a byte, by address: views of one buffer, and also distinct
+// SharedArrayBuffer objects over the same memory (which JavaScript cannot tell apart). Sorted by
+// start, some overlapping pair is adjacent whenever any pair overlaps. Empty spans never overlap.
+bool findOverlap(std::vector<Span> spans, size_t* first, size_t* second) {
+  spans.erase(
+      std::remove_if(spans.begin(), spans.end(), [](const Span& s) { return s.begin == s.end; }),
+      spans.end());
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i].begin < spans[i - 1].end) {
+      *first = std::min(spans[i - 1].index, spans[i].index);
+      *second = std::max(spans[i - 1].index, spans[i].index);
+      return true;
+    }
+  }
+  return false;
 }
 
-std::vector<Job> gatherJobs(const Napi::CallbackInfo& info) {
+Span spanOf(const float* data, size_t length, size_t index) {
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  return Span{begin, begin + length * sizeof(float), index};
+}
+
+// Reads step()'s arguments into jobs, checking everything that protects memory first. `references`,
+// when given, receives a reference to every array, for a step that outlives this call.
+std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* threads,
+                                std::vector<Napi::ObjectReference>* references) {
   const Napi::Env env = info.Env();
-  if (info.Length() != 3 || !info[0].IsArray() || !info[1].IsTypedArray() ||
-      !info[2].IsTypedArray()) {
-    throw Napi::TypeError::New(env,
-                               "step(arrays: Array, scalars: Float64Array, flags: Uint32Array)");
+  if (info.Length() != 4 || !info[0].IsArray() || !info[1].IsTypedArray() ||
+      !info[2].IsTypedArray() || !info[3].IsNumber()) {
+    throw Napi::TypeError::New(
+        env, "step(arrays: Array, scalars: Float64Array, flags: Uint32Array, threads: number)");
   }
+  const double requestedThreads = info[3].As<Napi::Number>().DoubleValue();
+  if (!(requestedThreads >= 1 && requestedThreads <= ThreadPool::kMaxThreads)) {
+    throw Napi::RangeError::New(
+        env, "step(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
+  }
+  *threads = static_cast<unsigned>(requestedThreads);
+
   // Phase 1: read every element of `arrays`. Get() can run JavaScript (an index getter on
   // Array.prototype, reached through a hole in `arrays`), and that JavaScript can detach or shrink
   // any buffer, so no data pointer or length may be taken before the last Get(). From the end of
@@ -88,9 +121,11 @@ std::vector<Job> gatherJobs(const Napi::CallbackInfo& info) {
         env, "step(): arrays, scalars and flags describe different tensor counts");
   }
 
-  std::vector<Job> jobs(tensorCount);
+  std::vector<StepJob> jobs(tensorCount);
+  std::vector<Span> spans;
+  spans.reserve(tensorCount * kArraysPerTensor);
   for (size_t k = 0; k < tensorCount; ++k) {
-    Job& job = jobs[k];
+    StepJob& job = jobs[k];
     job.flags = flags[k];
     const bool amsgrad = (job.flags & kAdamwAmsgrad) != 0;
     float* data[kArraysPerTensor] = {};
@@ -99,20 +134,16 @@ std::vector<Job> gatherJobs(const Napi::CallbackInfo& info) {
       const Napi::Value& value = arrayValues[k * kArraysPerTensor + a];
       if (a == 4 && !amsgrad) continue;  // maxExpAvgSq exists only with amsgrad
       data[a] = float32Data(env, value, where(k, a), &lengths[a]);
+      if (references != nullptr) references->push_back(Napi::Persistent(value.As<Napi::Object>()));
       if (lengths[a] != lengths[0]) {
         throw Napi::RangeError::New(env, where(k, a) + " has " + std::to_string(lengths[a]) +
                                              " elements but param has " +
                                              std::to_string(lengths[0]));
       }
     }
-    const size_t used = amsgrad ? kArraysPerTensor : kArraysPerTensor - 1;
-    for (size_t a = 0; a < used; ++a) {
-      for (size_t b = a + 1; b < used; ++b) {
-        if (overlaps(data[a], data[b], lengths[0])) {
-          throw Napi::RangeError::New(
-              env, where(k, a) + " and " + kArrayNames[b] + " overlap in memory");
-        }
-      }
+    for (size_t a = 0; a < kArraysPerTensor; ++a) {
+      if (data[a] != nullptr)
+        spans.push_back(spanOf(data[a], lengths[a], k * kArraysPerTensor + a));
     }
     job.tensor = AdamwTensor{data[0], data[1], data[2], data[3], data[4], lengths[0]};
     const double* s = scalars.Data() + k * kScalarsPerTensor;
@@ -121,17 +152,97 @@ std::vector<Job> gatherJobs(const Napi::CallbackInfo& info) {
                      static_cast<float>(s[3]), static_cast<float>(s[4]), static_cast<float>(s[5]),
                      static_cast<float>(s[6]), static_cast<float>(s[7])};
   }
+  size_t first = 0, second = 0;
+  if (findOverlap(std::move(spans), &first, &second)) {
+    throw Napi::RangeError::New(
+        env, where(first / kArraysPerTensor, first % kArraysPerTensor) + " and " +
+                 where(second / kArraysPerTensor, second % kArraysPerTensor) +
+                 " overlap in memory");
+  }
   return jobs;
 }
 
-// step(arrays, scalars, flags): one Adam/AdamW step over every tensor, in one call.
-Napi::Value Step(const Napi::CallbackInfo& info) {
-  const std::vector<Job> jobs = gatherJobs(info);
-  const AdamwKernel kernel = activeIsa().kernel;
-  for (const Job& job : jobs) {
-    kernel(job.tensor, job.scalars, job.flags, 0, job.tensor.length);
+// findOverlap(arrays: Float32Array[]): [i, j] with i < j for two arrays that share a byte, or null.
+// lib/ uses it to name the culprits; step() runs the same check itself.
+Napi::Value FindOverlap(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsArray()) {
+    throw Napi::TypeError::New(env, "findOverlap(arrays: Float32Array[])");
   }
+  const Napi::Array arrays = info[0].As<Napi::Array>();
+  std::vector<Span> spans;
+  spans.reserve(arrays.Length());
+  for (uint32_t i = 0; i < arrays.Length(); ++i) {
+    size_t length = 0;
+    const float* data = float32Data(env, arrays.Get(i), "array " + std::to_string(i), &length);
+    spans.push_back(spanOf(data, length, i));
+  }
+  size_t first = 0, second = 0;
+  if (!findOverlap(std::move(spans), &first, &second)) return env.Null();
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair.Set(0u, Napi::Number::New(env, static_cast<double>(first)));
+  pair.Set(1u, Napi::Number::New(env, static_cast<double>(second)));
+  return pair;
+}
+
+// step(arrays, scalars, flags, threads): one Adam/AdamW step over every tensor, in one call.
+Napi::Value Step(const Napi::CallbackInfo& info) {
+  unsigned threads = 1;
+  const std::vector<StepJob> jobs = gatherJobs(info, &threads, nullptr);
+  runStep(jobs, activeIsa().kernel, threads);
   return info.Env().Undefined();
+}
+
+// The same step on a libuv worker thread; the promise settles when it is done. It holds a
+// reference to every array so they stay alive even if the caller drops them; the caller must not
+// write, transfer or resize them until the promise settles (lib/ rejects a second step meanwhile).
+class StepWorker : public Napi::AsyncWorker {
+ public:
+  StepWorker(Napi::Env env, std::vector<StepJob> jobs, unsigned threads,
+             std::vector<Napi::ObjectReference> references)
+      : Napi::AsyncWorker(env, "simd-adamw:stepAsync"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        jobs_(std::move(jobs)),
+        threads_(threads),
+        kernel_(activeIsa().kernel),
+        references_(std::move(references)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override { runStep(jobs_, kernel_, threads_); }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<StepJob> jobs_;
+  unsigned threads_;
+  AdamwKernel kernel_;  // chosen when the step is queued, as a synchronous step would
+  std::vector<Napi::ObjectReference> references_;
+};
+
+// stepAsync(arrays, scalars, flags, threads): Promise<void>. Argument errors throw synchronously.
+Napi::Value StepAsync(const Napi::CallbackInfo& info) {
+  unsigned threads = 1;
+  std::vector<Napi::ObjectReference> references;
+  std::vector<StepJob> jobs = gatherJobs(info, &threads, &references);
+  auto* worker = new StepWorker(info.Env(), std::move(jobs), threads, std::move(references));
+  const Napi::Promise promise = worker->promise();
+  worker->Queue();  // the worker deletes itself after OnOK/OnError
+  return promise;
+}
+
+Napi::Value ThreadsFor(const Napi::CallbackInfo& info) {
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), "threadsFor(elements: number, threads: number)");
+  }
+  const double elements = info[0].As<Napi::Number>().DoubleValue();
+  const double threads = info[1].As<Napi::Number>().DoubleValue();
+  if (!(elements >= 0) || !(threads >= 1 && threads <= ThreadPool::kMaxThreads)) {
+    throw Napi::RangeError::New(info.Env(), "threadsFor(): elements >= 0, threads in [1, 256]");
+  }
+  return Napi::Number::New(
+      info.Env(), threadsFor(static_cast<size_t>(elements), static_cast<unsigned>(threads)));
 }
 
 Napi::Value NamesToArray(const Napi::Env& env, const std::vector<std::string>& names) {
@@ -164,6 +275,10 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("step", Napi::Function::New(env, Step, "step"));
+  exports.Set("stepAsync", Napi::Function::New(env, StepAsync, "stepAsync"));
+  exports.Set("findOverlap", Napi::Function::New(env, FindOverlap, "findOverlap"));
+  exports.Set("threadsFor", Napi::Function::New(env, ThreadsFor, "threadsFor"));
+  exports.Set("MAX_THREADS", Napi::Number::New(env, ThreadPool::kMaxThreads));
   exports.Set("compiledIsas", Napi::Function::New(env, CompiledIsas, "compiledIsas"));
   exports.Set("availableIsas", Napi::Function::New(env, AvailableIsas, "availableIsas"));
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));

@@ -125,7 +125,7 @@ describe('adamwStep: a value that is not a Float32Array is a TypeError and chang
     ['a plain array', [1, 2, 3, 4], 'an Array of 4 elements'],
     ['a Float64Array', new Float64Array(4), 'a Float64Array of 4 elements'],
     ['a Uint16Array of the same byte length', new Uint16Array(8), 'a Uint16Array of 8 elements'],
-    ['a DataView', new DataView(new ArrayBuffer(16)), 'a DataView'],
+    ['a DataView', new DataView(new ArrayBuffer(16)), 'a DataView of 16 bytes'],
     ['an ArrayBuffer', new ArrayBuffer(16), 'a ArrayBuffer'],
     ['null', null, 'null'],
     ['a string', 'four', "'four' of type string"],
@@ -285,7 +285,7 @@ describe('adamwStep options: wrong types are TypeErrors, bad values RangeErrors'
       runStep(a, { ...OPTIONS, learningRate: 0.1 } as AdamwStepOptions);
     }).toThrow(
       new TypeError(
-        `Unknown option options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled`,
+        `Unknown option options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads`,
       ),
     );
     same();
@@ -341,7 +341,7 @@ describe('getters: each option is read once, and none can change an array after 
     const a = stepArrays(4);
     const reads = new Map<PropertyKey, number>();
     const options = new Proxy(
-      { ...OPTIONS, maximize: false, decoupled: true, maxExpAvgSq: filled(4, 5) },
+      { ...OPTIONS, maximize: false, decoupled: true, maxExpAvgSq: filled(4, 5), threads: 2 },
       {
         get(target, key, receiver) {
           reads.set(key, (reads.get(key) ?? 0) + 1);
@@ -360,10 +360,11 @@ describe('getters: each option is read once, and none can change an array after 
       maximize: 1,
       maxExpAvgSq: 1,
       decoupled: 1,
+      threads: 1,
     });
   });
 
-  test('a getter that detaches grad: RangeError, nothing written anywhere', () => {
+  test('a getter that detaches grad: TypeError, nothing written anywhere', () => {
     const a = stepArrays(6);
     const same = unchanged(a.param, a.expAvg, a.expAvgSq);
     const gradBits = bits(a.grad);
@@ -378,15 +379,15 @@ describe('getters: each option is read once, and none can change an array after 
     expect(() => {
       runStep(a, options);
     }).toThrow(
-      new RangeError(
-        'Expected a Float32Array of 6 elements for grad but received a Float32Array of 0 elements',
+      new TypeError(
+        'Expected a Float32Array for grad but received a Float32Array whose ArrayBuffer is detached',
       ),
     );
     same();
     expect(bits(new Float32Array(transferred!))).toEqual(gradBits);
   });
 
-  test('a getter that detaches every array: an empty step, nothing written to the moved bytes', () => {
+  test('a getter that detaches every array: TypeError, nothing written to the moved bytes', () => {
     const a = stepArrays(6);
     const before = [a.param, a.grad, a.expAvg, a.expAvgSq].map(bits);
     const transferred: ArrayBuffer[] = [];
@@ -398,8 +399,13 @@ describe('getters: each option is read once, and none can change an array after 
         return 1e-8;
       },
     };
-    runStep(a, options);
-    expect(a.param.length).toBe(0);
+    expect(() => {
+      runStep(a, options);
+    }).toThrow(
+      new TypeError(
+        'Expected a Float32Array for param but received a Float32Array whose ArrayBuffer is detached',
+      ),
+    );
     expect(transferred.map((buffer) => bits(new Float32Array(buffer)))).toEqual(before);
   });
 
@@ -471,7 +477,7 @@ describe('getters: each option is read once, and none can change an array after 
     });
   });
 
-  test("optimizer: one param's getter detaching another param's data: RangeError, nothing changed", () => {
+  test("optimizer: one param's getter detaching another param's data: TypeError, nothing changed", () => {
     const first = param(7, 1, 'first');
     const secondData = filled(7, 3);
     const secondGrad = filled(7, 4);
@@ -498,8 +504,8 @@ describe('getters: each option is read once, and none can change an array after 
     expect(() => {
       optimizer.step();
     }).toThrow(
-      new RangeError(
-        'Expected a Float32Array of 7 elements for first.data but received a Float32Array of 0 elements',
+      new TypeError(
+        'Expected a Float32Array for first.data but received a Float32Array whose ArrayBuffer is detached',
       ),
     );
     same();
@@ -540,21 +546,21 @@ function states(optimizer: AdamW | Adam, params: Param[]): Float32Array[] {
 
 // ---------------------------------------------------------------------------------------------
 describe('detached and resized buffers', () => {
-  test('adamwStep with a detached grad: RangeError', () => {
+  test('adamwStep with a detached grad: TypeError', () => {
     const a = stepArrays(5);
     detach(a.grad.buffer);
     const same = unchanged(a.param, a.expAvg, a.expAvgSq);
     expect(() => {
       runStep(a);
     }).toThrow(
-      new RangeError(
-        'Expected a Float32Array of 5 elements for grad but received a Float32Array of 0 elements',
+      new TypeError(
+        'Expected a Float32Array for grad but received a Float32Array whose ArrayBuffer is detached',
       ),
     );
     same();
   });
 
-  test('optimizer: param data detached between steps: RangeError naming it, other params untouched', () => {
+  test('optimizer: param data detached between steps: TypeError naming it, other params untouched', () => {
     const a = param(8, 1, 'a');
     const b = param(8, 3, 'b');
     const optimizer = new AdamW([a, b], { amsgrad: true });
@@ -564,15 +570,15 @@ describe('detached and resized buffers', () => {
     expect(() => {
       optimizer.step();
     }).toThrow(
-      new RangeError(
-        'Expected a Float32Array of 8 elements for b.data but received a Float32Array of 0 elements',
+      new TypeError(
+        'Expected a Float32Array for b.data but received a Float32Array whose ArrayBuffer is detached',
       ),
     );
     same();
   });
 
   test.each(['expAvg', 'expAvgSq', 'maxExpAvgSq'] as const)(
-    "optimizer: the optimizer's own %s detached through state(): RangeError, nothing changed",
+    "optimizer: the optimizer's own %s detached through state(): TypeError, nothing changed",
     (which) => {
       const a = param(8, 1, 'a');
       const b = param(8, 3, 'b');
@@ -583,8 +589,8 @@ describe('detached and resized buffers', () => {
       expect(() => {
         optimizer.step();
       }).toThrow(
-        new RangeError(
-          `Expected the optimizer state of b (${which}) to have 8 elements but it has 0: its buffer was detached or transferred`,
+        new TypeError(
+          `Expected a Float32Array for state of b (${which}) but received a Float32Array whose ArrayBuffer is detached`,
         ),
       );
       same();
@@ -706,6 +712,7 @@ describe('zero-length and huge lengths', () => {
           [huge, a.grad, a.expAvg, a.expAvgSq, null],
           new Float64Array(8),
           new Uint32Array(1),
+          1,
         );
       }),
     ).toEqual({
@@ -876,24 +883,41 @@ describe('the binding re-checks what protects memory', () => {
   ];
   const arraysOf = (arrays: (Float32Array | null)[]) =>
     arrays.filter((a): a is Float32Array => a !== null);
-  const step = native.step as unknown as (...args: unknown[]) => void;
-  const ARGUMENTS = 'step(arrays: Array, scalars: Float64Array, flags: Uint32Array)';
+  const stepWith = native.step as unknown as (...args: unknown[]) => void;
+  // Every call below but the first test's runs on 2 threads: the checks come before any thread.
+  const step = (arrays: unknown, scalars: unknown, flags: unknown) => {
+    stepWith(arrays, scalars, flags, 2);
+  };
+  const ARGUMENTS =
+    'step(arrays: Array, scalars: Float64Array, flags: Uint32Array, threads: number)';
   const TYPED = 'step() needs a Float64Array of scalars and a Uint32Array of flags';
 
   test.each([
     ['no arguments', [], ARGUMENTS],
-    ['arrays not an array', [{}, scalars(1), new Uint32Array(1)], ARGUMENTS],
+    ['arrays not an array', [{}, scalars(1), new Uint32Array(1), 1], ARGUMENTS],
     [
       'a Proxy of an array',
-      [new Proxy(tensor(4, 1), {}), scalars(1), new Uint32Array(1)],
+      [new Proxy(tensor(4, 1), {}), scalars(1), new Uint32Array(1), 1],
       ARGUMENTS,
     ],
-    ['scalars a plain array', [tensor(4, 1), SCALARS, new Uint32Array(1)], ARGUMENTS],
-    ['a fourth argument', [tensor(4, 1), scalars(1), new Uint32Array(1), 0], ARGUMENTS],
-    ['scalars a Float32Array', [tensor(4, 1), new Float32Array(8), new Uint32Array(1)], TYPED],
-    ['flags an Int32Array', [tensor(4, 1), scalars(1), new Int32Array(1)], TYPED],
+    ['scalars a plain array', [tensor(4, 1), SCALARS, new Uint32Array(1), 1], ARGUMENTS],
+    ['no threads', [tensor(4, 1), scalars(1), new Uint32Array(1)], ARGUMENTS],
+    ['threads a string', [tensor(4, 1), scalars(1), new Uint32Array(1), '2'], ARGUMENTS],
+    ['a fifth argument', [tensor(4, 1), scalars(1), new Uint32Array(1), 1, 0], ARGUMENTS],
+    ['scalars a Float32Array', [tensor(4, 1), new Float32Array(8), new Uint32Array(1), 1], TYPED],
+    ['flags an Int32Array', [tensor(4, 1), scalars(1), new Int32Array(1), 1], TYPED],
   ])('%s: TypeError', (_what, args, message) => {
-    expect(nativeError(() => step(...args))).toEqual({ name: 'TypeError', message });
+    expect(nativeError(() => stepWith(...args))).toEqual({ name: 'TypeError', message });
+  });
+
+  test.each([0, -1, 0.5, NaN, Infinity, 1e9])('threads = %p: RangeError', (threads) => {
+    const arrays = tensor(4, 1);
+    const same = unchanged(...arraysOf(arrays));
+    expect(nativeError(() => stepWith(arrays, scalars(1), new Uint32Array(1), threads))).toEqual({
+      name: 'RangeError',
+      message: expect.stringMatching(/^step\(\): threads must be in \[1, \d+\]$/) as string,
+    });
+    same();
   });
 
   test('counts that disagree: RangeError, even with a sparse array claiming 2^32 - 1 elements', () => {
@@ -948,7 +972,10 @@ describe('the binding re-checks what protects memory', () => {
     const sameShared = unchanged(shared);
     expect(
       nativeError(() => step([...first, ...overlapping], scalars(2), new Uint32Array(2))),
-    ).toEqual({ name: 'RangeError', message: 'tensor 1 param and expAvgSq overlap in memory' });
+    ).toEqual({
+      name: 'RangeError',
+      message: 'tensor 1 param and tensor 1 expAvgSq overlap in memory',
+    });
     sameShared();
     same();
   });

@@ -33,6 +33,10 @@ struct Avx2Lanes {
   static V nanMax(V a, V b) {
     return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
   }
+  static V canonicalizeNan(V a) {
+    const V nan = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(kCanonicalNanBits)));
+    return _mm256_blendv_ps(a, nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  }
 };
 
 }  // namespace

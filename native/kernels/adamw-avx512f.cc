@@ -38,6 +38,10 @@ struct Avx512fLanes {
   static V nanMax(V a, V b) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
   }
+  static V canonicalizeNan(V a) {
+    const V nan = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(kCanonicalNanBits)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a, nan);
+  }
 };
 
 }  // namespace

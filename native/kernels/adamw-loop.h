@@ -9,6 +9,7 @@
 //   set1, add, mul, div, sqrt, neg       IEEE float32, each rounded once (no fused multiply-add)
 //   nanMax(a, b)                         max that returns NaN if either input is NaN, like
 //                                        torch.maximum (a plain SIMD max does not)
+//   canonicalizeNan(a)                   a, with every NaN lane replaced by kCanonicalNanBits
 //
 // Bitwise agreement between ISAs follows from three facts: every lane evaluates the same sequence
 // of correctly rounded IEEE operations in the same order, the build uses -ffp-contract=off so the
@@ -26,6 +27,10 @@
 
 namespace simd_adamw {
 namespace {
+
+// The quiet NaN every kernel stores for a NaN result (the bits of std::numeric_limits<float>::
+// quiet_NaN() and of JavaScript's NaN written to a Float32Array).
+constexpr uint32_t kCanonicalNanBits = 0x7fc00000u;
 
 template <class Lanes>
 struct BroadcastScalars {
@@ -64,13 +69,13 @@ inline void adamwVector(const AdamwTensor& t, const BroadcastScalars<Lanes>& c, 
   if (kAmsgrad) {
     // torch keeps the max of the raw exp_avg_sq, not of the bias-corrected one.
     secondMoment = Lanes::nanMax(load(t.maxExpAvgSq + i), expAvgSq);
-    store(t.maxExpAvgSq + i, secondMoment);
+    store(t.maxExpAvgSq + i, Lanes::canonicalizeNan(secondMoment));
   }
   const V denom = Lanes::add(Lanes::sqrt(secondMoment), c.epsHat);
   param = Lanes::add(param, Lanes::mul(c.negStepSize, Lanes::div(expAvg, denom)));
-  store(t.expAvg + i, expAvg);
-  store(t.expAvgSq + i, expAvgSq);
-  store(t.param + i, param);
+  store(t.expAvg + i, Lanes::canonicalizeNan(expAvg));
+  store(t.expAvgSq + i, Lanes::canonicalizeNan(expAvgSq));
+  store(t.param + i, Lanes::canonicalizeNan(param));
 }
 
 template <class Lanes, bool kAmsgrad, bool kMaximize, bool kCoupled>

@@ -2,6 +2,7 @@
 // paths must match bit for bit. The compiler may auto-vectorize it; that does not change its
 // results, because -ffp-contract=off forbids fusing and the operations stay the same.
 #include <cmath>
+#include <cstring>
 
 #include "adamw-loop.h"
 
@@ -28,6 +29,12 @@ struct ScalarLanes {
   static V nanMax(V a, V b) {
     if (std::isnan(a)) return a;
     return a > b ? a : b;
+  }
+  static V canonicalizeNan(V a) {
+    if (!std::isnan(a)) return a;
+    float nan;
+    std::memcpy(&nan, &kCanonicalNanBits, sizeof nan);
+    return nan;
   }
 };
 

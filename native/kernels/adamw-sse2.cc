@@ -39,6 +39,11 @@ struct Sse2Lanes {
     const V aIsNan = _mm_cmpunord_ps(a, a);
     return _mm_or_ps(_mm_and_ps(aIsNan, a), _mm_andnot_ps(aIsNan, max));
   }
+  static V canonicalizeNan(V a) {
+    const V isNan = _mm_cmpunord_ps(a, a);
+    const V nan = _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(kCanonicalNanBits)));
+    return _mm_or_ps(_mm_and_ps(isNan, nan), _mm_andnot_ps(isNan, a));
+  }
 };
 
 }  // namespace

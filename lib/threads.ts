@@ -1,0 +1,27 @@
+// The `threads` option: how many threads one step may use.
+//
+// The default is every core this process may use (os.availableParallelism()). A step never uses
+// more threads than its size warrants: below about 16K elements per thread the addon stays on the
+// calling thread (native/step.h), so a high setting never makes small steps slower.
+import * as os from 'node:os';
+
+import { native } from './native';
+import { checkNumber, rangeError } from './validate';
+
+export function defaultThreads(): number {
+  return Math.min(os.availableParallelism(), native.MAX_THREADS);
+}
+
+/** An integer in [1, MAX_THREADS] (256). */
+export function checkThreads(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!Number.isInteger(n) || n < 1 || n > native.MAX_THREADS) {
+    throw rangeError(name, `an integer from 1 to ${native.MAX_THREADS}`, value);
+  }
+  return n;
+}
+
+/** The number of threads a step of `elements` elements uses with the `threads` setting. */
+export function threadsUsed(elements: number, threads: number): number {
+  return native.threadsFor(elements, threads);
+}
