@@ -13,6 +13,7 @@ import {
   checkNonNegative,
   checkObject,
   checkStep,
+  holdForAsyncStep,
   lengthOf,
   type NamedArray,
 } from './validate';
@@ -68,7 +69,8 @@ export function adamwStep(
 /**
  * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
  * resolves when it is done (it rejects, with nothing changed, on invalid arguments). Do not read
- * or write the arrays, nor start another step on them, until it settles.
+ * or write the arrays, nor start another step on them, until it settles. Arrays over a resizable
+ * ArrayBuffer are refused, and the buffers are marked untransferable (see holdForAsyncStep).
  */
 export async function adamwStepAsync(
   param: Float32Array,
@@ -78,11 +80,13 @@ export async function adamwStepAsync(
   options: AdamwStepOptions,
 ): Promise<void> {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
+  holdForAsyncStep(call.named);
   await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads);
 }
 
 interface NativeCall {
   arrays: (Float32Array | null)[];
+  named: NamedArray[]; // the same arrays with their argument names
   scalars: Float64Array;
   flags: Uint32Array;
   threads: number;
@@ -141,6 +145,7 @@ function prepareCall(
   const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, stepCount)]);
   return {
     arrays: [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq],
+    named: arrays,
     scalars,
     flags,
     threads: threadCount,

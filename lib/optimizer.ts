@@ -2,6 +2,8 @@
 // call per step for all parameters (PyTorch's foreach/fused idea: real models have hundreds of small
 // bias and norm vectors, and one call per tensor would cost more than their update).
 
+import { markAsUntransferable } from 'node:worker_threads';
+
 import {
   loadCheckpointInto,
   loadOptimizer,
@@ -28,6 +30,7 @@ import {
   checkNoOverlap,
   checkNonNegative,
   describe,
+  holdForAsyncStep,
   isPlainObject,
   lengthOf,
   stepInFlightError,
@@ -200,7 +203,17 @@ function validateParam(
   };
 }
 
-// state(p) hands out the state arrays themselves, so the caller can detach their buffers.
+// The optimizer's own state arrays. state(p) hands them out, so they are marked untransferable: a
+// structuredClone or postMessage that lists one copies it (Node 20) or throws (Node 21+) instead of
+// detaching the optimizer's memory, perhaps while a stepAsync is writing it.
+function newStateArray(length: number): Float32Array {
+  const array = new Float32Array(length);
+  markAsUntransferable(array.buffer);
+  return array;
+}
+
+// state(p) hands out the state arrays themselves; a detached one (on a Node where it can be) is an
+// error at the next step.
 function checkState(slot: Slot): void {
   checkFloat32Array(`state of ${slot.label} (expAvg)`, slot.expAvg, slot.length);
   checkFloat32Array(`state of ${slot.label} (expAvgSq)`, slot.expAvgSq, slot.length);
@@ -343,11 +356,18 @@ export abstract class AdamBase {
    * keeps running, and the promise resolves when every parameter is updated. Until it settles the
    * optimizer rejects another step, zeroGrad and hyperparameter changes, and keeps the arrays alive;
    * the caller must not write, transfer or resize the params, grads or state meanwhile.
-   * Invalid input rejects the promise with nothing changed.
+   * Invalid input rejects the promise with nothing changed. Params or grads over a resizable
+   * ArrayBuffer are refused, and their buffers are marked untransferable (see holdForAsyncStep).
    */
   async stepAsync(): Promise<void> {
     this.#assertIdle('stepAsync()');
     this.#prepareStep();
+    holdForAsyncStep(
+      this.#slots.flatMap((slot) => [
+        { name: `${slot.label}.data`, array: slot.data },
+        { name: `${slot.label}.grad`, array: slot.grad },
+      ]),
+    );
     const done = native.stepAsync(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
     this.#inFlight = true;
     try {
@@ -509,9 +529,9 @@ export abstract class AdamBase {
       group,
       length,
       step: 0,
-      expAvg: new Float32Array(length),
-      expAvgSq: new Float32Array(length),
-      maxExpAvgSq: group.amsgrad ? new Float32Array(length) : null,
+      expAvg: newStateArray(length),
+      expAvgSq: newStateArray(length),
+      maxExpAvgSq: group.amsgrad ? newStateArray(length) : null,
       data: v.data,
       grad: v.grad,
     };

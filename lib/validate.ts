@@ -11,27 +11,30 @@
 // recognised by their internal type and measured through the intrinsic %TypedArray% getters, and
 // error messages describe a value without reading its properties.
 import { types } from 'node:util';
+import { markAsUntransferable } from 'node:worker_threads';
 
 import { native } from './native';
 
 // The %TypedArray%.prototype getters as this module found them, called on the internal slots.
 const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const apply = Reflect.apply;
-function intrinsicGetter(
-  prototype: object,
-  key: string | symbol,
-): (view: ArrayBufferView) => unknown {
+function intrinsicGetter(prototype: object, key: string | symbol): (target: object) => unknown {
   const descriptor: { get?: (this: unknown) => unknown } | undefined =
     Object.getOwnPropertyDescriptor(prototype, key);
   const getter = descriptor?.get;
   if (getter === undefined) throw new Error(`no intrinsic getter ${String(key)}`);
-  return (view) => apply(getter, view, []);
+  return (target) => apply(getter, target, []);
 }
 const lengthGetter = intrinsicGetter(typedArrayPrototype, 'length');
 const bufferGetter = intrinsicGetter(typedArrayPrototype, 'buffer');
 const byteLengthGetter = intrinsicGetter(typedArrayPrototype, 'byteLength');
 const typedArrayNameGetter = intrinsicGetter(typedArrayPrototype, Symbol.toStringTag);
 const dataViewByteLengthGetter = intrinsicGetter(DataView.prototype, 'byteLength');
+// Node 18 has no resizable ArrayBuffers, and no getter: nothing there is resizable.
+const resizableGetter =
+  Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable') === undefined
+    ? undefined
+    : intrinsicGetter(ArrayBuffer.prototype, 'resizable');
 
 /** Elements of a typed array (0 once its buffer is detached or it is out of bounds). */
 export function lengthOf(array: ArrayBufferView): number {
@@ -166,6 +169,33 @@ export function checkFloat32Array(name: string, value: unknown, length?: number)
     throw rangeError(name, `a Float32Array of ${length} elements`, value);
   }
   return value;
+}
+
+/**
+ * Readies arrays for a step that keeps running after the call returns (stepAsync): native threads
+ * write their memory until it settles, so no JavaScript may free or unmap it meanwhile.
+ * - An array over a resizable ArrayBuffer is refused (TypeError): shrinking the buffer unmaps
+ *   memory, and nothing can stop a resize.
+ * - Every other ArrayBuffer is marked untransferable (node:worker_threads, permanent): from then on
+ *   structuredClone and postMessage copy it instead of detaching it (Node 20) or throw (Node 21+),
+ *   where transferring it away would otherwise free memory the step is still writing.
+ * SharedArrayBuffers need nothing: they can neither shrink nor be detached.
+ * Checks every array before marking any, so a refusal changes nothing.
+ */
+export function holdForAsyncStep(arrays: readonly NamedArray[]): void {
+  const buffers = arrays.map(({ name, array }) => {
+    const buffer = bufferGetter(array) as ArrayBufferLike;
+    const shared = types.isSharedArrayBuffer(buffer);
+    if (!shared && resizableGetter !== undefined && resizableGetter(buffer) === true) {
+      throw new TypeError(
+        `Expected a Float32Array over a fixed-length buffer for ${name} in an asynchronous step ` +
+          'but received one over a resizable ArrayBuffer (a resize during the step would unmap ' +
+          'memory it is writing); use step() for it',
+      );
+    }
+    return shared ? null : buffer;
+  });
+  for (const buffer of buffers) if (buffer !== null) markAsUntransferable(buffer);
 }
 
 /** A named Float32Array, for overlap checks. */

@@ -6,12 +6,14 @@ import {
   Adam,
   AdamW,
   adamwStep,
+  adamwStepAsync,
   type AdamwStepOptions,
   backend,
   type Param,
   type ParamGroup,
 } from '../lib';
 import { native } from '../lib/native';
+import { bitsOf, firstBitDifference } from './helpers/bits';
 
 const OPTIONS: AdamwStepOptions = Object.freeze({
   step: 3,
@@ -102,10 +104,17 @@ function expectedStep(a: StepArrays, options: AdamwStepOptions = OPTIONS): StepA
   runStep(copy, options);
   return copy;
 }
+// Fast on millions of elements, and a failure names the first differing element instead of
+// diffing whole arrays.
 function expectSameBits(actual: StepArrays, expected: StepArrays): void {
-  expect([actual.param, actual.expAvg, actual.expAvgSq].map(bits)).toEqual(
-    [expected.param, expected.expAvg, expected.expAvgSq].map(bits),
-  );
+  const lengths = [actual.param, actual.expAvg, actual.expAvgSq].map((a) => a.length);
+  expect(lengths).toEqual([expected.param.length, expected.param.length, expected.param.length]);
+  expect(
+    firstBitDifference(
+      bitsOf([actual.param, actual.expAvg, actual.expAvgSq]),
+      bitsOf([expected.param, expected.expAvg, expected.expAvgSq]),
+    ),
+  ).toBeNull();
 }
 
 function param(length: number, seed: number, name?: string): Param {
@@ -577,23 +586,53 @@ describe('detached and resized buffers', () => {
     same();
   });
 
+  // state() hands out the optimizer's own arrays. They are marked untransferable: structuredClone
+  // copies them (Node 20) or throws a DataCloneError (Node 21+). Where ArrayBuffer.prototype.transfer
+  // exists (Node 21+) it may still detach one; then the next step is a TypeError naming it.
   test.each(['expAvg', 'expAvgSq', 'maxExpAvgSq'] as const)(
-    "optimizer: the optimizer's own %s detached through state(): TypeError, nothing changed",
+    "optimizer: the optimizer's own %s cannot be transferred away through state()",
     (which) => {
       const a = param(8, 1, 'a');
       const b = param(8, 3, 'b');
       const optimizer = new AdamW([a, b], { amsgrad: true });
       optimizer.step();
-      detach(optimizer.state(b)[which]!.buffer);
+      const array = optimizer.state(b)[which]!;
+      const before = bits(array);
+      let copy: ArrayBuffer | undefined;
+      try {
+        copy = structuredClone(array.buffer as ArrayBuffer, {
+          transfer: [array.buffer as ArrayBuffer],
+        });
+      } catch (error) {
+        expect((error as Error).name).toBe('DataCloneError');
+      }
+      expect(bits(array)).toEqual(before); // still attached, still the same bits
+      if (copy !== undefined) expect(bits(new Float32Array(copy))).toEqual(before);
+
+      const transfer = (array.buffer as { transfer?: () => ArrayBuffer }).transfer;
+      let detached = false;
+      if (transfer !== undefined) {
+        try {
+          transfer.call(array.buffer);
+          detached = true;
+        } catch (error) {
+          expect((error as Error).name).toBe('TypeError');
+        }
+      }
       const same = unchanged(a.data, a.grad, b.data, b.grad, ...states(optimizer, [a]));
-      expect(() => {
+      if (detached) {
+        expect(() => {
+          optimizer.step();
+        }).toThrow(
+          new TypeError(
+            `Expected a Float32Array for state of b (${which}) but received a Float32Array whose ArrayBuffer is detached`,
+          ),
+        );
+        same();
+      } else {
         optimizer.step();
-      }).toThrow(
-        new TypeError(
-          `Expected a Float32Array for state of b (${which}) but received a Float32Array whose ArrayBuffer is detached`,
-        ),
-      );
-      same();
+        expect(optimizer.state(b).step).toBe(2);
+      }
     },
   );
 
@@ -853,6 +892,158 @@ describe('shared params and aliased arrays', () => {
     }).toThrow(/^Expected expAvg and expAvgSq not to overlap/);
     same();
     sameMoments();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// stepAsync keeps running after it returns, so whatever the caller does next happens while native
+// threads are writing the arrays. Transferring a buffer away used to free memory under the step
+// (a segfault once the new owner was collected); shrinking a resizable one unmapped it.
+describe('asynchronous steps', () => {
+  // Large enough that the step is still running when the next statement runs.
+  const LARGE = 1 << 21;
+
+  const bigParam = (seed: number): Param => ({
+    data: filled(LARGE, seed),
+    grad: filled(LARGE, seed + 1),
+  });
+  // The same step, synchronous, on copies: what the asynchronous one must produce.
+  const expectedAfterOneStep = (p: Param): Float32Array => {
+    const copy = { data: p.data.slice(), grad: p.grad.slice() };
+    new AdamW([copy], { threads: 1 }).step();
+    return copy.data;
+  };
+  // Transfers `buffer` if it can: on Node 20 a marked buffer is copied instead, on Node 21+ the
+  // transfer throws a DataCloneError. Either way the original must stay attached.
+  const tryTransfer = (buffer: ArrayBufferLike): void => {
+    try {
+      structuredClone(buffer, { transfer: [buffer as ArrayBuffer] });
+    } catch (error) {
+      expect((error as Error).name).toBe('DataCloneError');
+    }
+  };
+
+  test.each(['data', 'grad', 'expAvg'] as const)(
+    'transferring %s away while stepAsync runs: not detached, the step completes on it',
+    async (which) => {
+      const p = bigParam(1);
+      const expected = expectedAfterOneStep(p);
+      const optimizer = new AdamW([p], { threads: 2 });
+      const array = which === 'expAvg' ? optimizer.state(p).expAvg : p[which];
+      const running = optimizer.stepAsync();
+      tryTransfer(array.buffer);
+      await running;
+      expect(array.length).toBe(LARGE);
+      expect(p.data.length).toBe(LARGE);
+      expect(firstBitDifference(bitsOf([p.data]), bitsOf([expected]))).toBeNull();
+    },
+  );
+
+  test('adamwStepAsync: transferring param away while it runs: not detached, the step completes', async () => {
+    const a = stepArrays(LARGE);
+    const expected = expectedStep(a);
+    const running = adamwStepAsync(a.param, a.grad, a.expAvg, a.expAvgSq, {
+      ...OPTIONS,
+      threads: 2,
+    });
+    tryTransfer(a.param.buffer);
+    await running;
+    expectSameBits(a, expected);
+  });
+
+  test('params over a resizable ArrayBuffer: stepAsync rejects with a TypeError, step() takes them', async () => {
+    const buffer = resizableBuffer(4 * 64, 4 * 64);
+    const data = new Float32Array(buffer);
+    data.set(filled(64, 1));
+    const p: Param = { name: 'w', data, grad: filled(64, 2) };
+    const optimizer = new AdamW([p]);
+    const same = unchanged(p.data, p.grad, ...states(optimizer, [p]));
+    await expect(optimizer.stepAsync()).rejects.toThrow(
+      new TypeError(
+        'Expected a Float32Array over a fixed-length buffer for w.data in an asynchronous step but ' +
+          'received one over a resizable ArrayBuffer (a resize during the step would unmap memory ' +
+          'it is writing); use step() for it',
+      ),
+    );
+    same();
+    expect(optimizer.stepInFlight).toBe(false);
+    optimizer.step();
+    expect(optimizer.state(p).step).toBe(1);
+
+    const a = { ...stepArrays(64), grad: new Float32Array(resizableBuffer(4 * 64, 4 * 128)) };
+    const sameArrays = unchanged(a.param, a.grad, a.expAvg, a.expAvgSq);
+    await expect(adamwStepAsync(a.param, a.grad, a.expAvg, a.expAvgSq, OPTIONS)).rejects.toThrow(
+      /^Expected a Float32Array over a fixed-length buffer for grad/,
+    );
+    sameArrays();
+  });
+
+  test('a growable SharedArrayBuffer (it never shrinks) is fine for stepAsync', async () => {
+    const buffer = growableSharedBuffer(4 * 100, 4 * 200);
+    const data = new Float32Array(buffer);
+    data.set(filled(100, 1));
+    const p: Param = { data, grad: filled(100, 2) };
+    const expected = expectedAfterOneStep(p);
+    await new AdamW([p]).stepAsync();
+    expect(bits(p.data)).toEqual(bits(expected));
+  });
+
+  test("a getter run by stepAsync's checks that detaches another param: rejects, nothing changed", async () => {
+    const first = param(7, 1, 'first');
+    const secondGrad = filled(7, 4);
+    let armed = false;
+    const second: Param = {
+      name: 'second',
+      data: filled(7, 3),
+      get grad() {
+        if (armed) detach(first.data.buffer);
+        return secondGrad;
+      },
+    };
+    const optimizer = new AdamW([first, second]);
+    const same = unchanged(
+      first.grad,
+      second.data,
+      secondGrad,
+      ...states(optimizer, [first, second]),
+    );
+    armed = true;
+    await expect(optimizer.stepAsync()).rejects.toThrow(
+      new TypeError(
+        'Expected a Float32Array for first.data but received a Float32Array whose ArrayBuffer is detached',
+      ),
+    );
+    same();
+    expect(optimizer.stepInFlight).toBe(false);
+    expect(optimizer.state(second).step).toBe(0);
+  });
+
+  test('threads: wrong types are TypeErrors, values outside 1..MAX_THREADS RangeErrors', () => {
+    const a = stepArrays(3);
+    const same = unchanged(a.param, a.grad, a.expAvg, a.expAvgSq);
+    for (const threads of ['2', 2n, null, true])
+      expect(() => {
+        runStep(a, { ...OPTIONS, threads } as unknown as AdamwStepOptions);
+      }).toThrow(TypeError);
+    for (const threads of [NaN, Infinity, -Infinity, 0, 0.5, native.MAX_THREADS + 1])
+      expect(() => {
+        runStep(a, { ...OPTIONS, threads });
+      }).toThrow(/^Expected an integer from 1 to \d+ for options\.threads but received/);
+    same();
+  });
+
+  test('threads = MAX_THREADS gives the bits of one thread', async () => {
+    const one = stepArrays(100003);
+    const many = stepArrays(100003);
+    runStep(one, { ...OPTIONS, threads: 1 });
+    runStep(many, { ...OPTIONS, threads: native.MAX_THREADS });
+    expectSameBits(many, one);
+    const asyncMany = stepArrays(100003);
+    await adamwStepAsync(asyncMany.param, asyncMany.grad, asyncMany.expAvg, asyncMany.expAvgSq, {
+      ...OPTIONS,
+      threads: native.MAX_THREADS,
+    });
+    expectSameBits(asyncMany, one);
   });
 });
 
