@@ -9,11 +9,13 @@
  *   node --expose-gc scripts/soak.js --steps 5000 --cycles 100     (the short run .ci/run does)
  *
  * Phase 1 trains a small model (five tensors, 5,201 parameters, two param groups, AMSGrad on one)
- * on a quadratic loss for --steps steps, with the things a real loop does between steps: a
- * learning-rate schedule through paramGroups, gradients replaced by new arrays, zeroGrad, state(),
- * memory(), adamwStep on caller-owned state, and rejected bad input.
- * Phase 2 creates, steps and drops --cycles optimizers, each with its own 135 KB of parameters and
- * grads and 135-200 KB of state, and checks with a FinalizationRegistry that they are collected.
+ * on a quadratic loss for --steps steps, every other one with stepAsync, with the things a real
+ * loop does between steps: a learning-rate schedule through paramGroups, gradients replaced by new
+ * arrays, zeroGrad, state(), memory(), adamwStep/adamwStepAsync on caller-owned state (1 and 2
+ * threads), and rejected bad input.
+ * Phase 2 creates --cycles optimizers (1 or 2 threads), each with its own 135 KB of parameters and
+ * grads and 135-200 KB of state, steps each twice and once with stepAsync, drops it, and checks
+ * with a FinalizationRegistry that they are collected.
  *
  * Checks (after a forced GC; see LIMITS for the numbers and why):
  *  - external memory (ArrayBuffer backing stores, counted exactly by V8) back to its baseline;
@@ -26,7 +28,9 @@
 const fs = require('fs');
 const path = require('path');
 
-const { AdamW, Adam, adamwStep } = require(path.join(__dirname, '..', 'dist', 'lib'));
+const { AdamW, Adam, adamwStep, adamwStepAsync } = require(
+  path.join(__dirname, '..', 'dist', 'lib'),
+);
 
 // Numbers a leak would blow through, with room for allocator noise.
 //
@@ -35,8 +39,8 @@ const { AdamW, Adam, adamwStep } = require(path.join(__dirname, '..', 'dist', 'l
 //
 // RSS is noisier: glibc keeps freed blocks and V8 grows its pages in steps of 1-2 MB, so "flat" is
 // judged over the second half of each phase, and start to end with a wider margin. Measured on the
-// 2-core CI machine (Node 20): a healthy full run moves by +2 MB over the second half of phase 1,
-// within ±0.3 MB over the second half of phase 2, and +3 MB start to end.
+// 2-core CI machine (Node 20): a healthy full run moves by +1 to +2 MB over the second half of
+// phase 1, 0 to +4 MB over the second half of phase 2, and +3 to +8 MB start to end.
 const LIMITS = {
   // One leaked optimizer's state is >= 135 KB: 8 leaked optimizers exceed this.
   externalGrowthBytes: 1 << 20,
@@ -122,7 +126,7 @@ function tensor(length, next, scale = 1) {
 // ---------------------------------------------------------------------------------------------
 // Phase 1: one small model, many steps.
 
-function trainModel(steps, samples) {
+async function trainModel(steps, samples) {
   const next = random(1);
   const shapes = [
     ['fc1.weight', 4096],
@@ -172,18 +176,24 @@ function trainModel(steps, samples) {
   const every = Math.max(1, Math.floor(steps / 10));
   for (let step = 1; step <= steps; step++) {
     lossAndGrad();
-    optimizer.step();
+    // Every other step off the main thread, through the same pool of native threads.
+    if (step % 2 === 0) await optimizer.stepAsync();
+    else optimizer.step();
     // Cosine schedule, set through the groups as a training loop would.
     const lr = 1e-3 + 0.5 * (1e-2 - 1e-3) * (1 + Math.cos((Math.PI * step) / steps));
     for (const group of optimizer.paramGroups) group.lr = lr;
-    adamwStep(own.param, own.grad, own.expAvg, own.expAvgSq, {
+    const ownOptions = {
       step,
       lr: 1e-3,
       beta1: 0.9,
       beta2: 0.999,
       eps: 1e-8,
       weightDecay: 0,
-    });
+      threads: 1 + (step % 2),
+    };
+    if (step % 10 === 0)
+      await adamwStepAsync(own.param, own.grad, own.expAvg, own.expAvgSq, ownOptions);
+    else adamwStep(own.param, own.grad, own.expAvg, own.expAvgSq, ownOptions);
     if (step % 97 === 0) {
       // A new gradient array (the optimizer re-checks overlap), and the old one is garbage.
       params[1].grad = new Float32Array(params[1].data.length);
@@ -213,15 +223,21 @@ function trainModel(steps, samples) {
 // ---------------------------------------------------------------------------------------------
 // Phase 2: many optimizers, each created, stepped and dropped.
 
-// In its own function, so no local of the async caller's frame keeps the last optimizer alive.
-function oneLifetime(cycle, next, registry) {
+// In its own function, so no local of the caller's frame keeps the last optimizer alive.
+async function oneLifetime(cycle, next, registry) {
   const params = [
     { data: tensor(16384, next), grad: tensor(16384, next) },
     { data: tensor(513, next), grad: tensor(513, next) },
   ];
   const Optimizer = cycle % 2 === 0 ? AdamW : Adam;
-  const optimizer = new Optimizer(params, { amsgrad: cycle % 3 === 0, weightDecay: 0.01 });
-  for (let s = 0; s < 3; s++) optimizer.step();
+  const optimizer = new Optimizer(params, {
+    amsgrad: cycle % 3 === 0,
+    weightDecay: 0.01,
+    threads: 1 + (cycle % 2),
+  });
+  optimizer.step();
+  optimizer.step();
+  await optimizer.stepAsync();
   // The optimizer and its state are reachable from nothing once this function returns. One in ten is
   // watched: registering every one keeps them all alive through young-generation GCs, which makes
   // V8 and glibc hold ~100 MB more RSS, the same with plain Float32Arrays and no addon at all.
@@ -240,7 +256,7 @@ async function optimizerLifetimes(cycles, samples) {
   const every = Math.max(1, Math.floor(cycles / 10));
   let watched = 0;
   for (let cycle = 1; cycle <= cycles; cycle++) {
-    watched += oneLifetime(cycle, next, registry);
+    watched += await oneLifetime(cycle, next, registry);
     if (cycle % every === 0) {
       await settle();
       samples.push({ cycle, ...sample() });
@@ -270,13 +286,13 @@ async function main() {
   const started = Date.now();
   // Warm up first: the addon and V8 allocate some things once, on first use (kernel dispatch, JIT
   // code, any worker threads), and those are not leaks.
-  trainModel(200, []);
+  await trainModel(200, []);
   await optimizerLifetimes(10, []);
   await settle();
   const start = sample();
 
   const stepSamples = [];
-  const training = trainModel(steps, stepSamples);
+  const training = await trainModel(steps, stepSamples);
   await settle();
   const afterTraining = sample();
 
@@ -291,7 +307,7 @@ async function main() {
     stepSamples,
   );
   printSamples(
-    `phase 2: ${cycles} optimizers created, stepped 3 times and dropped`,
+    `phase 2: ${cycles} optimizers created, stepped 3 times (once async) and dropped`,
     'cycle',
     cycleSamples,
   );
