@@ -6,6 +6,17 @@ import { SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import { native } from './native';
 import { checkThreads, defaultThreads } from './threads';
 import {
+  checkStepOptionValues,
+  CONTROL_LENGTH,
+  plainReport,
+  readReport,
+  type StepOptions,
+  type StepReport,
+  STEP_OPTION_KEYS,
+  type TrainStepRequest,
+  writeControl,
+} from './train-step';
+import {
   checkBeta,
   checkBoolean,
   checkFloat32Array,
@@ -16,8 +27,9 @@ import {
   type NamedArray,
 } from './validate';
 
-/** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. */
-export interface AdamwStepOptions {
+/** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. The
+ * training-step options (clipGradNorm, gradScale, skipNonFinite) apply to this one tensor. */
+export interface AdamwStepOptions extends StepOptions {
   /** This parameter's 1-based step count, including this step (PyTorch's state["step"] after += 1). */
   step: number;
   lr: number;
@@ -46,12 +58,14 @@ const KNOWN_OPTIONS = new Set([
   'maxExpAvgSq',
   'decoupled',
   'threads',
+  ...STEP_OPTION_KEYS,
 ]);
 
 /**
  * Applies one Adam/AdamW step in place: updates `param`, `expAvg`, `expAvgSq` (and
  * `options.maxExpAvgSq`) from `grad`. All arrays must have the same length and must not overlap.
- * Throws TypeError/RangeError before touching any array if an argument is invalid.
+ * Throws TypeError/RangeError before touching any array if an argument is invalid. Returns what
+ * the step did (with skipNonFinite, a NaN or Inf in `grad` leaves every array unchanged).
  */
 export function adamwStep(
   param: Float32Array,
@@ -59,15 +73,16 @@ export function adamwStep(
   expAvg: Float32Array,
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
-): void {
+): StepReport {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
-  native.step(call.arrays, call.scalars, call.flags, call.threads);
+  native.step(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  return reportOf(call);
 }
 
 /**
  * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
- * resolves when it is done (it rejects, with nothing changed, on invalid arguments). Do not read
- * or write the arrays, nor start another step on them, until it settles.
+ * resolves with its report when it is done (it rejects, with nothing changed, on invalid
+ * arguments). Do not read or write the arrays, nor start another step on them, until it settles.
  */
 export async function adamwStepAsync(
   param: Float32Array,
@@ -75,9 +90,10 @@ export async function adamwStepAsync(
   expAvg: Float32Array,
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
-): Promise<void> {
+): Promise<StepReport> {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
-  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads);
+  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  return reportOf(call);
 }
 
 interface NativeCall {
@@ -85,6 +101,15 @@ interface NativeCall {
   scalars: Float64Array;
   flags: Uint32Array;
   threads: number;
+  lr: number;
+  // The training-step request and its control array, or undefined for the bare step.
+  request: TrainStepRequest | null;
+  control: Float64Array | undefined;
+}
+
+function reportOf(call: NativeCall): StepReport {
+  if (call.request === null || call.control === undefined) return plainReport(call.lr);
+  return readReport(call.control, call.request, call.lr, () => 'grad');
 }
 
 // Validates every argument and builds the native call; touches no array.
@@ -131,9 +156,18 @@ function prepareCall(
   const step = checkStep('options.step', o.step);
   const threads =
     o.threads === undefined ? defaultThreads() : checkThreads('options.threads', o.threads);
+  const request = checkStepOptionValues('options', o);
   checkNoOverlap(arrays);
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);
   const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, step)]);
-  return { arrays: [param, grad, expAvg, expAvgSq, maxExpAvgSq], scalars, flags, threads };
+  return {
+    arrays: [param, grad, expAvg, expAvgSq, maxExpAvgSq],
+    scalars,
+    flags,
+    threads,
+    lr: hyperparameters.lr,
+    request,
+    control: request === null ? undefined : writeControl(new Float64Array(CONTROL_LENGTH), request),
+  };
 }

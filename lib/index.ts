@@ -2,7 +2,8 @@
 //
 // Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
 // lib/memory.ts the memory accounting, lib/backend.ts the kernel selection, lib/checkpoint.ts and
-// lib/safetensors.ts the state dicts and checkpoint files.
+// lib/safetensors.ts the state dicts and checkpoint files; lib/train-step.ts and lib/grad-norm.ts the
+// training-step options.
 export { Adam, AdamBase, AdamW } from './optimizer';
 export type {
   OptimizerOptions,
@@ -25,3 +26,5 @@ export { estimateMemory } from './memory';
 export type { MemoryBreakdown, MemoryEstimateOptions, MemoryReport } from './memory';
 export { backend } from './backend';
 export type { Backend, IsaName } from './backend';
+export type { StepOptions, StepReport } from './train-step';
+export { gradNorm } from './grad-norm';

@@ -22,6 +22,16 @@ import { addBreakdown, emptyBreakdown, type MemoryReport } from './memory';
 import { native } from './native';
 import { checkThreads, defaultThreads } from './threads';
 import {
+  checkStepOptions,
+  CONTROL_LENGTH,
+  plainReport,
+  readReport,
+  type StepOptions,
+  type StepReport,
+  type TrainStepRequest,
+  writeControl,
+} from './train-step';
+import {
   checkBetas,
   checkBoolean,
   checkFloat32Array,
@@ -244,6 +254,8 @@ export abstract class AdamBase {
   readonly #flags: Uint32Array;
   #threads: number;
   #inFlight = false;
+  // The fused step's request and result (lib/train-step.ts), reused between steps.
+  readonly #control = new Float64Array(CONTROL_LENGTH);
 
   static {
     internalsOf = (optimizer) => ({
@@ -320,33 +332,69 @@ export abstract class AdamBase {
 
   /**
    * One optimization step for every parameter, from its current `grad`, in a single native call.
-   * Validates every parameter first: on error nothing has changed.
+   * `options` adds global-norm clipping, loss-scale unscaling and the non-finite skip, in the same
+   * call (README, "Training-loop utilities"). Validates everything first: on error nothing has
+   * changed. Returns what the step did.
    */
-  step(): void {
+  step(options?: StepOptions): StepReport {
     this.#assertIdle('step()');
-    this.#prepareStep();
-    native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
-    for (const slot of this.#slots) slot.step += 1;
+    const request = checkStepOptions('options', options);
+    const lr = this.#prepareStep();
+    if (request === null) {
+      native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+      this.#finishStep();
+      return plainReport(lr);
+    }
+    const control = writeControl(this.#control, request);
+    native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads, control);
+    return this.#finishFusedStep(request, lr);
   }
 
   /**
-   * {@link step} off the JavaScript thread: the update runs on worker threads while the event loop
-   * keeps running, and the promise resolves when every parameter is updated. Until it settles the
-   * optimizer rejects another step, zeroGrad and hyperparameter changes, and keeps the arrays alive;
-   * the caller must not write, transfer or resize the params, grads or state meanwhile.
+   * {@link step} off the JavaScript thread: the update (and the gradient norm, with `options`)
+   * runs on worker threads while the event loop keeps running, and the promise resolves with the
+   * report when every parameter is updated. Until it settles the optimizer rejects another step,
+   * zeroGrad and hyperparameter changes, and keeps the arrays alive; the caller must not write,
+   * transfer or resize the params, grads or state meanwhile.
    * Invalid input rejects the promise with nothing changed.
    */
-  async stepAsync(): Promise<void> {
+  async stepAsync(options?: StepOptions): Promise<StepReport> {
     this.#assertIdle('stepAsync()');
-    this.#prepareStep();
-    const done = native.stepAsync(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+    const request = checkStepOptions('options', options);
+    const lr = this.#prepareStep();
+    const control = request === null ? undefined : writeControl(this.#control, request);
+    const done = native.stepAsync(
+      this.#nativeArrays,
+      this.#scalars,
+      this.#flags,
+      this.#threads,
+      control,
+    );
     this.#inFlight = true;
     try {
       await done;
-      for (const slot of this.#slots) slot.step += 1;
     } finally {
       this.#inFlight = false;
     }
+    if (request === null) {
+      this.#finishStep();
+      return plainReport(lr);
+    }
+    return this.#finishFusedStep(request, lr);
+  }
+
+  // After a step that changed the state.
+  #finishStep(): void {
+    for (const slot of this.#slots) slot.step += 1;
+  }
+
+  #finishFusedStep(request: TrainStepRequest, lr: number): StepReport {
+    const report = readReport(this.#control, request, lr, (k) => {
+      const slot: Slot | undefined = k >= 0 ? this.#slots.at(k) : undefined;
+      return slot === undefined ? `tensor ${k}` : `${slot.label}.grad`;
+    });
+    if (!report.skipped) this.#finishStep();
+    return report;
   }
 
   /** True while a {@link stepAsync} is running. */
@@ -355,7 +403,8 @@ export abstract class AdamBase {
   }
 
   // Validates every param's current arrays and writes this step's scalars; changes no array.
-  #prepareStep(): void {
+  // Returns the step's lr (the first group's).
+  #prepareStep(): number {
     const slots = this.#slots;
     const current = slots.map((slot) => ({
       slot,
@@ -389,6 +438,7 @@ export abstract class AdamBase {
         slot.step + 1,
       );
     }
+    return this.#groups[0]?.lr ?? 0;
   }
 
   #assertIdle(action: string): void {
