@@ -2,8 +2,8 @@
 //
 // Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
 // lib/memory.ts the memory accounting, lib/backend.ts the kernel selection, lib/checkpoint.ts and
-// lib/safetensors.ts the state dicts and checkpoint files; lib/train-step.ts and lib/grad-norm.ts the
-// training-step options.
+// lib/safetensors.ts the state dicts and checkpoint files; lib/train-step.ts, lib/grad-norm.ts and
+// lib/schedules.ts the training-loop utilities.
 export { Adam, AdamBase, AdamW } from './optimizer';
 export type {
   OptimizerOptions,
@@ -14,6 +14,7 @@ export type {
 } from './optimizer';
 export type { Hyper } from './hyperparameters';
 export type {
+  LrScheduleStateDict,
   OptimizerKind,
   OptimizerStateDict,
   ParamGroupStateDict,
@@ -28,3 +29,11 @@ export { backend } from './backend';
 export type { Backend, IsaName } from './backend';
 export type { StepOptions, StepReport } from './train-step';
 export { gradNorm } from './grad-norm';
+export { constant, cosineWithWarmup, linearWarmup, lrFactor, stepDecay } from './schedules';
+export type {
+  ConstantSchedule,
+  CosineWithWarmupSchedule,
+  LinearWarmupSchedule,
+  LrSchedule,
+  StepDecaySchedule,
+} from './schedules';

@@ -20,6 +20,7 @@ import {
 } from './hyperparameters';
 import { addBreakdown, emptyBreakdown, type MemoryReport } from './memory';
 import { native } from './native';
+import { checkSchedule, type LrSchedule, lrFactor, type ScheduleState } from './schedules';
 import { checkThreads, defaultThreads } from './threads';
 import {
   checkStepOptions,
@@ -56,6 +57,8 @@ export interface Param {
 export interface OptimizerOptions extends Hyper {
   /** Threads a step may use. Default: os.availableParallelism(). Small steps use fewer. */
   threads?: number;
+  /** A learning-rate schedule (lib/schedules.ts) driving every group's lr from its lr here. */
+  schedule?: LrSchedule;
 }
 
 /** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
@@ -226,6 +229,10 @@ export interface OptimizerInternals {
     readonly expAvgSq: Float32Array;
     readonly maxExpAvgSq: Float32Array | null;
   }[];
+  /** The attached schedule, or null. */
+  readonly scheduleState: ScheduleState | null;
+  /** Restores a schedule state as it was saved (the groups' lrs are restored separately). */
+  setScheduleState(state: ScheduleState | null): void;
 }
 
 // Set by AdamBase's static block, which can read its private fields.
@@ -256,12 +263,19 @@ export abstract class AdamBase {
   #inFlight = false;
   // The fused step's request and result (lib/train-step.ts), reused between steps.
   readonly #control = new Float64Array(CONTROL_LENGTH);
+  #schedule: ScheduleState | null = null;
 
   static {
     internalsOf = (optimizer) => ({
       kind: optimizer.#decoupled ? 'adamw' : 'adam',
       groups: optimizer.#groups,
       slots: optimizer.#slots,
+      get scheduleState() {
+        return optimizer.#schedule;
+      },
+      setScheduleState(state) {
+        optimizer.#schedule = state;
+      },
     });
   }
 
@@ -277,7 +291,13 @@ export abstract class AdamBase {
       threadsOption === undefined
         ? defaultThreads()
         : checkThreads('defaults.threads', threadsOption);
-    const groupDefaults = resolveHyperparameters('defaults', defaults, base, ['threads']);
+    const scheduleOption = isPlainObject(defaults) ? defaults.schedule : undefined;
+    const schedule =
+      scheduleOption === undefined ? null : checkSchedule('defaults.schedule', scheduleOption);
+    const groupDefaults = resolveHyperparameters('defaults', defaults, base, [
+      'threads',
+      'schedule',
+    ]);
     if (!Array.isArray(params))
       throw typeError('params', 'an array of params or of param groups', params);
     if (params.length === 0)
@@ -314,6 +334,7 @@ export abstract class AdamBase {
     this.#scalars = new Float64Array(this.#slots.length * SCALARS_PER_TENSOR);
     this.#flags = new Uint32Array(this.#slots.length);
     this.#setAllNativeArrays();
+    if (schedule !== null) this.schedule = schedule;
   }
 
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
@@ -383,9 +404,42 @@ export abstract class AdamBase {
     return this.#finishFusedStep(request, lr);
   }
 
-  // After a step that changed the state.
+  /**
+   * The learning-rate schedule driving the groups' lr (lib/schedules.ts), or null. Attaching one
+   * records every group's current lr as its base lr (or keeps the base lrs of the schedule it
+   * replaces), restarts at position 0 and sets lr = baseLr * factor(0); after every step that is
+   * not skipped the position advances and the lrs are set for the next step. While a schedule is
+   * attached it owns lr: an lr you assign lasts only until the next step. Setting null detaches it
+   * and leaves the lrs as they are.
+   */
+  get schedule(): LrSchedule | null {
+    return this.#schedule?.schedule ?? null;
+  }
+  set schedule(value: LrSchedule | null) {
+    this.#assertIdle('set schedule');
+    if (value === null) {
+      this.#schedule = null;
+      return;
+    }
+    const schedule = checkSchedule('schedule', value);
+    const baseLrs = this.#schedule?.baseLrs ?? Object.freeze(this.#groups.map((g) => g.lr));
+    this.#schedule = Object.freeze({ schedule, position: 0, baseLrs });
+    this.#applySchedule();
+  }
+
+  /** Steps taken since the schedule was attached, skipped steps not counted (0 without one). */
+  get schedulePosition(): number {
+    return this.#schedule?.position ?? 0;
+  }
+
+  // After a step that changed the state: step counts, then the schedule.
   #finishStep(): void {
     for (const slot of this.#slots) slot.step += 1;
+    const schedule = this.#schedule;
+    if (schedule !== null) {
+      this.#schedule = Object.freeze({ ...schedule, position: schedule.position + 1 });
+      this.#applySchedule();
+    }
   }
 
   #finishFusedStep(request: TrainStepRequest, lr: number): StepReport {
@@ -395,6 +449,15 @@ export abstract class AdamBase {
     });
     if (!report.skipped) this.#finishStep();
     return report;
+  }
+
+  // lr = baseLr * factor(position) for every group. Cannot throw: every factor is in [0, 1] and
+  // every base lr a finite number >= 0.
+  #applySchedule(): void {
+    const schedule = this.#schedule;
+    if (schedule === null) return;
+    const factor = lrFactor(schedule.schedule, schedule.position);
+    for (const [g, group] of this.#groups.entries()) group.lr = (schedule.baseLrs[g] ?? 0) * factor;
   }
 
   /** True while a {@link stepAsync} is running. */
