@@ -2,8 +2,8 @@
 //
 // Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
 // lib/memory.ts the memory accounting, lib/backend.ts the kernel selection, lib/checkpoint.ts and
-// lib/safetensors.ts the state dicts and checkpoint files; lib/train-step.ts, lib/grad-norm.ts and
-// lib/schedules.ts the training-loop utilities.
+// lib/safetensors.ts the state dicts and checkpoint files; lib/train-step.ts, lib/grad-norm.ts,
+// lib/schedules.ts and lib/weight-decay.ts the training-loop utilities.
 export { Adam, AdamBase, AdamW } from './optimizer';
 export type {
   OptimizerOptions,
@@ -37,3 +37,4 @@ export type {
   LrSchedule,
   StepDecaySchedule,
 } from './schedules';
+export { isBiasOrNorm, noDecay } from './weight-decay';

@@ -51,6 +51,9 @@ export interface Param {
   grad: Float32Array;
   /** Optional unique name, used in error messages and checkpoints. */
   name?: string;
+  /** false: no weight decay for this param, whatever its group's weightDecay. Read once, when the
+   * optimizer is created. Default true. */
+  decay?: boolean;
 }
 
 /** The optimizer-wide options: default hyperparameters for every group, and threads. */
@@ -160,6 +163,7 @@ interface Slot {
   readonly label: string; // "params[3]" or the param's name, for messages
   readonly group: LiveParamGroup;
   readonly length: number;
+  readonly decay: boolean; // false: weight decay 0 for this param (Param.decay)
   step: number;
   readonly expAvg: Float32Array;
   readonly expAvgSq: Float32Array;
@@ -174,6 +178,7 @@ interface ValidatedParam {
   label: string; // the param's name if it has one, else where it was passed: "params[3]"
   data: Float32Array;
   grad: Float32Array;
+  decay: boolean;
 }
 
 // Reads each field of a user's param once (a getter cannot change it between check and use).
@@ -192,7 +197,7 @@ function validateParam(
   }
   if (seen.has(value)) throw new RangeError(`Expected each param once but ${where} appears twice`);
   seen.add(value);
-  const { name, data, grad } = value as Record<string, unknown>;
+  const { name, data, grad, decay } = value as Record<string, unknown>;
   if (name !== undefined) {
     if (typeof name !== 'string' || name === '') {
       throw typeError(`${where}.name`, 'a non-empty string', name);
@@ -209,6 +214,7 @@ function validateParam(
     label: typeof name === 'string' ? name : where,
     data: checkedData,
     grad: checkedGrad,
+    decay: decay === undefined ? true : checkBoolean(`${where}.decay`, decay),
   };
 }
 
@@ -493,7 +499,7 @@ export abstract class AdamBase {
           beta1: group.betas[0],
           beta2: group.betas[1],
           eps: group.eps,
-          weightDecay: group.weightDecay,
+          weightDecay: slot.decay ? group.weightDecay : 0,
           amsgrad: group.amsgrad,
           maximize: group.maximize,
           decoupled: this.#decoupled,
@@ -603,6 +609,7 @@ export abstract class AdamBase {
       label: v.label,
       group,
       length,
+      decay: v.decay,
       step: 0,
       expAvg: new Float32Array(length),
       expAvgSq: new Float32Array(length),
