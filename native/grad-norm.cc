@@ -39,15 +39,20 @@ double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel
     const size_t end = blockCount * (part + 1) / parts;
     if (begin == end) return;
     // The span holding block `begin`: the last one starting at or before it (empty spans start
-    // where the next one does, and upper_bound steps past them).
+    // where the next one does, and upper_bound steps past them). Then each span's run of blocks
+    // within [begin, end), in one kernel call.
     size_t k = static_cast<size_t>(std::upper_bound(firstBlock.begin(), firstBlock.end(), begin) -
                                    firstBlock.begin()) -
                1;
-    for (size_t b = begin; b < end; ++b) {
-      while (b >= firstBlock[k + 1]) ++k;
-      const size_t offset = (b - firstBlock[k]) * kSumSquaresBlock;
-      const size_t length = std::min(kSumSquaresBlock, spans[k].length - offset);
-      blockSums[b] = canonicalNan(kernel(spans[k].data + offset, length));
+    for (; k < spans.size() && firstBlock[k] < end; ++k) {
+      const size_t first = std::max(begin, firstBlock[k]) - firstBlock[k];
+      const size_t last = std::min(end, firstBlock[k + 1]) - firstBlock[k];
+      if (first == last) continue;
+      const size_t offset = first * kSumSquaresBlock;
+      const size_t length = std::min(spans[k].length, last * kSumSquaresBlock) - offset;
+      double* sums = blockSums.data() + firstBlock[k] + first;
+      kernel(spans[k].data + offset, length, sums);
+      for (size_t b = 0; b < last - first; ++b) sums[b] = canonicalNan(sums[b]);
     }
   });
 

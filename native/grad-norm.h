@@ -26,19 +26,21 @@ namespace simd_adamw {
 constexpr size_t kSumSquaresBlock = 4096;
 constexpr size_t kSumSquaresPartials = 16;
 
-// The sum of squares of data[0, length), length <= kSumSquaresBlock, in the canonical order of one
-// block. A NaN result may have any NaN bits; sumOfSquares canonicalizes it.
-using SumSquaresKernel = double (*)(const float* data, size_t length);
+// Writes the sum of squares of each block of data[0, length) to sums[0, ceil(length /
+// kSumSquaresBlock)), each in the canonical order of one block; every block is full but the last.
+// `data` is the start of a block of its tensor. A NaN sum may have any NaN bits; sumOfSquares
+// canonicalizes it.
+using SumSquaresKernel = void (*)(const float* data, size_t length, double* sums);
 
 // One kernel per instruction set, each defined in native/kernels/grad-norm-<isa>.cc.
-double sumSquaresScalar(const float* data, size_t length);
+void sumSquaresScalar(const float* data, size_t length, double* sums);
 #if defined(SIMD_ADAMW_X86_64)
-double sumSquaresSse2(const float* data, size_t length);
-double sumSquaresAvx2(const float* data, size_t length);
-double sumSquaresAvx512f(const float* data, size_t length);
+void sumSquaresSse2(const float* data, size_t length, double* sums);
+void sumSquaresAvx2(const float* data, size_t length, double* sums);
+void sumSquaresAvx512f(const float* data, size_t length, double* sums);
 #endif
 #if defined(SIMD_ADAMW_AARCH64)
-double sumSquaresNeon(const float* data, size_t length);
+void sumSquaresNeon(const float* data, size_t length, double* sums);
 #endif
 
 // A read-only run of floats: one tensor's gradient.

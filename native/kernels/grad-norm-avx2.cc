@@ -9,6 +9,7 @@ namespace {
 
 struct Avx2NormLanes {
   static constexpr size_t kWidth = 4;
+  static constexpr size_t kBlocksAtOnce = 2;
   using V = __m256d;
 
   static V zero() { return _mm256_setzero_pd(); }
@@ -20,8 +21,8 @@ struct Avx2NormLanes {
 
 }  // namespace
 
-double sumSquaresAvx2(const float* data, size_t length) {
-  return sumSquaresBlock<Avx2NormLanes>(data, length);
+void sumSquaresAvx2(const float* data, size_t length, double* sums) {
+  sumSquaresBlocks<Avx2NormLanes>(data, length, sums);
 }
 
 }  // namespace simd_adamw

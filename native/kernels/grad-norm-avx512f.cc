@@ -5,9 +5,10 @@
 #include "grad-norm-loop.h"
 
 // GCC 12's _mm512_cvtps_pd passes _mm512_undefined_pd() as the unused merge source and then warns
-// that it may be uninitialized (GCC bug 105593, fixed in GCC 13). Nothing reads it.
+// that it is (or may be) uninitialized (GCC bug 105593, fixed in GCC 13). Nothing reads it.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace simd_adamw {
@@ -15,6 +16,7 @@ namespace {
 
 struct Avx512fNormLanes {
   static constexpr size_t kWidth = 8;
+  static constexpr size_t kBlocksAtOnce = 4;
   using V = __m512d;
 
   static V zero() { return _mm512_setzero_pd(); }
@@ -26,8 +28,8 @@ struct Avx512fNormLanes {
 
 }  // namespace
 
-double sumSquaresAvx512f(const float* data, size_t length) {
-  return sumSquaresBlock<Avx512fNormLanes>(data, length);
+void sumSquaresAvx512f(const float* data, size_t length, double* sums) {
+  sumSquaresBlocks<Avx512fNormLanes>(data, length, sums);
 }
 
 }  // namespace simd_adamw

@@ -1,9 +1,10 @@
-// One block of the gradient norm's sum of squares (native/grad-norm.h), written once over an
+// The block sums of the gradient norm's sum of squares (native/grad-norm.h), written once over an
 // abstract vector of doubles and instantiated by every ISA's grad-norm-<isa>.cc, like
 // adamw-loop.h for the update.
 //
 // A kernel file defines a `Lanes` struct and includes this header. Lanes supplies:
 //   kWidth                 doubles per vector; divides kSumSquaresPartials
+//   kBlocksAtOnce          full blocks summed side by side (as many as the registers hold)
 //   V                      the vector type
 //   zero()                 all lanes +0
 //   loadWiden(p)           kWidth floats from p (any alignment), each converted to double (exact)
@@ -14,6 +15,12 @@
 // partial k * kWidth + j, which receives the elements i with i % 16 == k * kWidth + j. So every ISA
 // performs exactly the additions of the canonical order, in its order, whatever its width; the
 // tree that combines the partials runs on stored doubles, the same code for all.
+//
+// Blocks are independent, so kBlocksAtOnce of them are summed in one loop, each with its own
+// partials: the same additions per block, but several memory streams and independent addition
+// chains in flight. One block at a time reads a single stream and waits on the 16 partials' chains;
+// four at a time is about twice as fast from memory on AVX-512 (measured on the development
+// machine, 16M floats).
 //
 // Everything here has internal linkage, for the reason given in adamw-loop.h.
 #pragma once
@@ -44,6 +51,33 @@ inline void addSquares(const float* p,
   }
 }
 
+// The partials of one block, combined.
+template <class Lanes>
+double combineVectors(const typename Lanes::V (&partials)[kSumSquaresPartials / Lanes::kWidth]) {
+  double stored[kSumSquaresPartials];
+  for (size_t k = 0; k < kSumSquaresPartials / Lanes::kWidth; ++k) {
+    Lanes::store(stored + k * Lanes::kWidth, partials[k]);
+  }
+  return combinePartials(stored);
+}
+
+// kBlocks full blocks, starting at data, side by side.
+template <class Lanes, size_t kBlocks>
+void sumFullBlocks(const float* data, double* sums) {
+  constexpr size_t kVectors = kSumSquaresPartials / Lanes::kWidth;
+  typename Lanes::V partials[kBlocks][kVectors];
+  for (size_t b = 0; b < kBlocks; ++b) {
+    for (size_t k = 0; k < kVectors; ++k) partials[b][k] = Lanes::zero();
+  }
+  for (size_t i = 0; i < kSumSquaresBlock; i += kSumSquaresPartials) {
+    for (size_t b = 0; b < kBlocks; ++b) {
+      addSquares<Lanes>(data + b * kSumSquaresBlock + i, partials[b]);
+    }
+  }
+  for (size_t b = 0; b < kBlocks; ++b) sums[b] = combineVectors<Lanes>(partials[b]);
+}
+
+// One block of any length up to kSumSquaresBlock.
 template <class Lanes>
 double sumSquaresBlock(const float* data, size_t length) {
   static_assert(kSumSquaresPartials % Lanes::kWidth == 0, "the partials fill whole vectors");
@@ -61,9 +95,21 @@ double sumSquaresBlock(const float* data, size_t length) {
     std::memcpy(tail, data + i, (length - i) * sizeof(float));
     addSquares<Lanes>(tail, partials);
   }
-  double stored[kSumSquaresPartials];
-  for (size_t k = 0; k < kVectors; ++k) Lanes::store(stored + k * Lanes::kWidth, partials[k]);
-  return combinePartials(stored);
+  return combineVectors<Lanes>(partials);
+}
+
+// The kernel (SumSquaresKernel): the sums of the blocks of data[0, length), all full but the last.
+template <class Lanes>
+void sumSquaresBlocks(const float* data, size_t length, double* sums) {
+  const size_t fullBlocks = length / kSumSquaresBlock;
+  size_t b = 0;
+  for (; b + Lanes::kBlocksAtOnce <= fullBlocks; b += Lanes::kBlocksAtOnce) {
+    sumFullBlocks<Lanes, Lanes::kBlocksAtOnce>(data + b * kSumSquaresBlock, sums + b);
+  }
+  for (; b < fullBlocks; ++b) sumFullBlocks<Lanes, 1>(data + b * kSumSquaresBlock, sums + b);
+  if (length % kSumSquaresBlock != 0) {
+    sums[b] = sumSquaresBlock<Lanes>(data + b * kSumSquaresBlock, length % kSumSquaresBlock);
+  }
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ namespace {
 
 struct NeonNormLanes {
   static constexpr size_t kWidth = 2;
+  static constexpr size_t kBlocksAtOnce = 2;
   using V = float64x2_t;
 
   static V zero() { return vdupq_n_f64(0.0); }
@@ -26,8 +27,8 @@ struct NeonNormLanes {
 
 }  // namespace
 
-double sumSquaresNeon(const float* data, size_t length) {
-  return sumSquaresBlock<NeonNormLanes>(data, length);
+void sumSquaresNeon(const float* data, size_t length, double* sums) {
+  sumSquaresBlocks<NeonNormLanes>(data, length, sums);
 }
 
 }  // namespace simd_adamw

@@ -9,6 +9,7 @@ namespace {
 
 struct ScalarNormLanes {
   static constexpr size_t kWidth = 1;
+  static constexpr size_t kBlocksAtOnce = 1;
   using V = double;
 
   static V zero() { return 0.0; }
@@ -20,8 +21,8 @@ struct ScalarNormLanes {
 
 }  // namespace
 
-double sumSquaresScalar(const float* data, size_t length) {
-  return sumSquaresBlock<ScalarNormLanes>(data, length);
+void sumSquaresScalar(const float* data, size_t length, double* sums) {
+  sumSquaresBlocks<ScalarNormLanes>(data, length, sums);
 }
 
 }  // namespace simd_adamw

@@ -8,6 +8,7 @@ namespace {
 
 struct Sse2NormLanes {
   static constexpr size_t kWidth = 2;
+  static constexpr size_t kBlocksAtOnce = 1;
   using V = __m128d;
 
   static V zero() { return _mm_setzero_pd(); }
@@ -22,8 +23,8 @@ struct Sse2NormLanes {
 
 }  // namespace
 
-double sumSquaresSse2(const float* data, size_t length) {
-  return sumSquaresBlock<Sse2NormLanes>(data, length);
+void sumSquaresSse2(const float* data, size_t length, double* sums) {
+  sumSquaresBlocks<Sse2NormLanes>(data, length, sums);
 }
 
 }  // namespace simd_adamw

@@ -10,8 +10,9 @@
 // program counts how often a plain left-to-right sum differs, to show the cases can tell orders
 // apart), and, in some cases, NaN (quiet and signalling, any payload and sign), +-Inf, subnormals
 // and FLT_MAX. Checked, bit for bit:
-//   - each kernel's block sums against the reference's (NaNs compare equal to NaNs here: a kernel
-//     may return any NaN, sumOfSquares canonicalizes it);
+//   - each kernel's block sums against the reference's, for a whole tensor in one call and from a
+//     later block on (NaNs compare equal to NaNs here: a kernel may return any NaN,
+//     sumOfSquares canonicalizes it), and that it writes no sum past the last block;
 //   - sumOfSquares, with every ISA's kernel and 1 to 7 threads, against the reference total and
 //     per-tensor sums; a NaN result must be the canonical quiet NaN;
 //   - the total is finite exactly when every element is.
@@ -22,6 +23,7 @@
 //
 // Exit status: 0 when everything agrees, 1 on any disagreement (the first few are printed), 2 on
 // bad arguments.
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
@@ -255,14 +257,26 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
 
   for (const IsaInfo& isa : compiledIsas()) {
     if (!isa.supported()) continue;
-    // Block by block, the kernel alone.
+    // The kernel alone: every block of each tensor in one call, and the blocks from a later one
+    // on (as a thread's share does). A sentinel after the last sum catches a write past it.
     for (const FloatSpan& span : spans) {
-      for (size_t offset = 0; offset < span.length; offset += kBlock) {
-        const size_t length = span.length - offset < kBlock ? span.length - offset : kBlock;
-        const double got = isa.sumSquares(span.data + offset, length);
-        const double expected = referenceBlock(span.data + offset, length);
+      const size_t blocks = (span.length + kBlock - 1) / kBlock;
+      const size_t first = blocks > 1 ? (span.length + caseIndex) % blocks : 0;
+      for (const size_t from : {size_t{0}, first}) {
+        std::vector<double> sums(blocks - from + 1, -1.0);
+        isa.sumSquares(span.data + from * kBlock, span.length - from * kBlock, sums.data());
+        for (size_t b = from; b < blocks; ++b) {
+          const size_t length = std::min(span.length - b * kBlock, kBlock);
+          const double expected = referenceBlock(span.data + b * kBlock, length);
+          ++totals.checks;
+          if (!sameSum(sums[b - from], expected)) {
+            totals.fail("block sum", isa.name, caseIndex, sums[b - from], expected);
+          }
+        }
         ++totals.checks;
-        if (!sameSum(got, expected)) totals.fail("block sum", isa.name, caseIndex, got, expected);
+        if (bitsOf(sums.back()) != bitsOf(-1.0)) {
+          totals.fail("write past the last block", isa.name, caseIndex, sums.back(), -1.0);
+        }
       }
     }
     // The whole reduction, on every thread count.
