@@ -128,6 +128,8 @@ function prepareCall(
       );
     }
   }
+  // The training-step options first: their getters (if any) run before any array is checked.
+  const request = checkStepOptionValues('options', o);
   const length = checkFloat32Array('param', param).length;
   const arrays: NamedArray[] = [
     { name: 'param', array: param },
@@ -156,7 +158,6 @@ function prepareCall(
   const step = checkStep('options.step', o.step);
   const threads =
     o.threads === undefined ? defaultThreads() : checkThreads('options.threads', o.threads);
-  const request = checkStepOptionValues('options', o);
   checkNoOverlap(arrays);
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);

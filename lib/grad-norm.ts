@@ -23,11 +23,10 @@ export function gradNorm(
   const threadsOption = options === undefined ? undefined : checkObject('options', options).threads;
   const threads =
     threadsOption === undefined ? defaultThreads() : checkThreads('options.threads', threadsOption);
-  const grads = (params as readonly unknown[]).map((entry, i) => {
-    if (isPlainObject(entry)) {
-      return checkFloat32Array(`params[${i}].grad`, entry.grad);
-    }
-    return checkFloat32Array(`params[${i}]`, entry);
-  });
+  // Every param's grad is read before any array is checked: a getter cannot detach a checked one.
+  const entries = (params as readonly unknown[]).map((entry) =>
+    isPlainObject(entry) ? { grad: entry.grad, name: '.grad' } : { grad: entry, name: '' },
+  );
+  const grads = entries.map(({ grad, name }, i) => checkFloat32Array(`params[${i}]${name}`, grad));
   return native.gradNorm(grads, threads);
 }

@@ -15,6 +15,7 @@ import {
   type ParamGroup,
   type StepOptions,
 } from '../lib';
+import { native } from '../lib/native';
 import { bitsOf, firstBitDifference } from './helpers/bits';
 import { gaussian, mulberry32 } from './helpers/random';
 
@@ -394,5 +395,37 @@ describe('bad options are errors that change nothing', () => {
         ...options,
       }),
     ).toThrow(message);
+  });
+});
+
+describe('the native control argument is checked before anything changes', () => {
+  test.each([
+    ['a Float32Array', new Float32Array(8), 'TypeError'],
+    ['7 elements', new Float64Array(7), 'TypeError'],
+    ['maxNorm NaN', Float64Array.of(NaN, 1, 1, 0, 0, 0, 0, 0), 'RangeError'],
+    ['maxNorm -1', Float64Array.of(-1, 1, 1, 0, 0, 0, 0, 0), 'RangeError'],
+    ['gradScale 0', Float64Array.of(1, 0, 1, 0, 0, 0, 0, 0), 'RangeError'],
+    ['gradScale Infinity', Float64Array.of(1, Infinity, 1, 0, 0, 0, 0, 0), 'RangeError'],
+    ['options 4', Float64Array.of(1, 1, 4, 0, 0, 0, 0, 0), 'RangeError'],
+    ['options 1.5', Float64Array.of(1, 1, 1.5, 0, 0, 0, 0, 0), 'RangeError'],
+  ] as [string, unknown, string][])('%s', (_, control, type) => {
+    const arrays = [0, 1, 2, 3].map(() => new Float32Array(5).fill(0.5));
+    const before = bitsOf(arrays);
+    const scalars = new Float64Array(native.SCALARS_PER_TENSOR).fill(0.5);
+    const flags = new Uint32Array(1);
+    const call = [[...arrays, null], scalars, flags, 1, control] as Parameters<typeof native.step>;
+    // The addon's errors come from Node's own realm, not jest's: compare by name.
+    const errorOf = (run: () => unknown): unknown => {
+      try {
+        run();
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    expect(errorOf(() => native.step(...call))).toMatchObject({ name: type });
+    expect(errorOf(() => native.stepAsync(...call))).toMatchObject({ name: type });
+    expect(firstBitDifference(bitsOf(arrays), before)).toBeNull();
+    expect(native.CONTROL_LENGTH).toBe(8);
   });
 });
