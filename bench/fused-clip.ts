@@ -19,20 +19,20 @@
 //     [--scale 1] [--json]
 //
 // --scale multiplies the parameter count (0.25 for a quick run). Self-contained: it needs nothing
-// from the rest of bench/.
+// from the rest of bench/; a runner can import measureFusedClip instead.
 import * as os from 'node:os';
 
 import { AdamW, backend, gradNorm, type Param } from '../lib';
 
-interface Options {
+export interface FusedClipOptions {
   rounds: number;
   threads: number[];
   scale: number;
   json: boolean;
 }
 
-function parseArgs(argv: readonly string[]): Options {
-  const options: Options = {
+function parseArgs(argv: readonly string[]): FusedClipOptions {
+  const options: FusedClipOptions = {
     rounds: 15,
     threads: [1, os.availableParallelism()],
     scale: 1,
@@ -95,7 +95,7 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-interface Row {
+export interface FusedClipRow {
   threads: number;
   contender: ContenderName;
   medianMs: number;
@@ -104,9 +104,10 @@ interface Row {
   ratioToBare: number;
 }
 
-function measure(options: Options): Row[] {
+/** Runs the comparison; one row per thread count and contender. */
+export function measureFusedClip(options: FusedClipOptions): FusedClipRow[] {
   const { params, pristine } = makeParams(options.scale);
-  const rows: Row[] = [];
+  const rows: FusedClipRow[] = [];
   for (const threads of options.threads) {
     const optimizer = new AdamW(params, { lr: 1e-4, threads });
     const maxNorm = gradNorm(params) / 2; // clips by about one half
@@ -181,7 +182,7 @@ function main(): void {
     params: paramCount,
     rounds: options.rounds,
   };
-  const rows = measure(options);
+  const rows = measureFusedClip(options);
   if (options.json) {
     console.log(JSON.stringify({ machine, rows }, null, 2));
     return;
@@ -200,4 +201,5 @@ function main(): void {
   }
 }
 
-main();
+// Run as a script; imported (by a bench runner), it only exports measureFusedClip.
+if (require.main === module) main();
