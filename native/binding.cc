@@ -80,11 +80,12 @@ Span spanOf(const float* data, size_t length, size_t index) {
 std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* threads,
                                 std::vector<Napi::ObjectReference>* references) {
   const Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsTypedArray() ||
-      !info[2].IsTypedArray() || !info[3].IsNumber()) {
-    throw Napi::TypeError::New(env,
-                               "step(arrays: Array, scalars: Float64Array, flags: Uint32Array, "
-                               "threads: number, control?: Float64Array)");
+  // A fifth argument, if any, is the fused step's control (checked in readControl).
+  if (info.Length() < 4 || info.Length() > 5 || !info[0].IsArray() || !info[1].IsTypedArray() ||
+      !info[2].IsTypedArray() || !info[3].IsNumber() ||
+      (info.Length() == 5 && !info[4].IsUndefined() && !info[4].IsTypedArray())) {
+    throw Napi::TypeError::New(
+        env, "step(arrays: Array, scalars: Float64Array, flags: Uint32Array, threads: number)");
   }
   const double requestedThreads = info[3].As<Napi::Number>().DoubleValue();
   if (!(requestedThreads >= 1 && requestedThreads <= ThreadPool::kMaxThreads)) {

@@ -400,6 +400,7 @@ describe('bad options are errors that change nothing', () => {
 
 describe('the native control argument is checked before anything changes', () => {
   test.each([
+    ['a number', 0, 'TypeError'],
     ['a Float32Array', new Float32Array(8), 'TypeError'],
     ['7 elements', new Float64Array(7), 'TypeError'],
     ['maxNorm NaN', Float64Array.of(NaN, 1, 1, 0, 0, 0, 0, 0), 'RangeError'],
@@ -425,6 +426,8 @@ describe('the native control argument is checked before anything changes', () =>
     };
     expect(errorOf(() => native.step(...call))).toMatchObject({ name: type });
     expect(errorOf(() => native.stepAsync(...call))).toMatchObject({ name: type });
+    const sixArguments = native.step as (...args: unknown[]) => void;
+    expect(errorOf(() => sixArguments(...call, undefined))).toMatchObject({ name: 'TypeError' });
     expect(firstBitDifference(bitsOf(arrays), before)).toBeNull();
     expect(native.CONTROL_LENGTH).toBe(8);
   });
