@@ -24,6 +24,8 @@ import {
   checkNonNegative,
   checkObject,
   checkStep,
+  holdForAsyncStep,
+  lengthOf,
   type NamedArray,
 } from './validate';
 
@@ -83,6 +85,8 @@ export function adamwStep(
  * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
  * resolves with its report when it is done (it rejects, with nothing changed, on invalid
  * arguments). Do not read or write the arrays, nor start another step on them, until it settles.
+ * Arrays over a resizable ArrayBuffer are refused, and the buffers are marked untransferable (see
+ * holdForAsyncStep).
  */
 export async function adamwStepAsync(
   param: Float32Array,
@@ -92,12 +96,14 @@ export async function adamwStepAsync(
   options: AdamwStepOptions,
 ): Promise<StepReport> {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
+  holdForAsyncStep(call.named);
   await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads, call.control);
   return reportOf(call);
 }
 
 interface NativeCall {
   arrays: (Float32Array | null)[];
+  named: NamedArray[]; // the same arrays with their argument names
   scalars: Float64Array;
   flags: Uint32Array;
   threads: number;
@@ -128,45 +134,48 @@ function prepareCall(
       );
     }
   }
-  // The training-step options first: their getters (if any) run before any array is checked.
+  // Every option is read once, and all of them before any array is checked: a getter cannot hand
+  // validation one value and the kernel another, nor detach or resize an array after its check.
+  // From the first array check to the native call no code of the caller runs.
+  const { step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads } = o;
+  const hyperparameters = {
+    lr: checkNonNegative('options.lr', lr),
+    beta1: checkBeta('options.beta1', beta1),
+    beta2: checkBeta('options.beta2', beta2),
+    eps: checkNonNegative('options.eps', eps),
+    weightDecay: checkNonNegative('options.weightDecay', weightDecay),
+    amsgrad: maxExpAvgSq !== undefined,
+    maximize: maximize === undefined ? false : checkBoolean('options.maximize', maximize),
+    decoupled: decoupled === undefined ? true : checkBoolean('options.decoupled', decoupled),
+  };
+  const stepCount = checkStep('options.step', step);
+  const threadCount =
+    threads === undefined ? defaultThreads() : checkThreads('options.threads', threads);
   const request = checkStepOptionValues('options', o);
-  const length = checkFloat32Array('param', param).length;
+
+  const length = lengthOf(checkFloat32Array('param', param));
   const arrays: NamedArray[] = [
     { name: 'param', array: param },
     { name: 'grad', array: checkFloat32Array('grad', grad, length) },
     { name: 'expAvg', array: checkFloat32Array('expAvg', expAvg, length) },
     { name: 'expAvgSq', array: checkFloat32Array('expAvgSq', expAvgSq, length) },
   ];
-  // Each option is read once: a getter cannot hand validation one value and the kernel another.
-  const maxExpAvgSqOption = o.maxExpAvgSq;
-  const maxExpAvgSq =
-    maxExpAvgSqOption === undefined
+  const checkedMaxExpAvgSq =
+    maxExpAvgSq === undefined
       ? null
-      : checkFloat32Array('options.maxExpAvgSq', maxExpAvgSqOption, length);
-  const amsgrad = maxExpAvgSq !== null;
-  if (maxExpAvgSq !== null) arrays.push({ name: 'options.maxExpAvgSq', array: maxExpAvgSq });
-  const hyperparameters = {
-    lr: checkNonNegative('options.lr', o.lr),
-    beta1: checkBeta('options.beta1', o.beta1),
-    beta2: checkBeta('options.beta2', o.beta2),
-    eps: checkNonNegative('options.eps', o.eps),
-    weightDecay: checkNonNegative('options.weightDecay', o.weightDecay),
-    amsgrad,
-    maximize: o.maximize === undefined ? false : checkBoolean('options.maximize', o.maximize),
-    decoupled: o.decoupled === undefined ? true : checkBoolean('options.decoupled', o.decoupled),
-  };
-  const step = checkStep('options.step', o.step);
-  const threads =
-    o.threads === undefined ? defaultThreads() : checkThreads('options.threads', o.threads);
+      : checkFloat32Array('options.maxExpAvgSq', maxExpAvgSq, length);
+  if (checkedMaxExpAvgSq !== null)
+    arrays.push({ name: 'options.maxExpAvgSq', array: checkedMaxExpAvgSq });
   checkNoOverlap(arrays);
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);
-  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, step)]);
+  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, stepCount)]);
   return {
-    arrays: [param, grad, expAvg, expAvgSq, maxExpAvgSq],
+    arrays: [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq],
+    named: arrays,
     scalars,
     flags,
-    threads,
+    threads: threadCount,
     lr: hyperparameters.lr,
     request,
     control: request === null ? undefined : writeControl(new Float64Array(CONTROL_LENGTH), request),

@@ -2,6 +2,8 @@
 // call per step for all parameters (PyTorch's foreach/fused idea: real models have hundreds of small
 // bias and norm vectors, and one call per tensor would cost more than their update).
 
+import { markAsUntransferable } from 'node:worker_threads';
+
 import {
   loadCheckpointInto,
   loadOptimizer,
@@ -39,7 +41,9 @@ import {
   checkNoOverlap,
   checkNonNegative,
   describe,
+  holdForAsyncStep,
   isPlainObject,
+  lengthOf,
   stepInFlightError,
   type NamedArray,
   typeError,
@@ -208,7 +212,7 @@ function validateParam(
     names.add(name);
   }
   const checkedData = checkFloat32Array(`${where}.data`, data);
-  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, checkedData.length);
+  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, lengthOf(checkedData));
   return {
     param: value as Param,
     label: typeof name === 'string' ? name : where,
@@ -216,6 +220,24 @@ function validateParam(
     grad: checkedGrad,
     decay: decay === undefined ? true : checkBoolean(`${where}.decay`, decay),
   };
+}
+
+// The optimizer's own state arrays. state(p) hands them out, so they are marked untransferable: a
+// structuredClone or postMessage that lists one copies it (Node 20) or throws (Node 21+) instead of
+// detaching the optimizer's memory, perhaps while a stepAsync is writing it.
+function newStateArray(length: number): Float32Array {
+  const array = new Float32Array(length);
+  markAsUntransferable(array.buffer);
+  return array;
+}
+
+// state(p) hands out the state arrays themselves; a detached one (on a Node where it can be) is an
+// error at the next step.
+function checkState(slot: Slot): void {
+  checkFloat32Array(`state of ${slot.label} (expAvg)`, slot.expAvg, slot.length);
+  checkFloat32Array(`state of ${slot.label} (expAvgSq)`, slot.expAvgSq, slot.length);
+  if (slot.maxExpAvgSq !== null)
+    checkFloat32Array(`state of ${slot.label} (maxExpAvgSq)`, slot.maxExpAvgSq, slot.length);
 }
 
 /**
@@ -384,11 +406,19 @@ export abstract class AdamBase {
    * zeroGrad and hyperparameter changes, and keeps the arrays alive; the caller must not write,
    * transfer or resize the params, grads or state meanwhile.
    * Invalid input rejects the promise with nothing changed.
+   * Params or grads over a resizable ArrayBuffer are refused, and their buffers are marked
+   * untransferable (see holdForAsyncStep).
    */
   async stepAsync(options?: StepOptions): Promise<StepReport> {
     this.#assertIdle('stepAsync()');
     const request = checkStepOptions('options', options);
     const lr = this.#prepareStep();
+    holdForAsyncStep(
+      this.#slots.flatMap((slot) => [
+        { name: `${slot.label}.data`, array: slot.data },
+        { name: `${slot.label}.grad`, array: slot.grad },
+      ]),
+    );
     const control = request === null ? undefined : writeControl(this.#control, request);
     const done = native.stepAsync(
       this.#nativeArrays,
@@ -475,11 +505,19 @@ export abstract class AdamBase {
   // Returns the step's lr (the first group's).
   #prepareStep(): number {
     const slots = this.#slots;
-    const current = slots.map((slot) => ({
-      slot,
-      data: checkFloat32Array(`${slot.label}.data`, slot.param.data, slot.length),
-      grad: checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
-    }));
+    // Every param's data and grad are read once, all before any is checked: reading them can run
+    // the caller's getters, which could detach or resize an array already checked. From the first
+    // check to the native call no code of the caller runs, so the kernel updates what was checked.
+    const values = slots.map((slot) => [slot.param.data, slot.param.grad] as const);
+    const current = slots.map((slot, k) => {
+      const [data, grad] = values[k];
+      checkState(slot);
+      return {
+        slot,
+        data: checkFloat32Array(`${slot.label}.data`, data, slot.length),
+        grad: checkFloat32Array(`${slot.label}.grad`, grad, slot.length),
+      };
+    });
     if (current.some(({ slot, data, grad }) => data !== slot.data || grad !== slot.grad)) {
       // A param's data or grad was replaced: check the new set for overlap before adopting it.
       this.#checkOverlap(current);
@@ -519,8 +557,9 @@ export abstract class AdamBase {
   /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)). */
   zeroGrad(): void {
     this.#assertIdle('zeroGrad()');
-    const grads = this.#slots.map((slot) =>
-      checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
+    const values = this.#slots.map((slot) => slot.param.grad);
+    const grads = this.#slots.map((slot, k) =>
+      checkFloat32Array(`${slot.label}.grad`, values[k], slot.length),
     );
     for (const grad of grads) grad.fill(0);
   }
@@ -603,7 +642,7 @@ export abstract class AdamBase {
   }
 
   #addSlot(v: ValidatedParam, group: LiveParamGroup): void {
-    const length = v.data.length;
+    const length = lengthOf(v.data);
     const slot: Slot = {
       param: v.param,
       label: v.label,
@@ -611,9 +650,9 @@ export abstract class AdamBase {
       length,
       decay: v.decay,
       step: 0,
-      expAvg: new Float32Array(length),
-      expAvgSq: new Float32Array(length),
-      maxExpAvgSq: group.amsgrad ? new Float32Array(length) : null,
+      expAvg: newStateArray(length),
+      expAvgSq: newStateArray(length),
+      maxExpAvgSq: group.amsgrad ? newStateArray(length) : null,
       data: v.data,
       grad: v.grad,
     };

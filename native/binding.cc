@@ -93,7 +93,23 @@ std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* thread
         env, "step(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
   }
   *threads = static_cast<unsigned>(requestedThreads);
+
+  // Phase 1: read every element of `arrays`. Get() can run JavaScript (an index getter on
+  // Array.prototype, reached through a hole in `arrays`), and that JavaScript can detach or shrink
+  // any buffer, so no data pointer or length may be taken before the last Get(). From the end of
+  // this loop to the end of the step no JavaScript runs, so what is checked below is what the
+  // kernels see.
   const Napi::Array arrays = info[0].As<Napi::Array>();
+  const uint32_t arrayCount = arrays.Length();
+  // A sparse array can claim 2^32 - 1 elements: compare with the flags' count before reading any.
+  if (arrayCount != info[2].As<Napi::TypedArray>().ElementLength() * kArraysPerTensor) {
+    throw Napi::RangeError::New(env, "step(): arrays and flags describe different tensor counts");
+  }
+  std::vector<Napi::Value> arrayValues;
+  arrayValues.reserve(arrayCount);
+  for (uint32_t i = 0; i < arrayCount; ++i) arrayValues.push_back(arrays.Get(i));
+
+  // Phase 2: pointers and lengths, taken after every JavaScript callback has returned.
   const Napi::TypedArray scalarsValue = info[1].As<Napi::TypedArray>();
   const Napi::TypedArray flagsValue = info[2].As<Napi::TypedArray>();
   if (scalarsValue.TypedArrayType() != napi_float64_array ||
@@ -104,7 +120,7 @@ std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* thread
   const Napi::Float64Array scalars = scalarsValue.As<Napi::Float64Array>();
   const Napi::Uint32Array flags = flagsValue.As<Napi::Uint32Array>();
   const size_t tensorCount = flags.ElementLength();
-  if (arrays.Length() != tensorCount * kArraysPerTensor ||
+  if (arrayValues.size() != tensorCount * kArraysPerTensor ||
       scalars.ElementLength() != tensorCount * kScalarsPerTensor) {
     throw Napi::RangeError::New(
         env, "step(): arrays, scalars and flags describe different tensor counts");
@@ -120,7 +136,7 @@ std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* thread
     float* data[kArraysPerTensor] = {};
     size_t lengths[kArraysPerTensor] = {};
     for (size_t a = 0; a < kArraysPerTensor; ++a) {
-      const Napi::Value value = arrays.Get(static_cast<uint32_t>(k * kArraysPerTensor + a));
+      const Napi::Value& value = arrayValues[k * kArraysPerTensor + a];
       if (a == 4 && !amsgrad) continue;  // maxExpAvgSq exists only with amsgrad
       data[a] = float32Data(env, value, where(k, a), &lengths[a]);
       if (references != nullptr) references->push_back(Napi::Persistent(value.As<Napi::Object>()));
