@@ -6,6 +6,17 @@ import { SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import { native } from './native';
 import { checkThreads, defaultThreads } from './threads';
 import {
+  checkStepOptionValues,
+  CONTROL_LENGTH,
+  plainReport,
+  readReport,
+  type StepOptions,
+  type StepReport,
+  STEP_OPTION_KEYS,
+  type TrainStepRequest,
+  writeControl,
+} from './train-step';
+import {
   checkBeta,
   checkBoolean,
   checkFloat32Array,
@@ -18,8 +29,9 @@ import {
   type NamedArray,
 } from './validate';
 
-/** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. */
-export interface AdamwStepOptions {
+/** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. The
+ * training-step options (clipGradNorm, gradScale, skipNonFinite) apply to this one tensor. */
+export interface AdamwStepOptions extends StepOptions {
   /** This parameter's 1-based step count, including this step (PyTorch's state["step"] after += 1). */
   step: number;
   lr: number;
@@ -48,12 +60,14 @@ const KNOWN_OPTIONS = new Set([
   'maxExpAvgSq',
   'decoupled',
   'threads',
+  ...STEP_OPTION_KEYS,
 ]);
 
 /**
  * Applies one Adam/AdamW step in place: updates `param`, `expAvg`, `expAvgSq` (and
  * `options.maxExpAvgSq`) from `grad`. All arrays must have the same length and must not overlap.
- * Throws TypeError/RangeError before touching any array if an argument is invalid.
+ * Throws TypeError/RangeError before touching any array if an argument is invalid. Returns what
+ * the step did (with skipNonFinite, a NaN or Inf in `grad` leaves every array unchanged).
  */
 export function adamwStep(
   param: Float32Array,
@@ -61,16 +75,18 @@ export function adamwStep(
   expAvg: Float32Array,
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
-): void {
+): StepReport {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
-  native.step(call.arrays, call.scalars, call.flags, call.threads);
+  native.step(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  return reportOf(call);
 }
 
 /**
  * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
- * resolves when it is done (it rejects, with nothing changed, on invalid arguments). Do not read
- * or write the arrays, nor start another step on them, until it settles. Arrays over a resizable
- * ArrayBuffer are refused, and the buffers are marked untransferable (see holdForAsyncStep).
+ * resolves with its report when it is done (it rejects, with nothing changed, on invalid
+ * arguments). Do not read or write the arrays, nor start another step on them, until it settles.
+ * Arrays over a resizable ArrayBuffer are refused, and the buffers are marked untransferable (see
+ * holdForAsyncStep).
  */
 export async function adamwStepAsync(
   param: Float32Array,
@@ -78,10 +94,11 @@ export async function adamwStepAsync(
   expAvg: Float32Array,
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
-): Promise<void> {
+): Promise<StepReport> {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
   holdForAsyncStep(call.named);
-  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads);
+  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  return reportOf(call);
 }
 
 interface NativeCall {
@@ -90,6 +107,15 @@ interface NativeCall {
   scalars: Float64Array;
   flags: Uint32Array;
   threads: number;
+  lr: number;
+  // The training-step request and its control array, or undefined for the bare step.
+  request: TrainStepRequest | null;
+  control: Float64Array | undefined;
+}
+
+function reportOf(call: NativeCall): StepReport {
+  if (call.request === null || call.control === undefined) return plainReport(call.lr);
+  return readReport(call.control, call.request, call.lr, () => 'grad');
 }
 
 // Validates every argument and builds the native call; touches no array.
@@ -125,6 +151,7 @@ function prepareCall(
   const stepCount = checkStep('options.step', step);
   const threadCount =
     threads === undefined ? defaultThreads() : checkThreads('options.threads', threads);
+  const request = checkStepOptionValues('options', o);
 
   const length = lengthOf(checkFloat32Array('param', param));
   const arrays: NamedArray[] = [
@@ -149,5 +176,8 @@ function prepareCall(
     scalars,
     flags,
     threads: threadCount,
+    lr: hyperparameters.lr,
+    request,
+    control: request === null ? undefined : writeControl(new Float64Array(CONTROL_LENGTH), request),
   };
 }

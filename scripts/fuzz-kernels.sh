@@ -51,15 +51,16 @@ FLAGS=(-std=c++17 -Wall -Wextra -Wpedantic -Werror -ffp-contract=off -fno-math-e
 case "$(uname -m)" in
   x86_64 | amd64)
     ARCH=SIMD_ADAMW_X86_64
-    KERNELS=(adamw-scalar.cc adamw-sse2.cc adamw-avx2.cc:-mavx2 adamw-avx512f.cc:-mavx512f)
+    KERNELS=(adamw-scalar.cc adamw-sse2.cc adamw-avx2.cc:-mavx2 adamw-avx512f.cc:-mavx512f
+      grad-norm-scalar.cc grad-norm-sse2.cc grad-norm-avx2.cc:-mavx2 grad-norm-avx512f.cc:-mavx512f)
     ;;
   aarch64 | arm64)
     ARCH=SIMD_ADAMW_AARCH64
-    KERNELS=(adamw-scalar.cc adamw-neon.cc)
+    KERNELS=(adamw-scalar.cc adamw-neon.cc grad-norm-scalar.cc grad-norm-neon.cc)
     ;;
   *)
     ARCH=SIMD_ADAMW_OTHER
-    KERNELS=(adamw-scalar.cc)
+    KERNELS=(adamw-scalar.cc grad-norm-scalar.cc)
     ;;
 esac
 

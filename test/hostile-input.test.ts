@@ -294,7 +294,7 @@ describe('adamwStep options: wrong types are TypeErrors, bad values RangeErrors'
       runStep(a, { ...OPTIONS, learningRate: 0.1 } as AdamwStepOptions);
     }).toThrow(
       new TypeError(
-        `Unknown option options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads`,
+        `Unknown option options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads, clipGradNorm, gradScale, skipNonFinite`,
       ),
     );
     same();
@@ -370,6 +370,9 @@ describe('getters: each option is read once, and none can change an array after 
       maxExpAvgSq: 1,
       decoupled: 1,
       threads: 1,
+      clipGradNorm: 1,
+      gradScale: 1,
+      skipNonFinite: 1,
     });
   });
 
