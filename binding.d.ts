@@ -7,6 +7,20 @@ export type ArraysPerTensor = 5;
  * beta1, oneMinusBeta1, beta2, oneMinusBeta2, decay, l2, negStepSize, epsHat. */
 export type ScalarsPerTensor = 8;
 
+/**
+ * Elements of the fused step's `control` (native/binding.cc, native/train-step.h); lib/ writes the
+ * inputs, the step writes the outputs:
+ *  0 maxNorm (in): clip the unscaled gradients to this L2 norm (>= 0), or +Infinity for no clipping
+ *  1 gradScale (in): the factor the gradients carry, finite and > 0; 1 for none
+ *  2 options (in): bit 0 measure the norm, bit 1 skip the step if any gradient is NaN or Inf
+ *  3 gradNorm (out): L2 norm of the unscaled gradients, NaN if not measured
+ *  4 gradFactor (out): the float32 factor each gradient was multiplied by (1: none)
+ *  5 skipped (out): 1 if nothing was changed
+ *  6 clipped (out): 1 if clipped
+ *  7 nonFiniteTensor (out): the first tensor whose gradient holds a NaN or Inf, or -1
+ */
+export type ControlLength = 8;
+
 export interface NativeAddon {
   /**
    * One Adam/AdamW step over every tensor described by the three arrays, in one call. The caller
@@ -16,24 +30,32 @@ export interface NativeAddon {
    * @param scalars SCALARS_PER_TENSOR entries per tensor, rounded to float32 by the addon
    * @param flags one per tensor: bit 0 amsgrad, bit 1 maximize, bit 2 coupled (Adam L2)
    * @param threads at most this many threads (1..MAX_THREADS); small steps use fewer
+   * @param control the fused step (gradient norm, non-finite skip, clipping, unscaling; see
+   *   ControlLength); without it, the plain step
    */
   step(
     arrays: (Float32Array | null)[],
     scalars: Float64Array,
     flags: Uint32Array,
     threads: number,
+    control?: Float64Array,
   ): void;
   /**
    * The same step on a libuv worker thread. Argument errors throw synchronously; the promise
    * resolves when every array has been updated. The addon holds references to the arrays until
-   * then; the caller must not write, transfer or resize them meanwhile.
+   * then; the caller must not write, transfer or resize them meanwhile. With `control`, its
+   * outputs are written before the promise resolves.
    */
   stepAsync(
     arrays: (Float32Array | null)[],
     scalars: Float64Array,
     flags: Uint32Array,
     threads: number,
+    control?: Float64Array,
   ): Promise<void>;
+  /** The L2 norm of all the arrays' elements, from the canonical double-precision sum of squares
+   * (native/grad-norm.h): bitwise the same on every ISA and thread count. */
+  gradNorm(grads: Float32Array[], threads: number): number;
   /** Indices [i, j], i < j, of two arrays that share a byte of memory, or null. */
   findOverlap(arrays: Float32Array[]): [number, number] | null;
   /** How many threads a step of `elements` elements uses when `threads` are allowed. */
@@ -68,4 +90,5 @@ export interface NativeAddon {
   ): void;
   readonly ARRAYS_PER_TENSOR: ArraysPerTensor;
   readonly SCALARS_PER_TENSOR: ScalarsPerTensor;
+  readonly CONTROL_LENGTH: ControlLength;
 }

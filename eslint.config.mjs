@@ -30,7 +30,16 @@ const commonjsGlobals = /** @type {const} */ ({
 export default tseslint.config(
   {
     name: 'simd-adamw/ignores',
-    ignores: ['dist/', 'build/', 'node_modules/', 'coverage/', 'bench/results/'],
+    ignores: [
+      'dist/',
+      'build/',
+      'build-asan/',
+      'build-valgrind/',
+      'build-fuzz/',
+      'node_modules/',
+      'coverage/',
+      'bench/results/',
+    ],
   },
 
   // Plain JavaScript (jest.config.js, scripts/*.js, this file): basic rules, no type info.

@@ -20,11 +20,14 @@
 //   metadata  format "simd-adamw.optimizer", format_version "1", optimizer "adamw" | "adam",
 //             param_names (JSON: a name or null per param), param_groups (JSON, PyTorch's keys:
 //             [{ "params": [0, 1], "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize" }]),
-//             crc32 (added by lib/safetensors.ts: the whole file's CRC-32; required here).
+//             crc32 (added by lib/safetensors.ts: the whole file's CRC-32; required here),
+//             lr_schedule (JSON, only when a schedule is attached: the state dict's lrSchedule,
+//             { "schedule": { "type", ... }, "position", "baseLrs" }).
 
 import * as fs from 'node:fs';
 
 import type { OptimizerInternals, Param, ParamState } from './optimizer';
+import { checkScheduleState, type LrSchedule, type ScheduleState } from './schedules';
 import {
   assertLittleEndianHost,
   CRC32_KEY,
@@ -69,17 +72,29 @@ export interface ParamGroupStateDict {
   maximize: boolean;
 }
 
+/** An attached learning-rate schedule in a {@link OptimizerStateDict}. */
+export interface LrScheduleStateDict {
+  schedule: LrSchedule;
+  /** Steps taken since it was attached, skipped steps not counted. */
+  position: number;
+  /** Each group's base lr. */
+  baseLrs: number[];
+}
+
 /** Everything needed to resume an optimizer, as returned by `stateDict()`. */
 export interface OptimizerStateDict {
   optimizer: OptimizerKind;
   /** One entry per param, in the optimizer's order (its groups' params, group after group). */
   state: ParamStateDict[];
   paramGroups: ParamGroupStateDict[];
+  /** Present when a schedule is attached. Loading a dict without it detaches the optimizer's. */
+  lrSchedule?: LrScheduleStateDict;
 }
 
 const FORMAT = 'simd-adamw.optimizer';
 const FORMAT_VERSION = '1';
-const STATE_DICT_KEYS = ['optimizer', 'state', 'paramGroups'];
+const STATE_DICT_KEYS = ['optimizer', 'state', 'paramGroups', 'lrSchedule'];
+const SCHEDULE_METADATA_KEY = 'lr_schedule';
 const PARAM_STATE_KEYS = ['name', 'step', 'expAvg', 'expAvgSq', 'maxExpAvgSq'];
 const GROUP_KEYS = ['params', 'lr', 'betas', 'eps', 'weightDecay', 'amsgrad', 'maximize'];
 const FILE_GROUP_KEYS = ['params', 'lr', 'betas', 'eps', 'weight_decay', 'amsgrad', 'maximize'];
@@ -208,6 +223,7 @@ function applyState(
   internals: OptimizerInternals,
   groups: readonly GroupValues[],
   params: readonly ParamValues[],
+  schedule: ScheduleState | null,
 ): void {
   for (const [g, values] of groups.entries()) {
     const group = internals.groups[g];
@@ -227,6 +243,12 @@ function applyState(
     }
     slot.step = values.step;
   }
+  // The groups' lrs were restored above, as the schedule had set them.
+  internals.setScheduleState(schedule);
+}
+
+function scheduleStateDict(state: ScheduleState): LrScheduleStateDict {
+  return { schedule: state.schedule, position: state.position, baseLrs: [...state.baseLrs] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +278,10 @@ export function stateDictOf(internals: OptimizerInternals): OptimizerStateDict {
     if (name !== undefined) entry.name = name;
     return entry;
   });
-  return { optimizer: internals.kind, state, paramGroups };
+  const result: OptimizerStateDict = { optimizer: internals.kind, state, paramGroups };
+  const schedule = internals.scheduleState;
+  if (schedule !== null) result.lrSchedule = scheduleStateDict(schedule);
+  return result;
 }
 
 function checkKnownKeys(name: string, object: Record<string, unknown>, known: string[]): void {
@@ -272,7 +297,7 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
   const sd = checkObject('stateDict', value);
   checkKnownKeys('stateDict', sd, STATE_DICT_KEYS);
   // Each field is read once: a getter cannot show validation one value and the copy another.
-  const { optimizer: kind, state, paramGroups } = sd;
+  const { optimizer: kind, state, paramGroups, lrSchedule } = sd;
   checkKind(internals, 'stateDict.optimizer', kind);
 
   if (!Array.isArray(paramGroups)) {
@@ -330,7 +355,11 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
         : null,
     };
   });
-  applyState(internals, groups, params);
+  const schedule =
+    lrSchedule === undefined
+      ? null
+      : checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length);
+  applyState(internals, groups, params, schedule);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,13 +440,17 @@ export function saveCheckpoint(
     amsgrad: group.amsgrad,
     maximize: group.maximize,
   }));
-  const metadata = {
+  const metadata: Record<string, string> = {
     format: FORMAT,
     format_version: FORMAT_VERSION,
     optimizer: internals.kind,
     param_names: JSON.stringify(names.map((name) => name ?? null)),
     param_groups: jsonKeepingNegativeZero(paramGroups),
   };
+  const schedule = internals.scheduleState;
+  if (schedule !== null) {
+    metadata[SCHEDULE_METADATA_KEY] = jsonKeepingNegativeZero(scheduleStateDict(schedule));
+  }
   writeSafetensors(target, tensors, metadata, ops);
 }
 
@@ -435,6 +468,19 @@ interface FilePlan {
   kind: OptimizerKind;
   groups: (GroupValues & { paramCount: number })[];
   params: FileParam[];
+  schedule: ScheduleState | null;
+}
+
+// A strict-JSON value with its objects as plain (prototype-free) objects, for the validators
+// shared with state dicts. Only for small values: it copies.
+function plainJson(value: JsonValue): unknown {
+  if (value instanceof Map) {
+    const object = Object.create(null) as Record<string, unknown>;
+    for (const [key, entry] of value) object[key] = plainJson(entry);
+    return object;
+  }
+  if (Array.isArray(value)) return value.map(plainJson);
+  return value;
 }
 
 function metadataField(header: SafetensorsHeader, file: string, key: string): string {
@@ -602,7 +648,15 @@ function planFromHeader(header: SafetensorsHeader, file: string): FilePlan {
         `received an unexpected tensor '${extra ?? ''}'`,
     );
   }
-  return { kind, groups, params };
+  const schedule = header.metadata.has(SCHEDULE_METADATA_KEY)
+    ? checkScheduleState(
+        `__metadata__.${SCHEDULE_METADATA_KEY}`,
+        plainJson(metadataJson(header, file, SCHEDULE_METADATA_KEY)),
+        groups.length,
+        ` of ${where}`,
+      )
+    : null;
+  return { kind, groups, params, schedule };
 }
 
 /** The plan must fit the optimizer: kind, groups, amsgrad, param count, names, lengths. */
@@ -707,6 +761,7 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
       internals,
       plan.groups,
       arrays.map((values, k) => ({ ...values, step: steps[k] })),
+      plan.schedule,
     );
   });
 }
@@ -759,6 +814,7 @@ export function loadOptimizer<T>(file: unknown, params: unknown, create: Optimiz
     // A new optimizer nobody else holds yet: reading straight into its arrays is safe.
     const steps = readPlannedFile(fd, target, header, plan, (k) => internals.slots[k]);
     for (const [k, slot] of internals.slots.entries()) slot.step = steps[k];
+    internals.setScheduleState(plan.schedule);
     return optimizer;
   });
 }

@@ -6,6 +6,17 @@ import { SCALARS_PER_TENSOR, writeScalars } from './coefficients';
 import { native } from './native';
 import { checkThreads, defaultThreads } from './threads';
 import {
+  checkStepOptionValues,
+  CONTROL_LENGTH,
+  plainReport,
+  readReport,
+  type StepOptions,
+  type StepReport,
+  STEP_OPTION_KEYS,
+  type TrainStepRequest,
+  writeControl,
+} from './train-step';
+import {
   checkBeta,
   checkBoolean,
   checkFloat32Array,
@@ -13,11 +24,14 @@ import {
   checkNonNegative,
   checkObject,
   checkStep,
+  holdForAsyncStep,
+  lengthOf,
   type NamedArray,
 } from './validate';
 
-/** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. */
-export interface AdamwStepOptions {
+/** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. The
+ * training-step options (clipGradNorm, gradScale, skipNonFinite) apply to this one tensor. */
+export interface AdamwStepOptions extends StepOptions {
   /** This parameter's 1-based step count, including this step (PyTorch's state["step"] after += 1). */
   step: number;
   lr: number;
@@ -46,12 +60,14 @@ const KNOWN_OPTIONS = new Set([
   'maxExpAvgSq',
   'decoupled',
   'threads',
+  ...STEP_OPTION_KEYS,
 ]);
 
 /**
  * Applies one Adam/AdamW step in place: updates `param`, `expAvg`, `expAvgSq` (and
  * `options.maxExpAvgSq`) from `grad`. All arrays must have the same length and must not overlap.
- * Throws TypeError/RangeError before touching any array if an argument is invalid.
+ * Throws TypeError/RangeError before touching any array if an argument is invalid. Returns what
+ * the step did (with skipNonFinite, a NaN or Inf in `grad` leaves every array unchanged).
  */
 export function adamwStep(
   param: Float32Array,
@@ -59,15 +75,18 @@ export function adamwStep(
   expAvg: Float32Array,
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
-): void {
+): StepReport {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
-  native.step(call.arrays, call.scalars, call.flags, call.threads);
+  native.step(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  return reportOf(call);
 }
 
 /**
  * {@link adamwStep} off the JavaScript thread: the update runs on a worker thread and the promise
- * resolves when it is done (it rejects, with nothing changed, on invalid arguments). Do not read
- * or write the arrays, nor start another step on them, until it settles.
+ * resolves with its report when it is done (it rejects, with nothing changed, on invalid
+ * arguments). Do not read or write the arrays, nor start another step on them, until it settles.
+ * Arrays over a resizable ArrayBuffer are refused, and the buffers are marked untransferable (see
+ * holdForAsyncStep).
  */
 export async function adamwStepAsync(
   param: Float32Array,
@@ -75,16 +94,28 @@ export async function adamwStepAsync(
   expAvg: Float32Array,
   expAvgSq: Float32Array,
   options: AdamwStepOptions,
-): Promise<void> {
+): Promise<StepReport> {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
-  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads);
+  holdForAsyncStep(call.named);
+  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  return reportOf(call);
 }
 
 interface NativeCall {
   arrays: (Float32Array | null)[];
+  named: NamedArray[]; // the same arrays with their argument names
   scalars: Float64Array;
   flags: Uint32Array;
   threads: number;
+  lr: number;
+  // The training-step request and its control array, or undefined for the bare step.
+  request: TrainStepRequest | null;
+  control: Float64Array | undefined;
+}
+
+function reportOf(call: NativeCall): StepReport {
+  if (call.request === null || call.control === undefined) return plainReport(call.lr);
+  return readReport(call.control, call.request, call.lr, () => 'grad');
 }
 
 // Validates every argument and builds the native call; touches no array.
@@ -103,37 +134,50 @@ function prepareCall(
       );
     }
   }
-  const length = checkFloat32Array('param', param).length;
+  // Every option is read once, and all of them before any array is checked: a getter cannot hand
+  // validation one value and the kernel another, nor detach or resize an array after its check.
+  // From the first array check to the native call no code of the caller runs.
+  const { step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads } = o;
+  const hyperparameters = {
+    lr: checkNonNegative('options.lr', lr),
+    beta1: checkBeta('options.beta1', beta1),
+    beta2: checkBeta('options.beta2', beta2),
+    eps: checkNonNegative('options.eps', eps),
+    weightDecay: checkNonNegative('options.weightDecay', weightDecay),
+    amsgrad: maxExpAvgSq !== undefined,
+    maximize: maximize === undefined ? false : checkBoolean('options.maximize', maximize),
+    decoupled: decoupled === undefined ? true : checkBoolean('options.decoupled', decoupled),
+  };
+  const stepCount = checkStep('options.step', step);
+  const threadCount =
+    threads === undefined ? defaultThreads() : checkThreads('options.threads', threads);
+  const request = checkStepOptionValues('options', o);
+
+  const length = lengthOf(checkFloat32Array('param', param));
   const arrays: NamedArray[] = [
     { name: 'param', array: param },
     { name: 'grad', array: checkFloat32Array('grad', grad, length) },
     { name: 'expAvg', array: checkFloat32Array('expAvg', expAvg, length) },
     { name: 'expAvgSq', array: checkFloat32Array('expAvgSq', expAvgSq, length) },
   ];
-  // Each option is read once: a getter cannot hand validation one value and the kernel another.
-  const maxExpAvgSqOption = o.maxExpAvgSq;
-  const maxExpAvgSq =
-    maxExpAvgSqOption === undefined
+  const checkedMaxExpAvgSq =
+    maxExpAvgSq === undefined
       ? null
-      : checkFloat32Array('options.maxExpAvgSq', maxExpAvgSqOption, length);
-  const amsgrad = maxExpAvgSq !== null;
-  if (maxExpAvgSq !== null) arrays.push({ name: 'options.maxExpAvgSq', array: maxExpAvgSq });
-  const hyperparameters = {
-    lr: checkNonNegative('options.lr', o.lr),
-    beta1: checkBeta('options.beta1', o.beta1),
-    beta2: checkBeta('options.beta2', o.beta2),
-    eps: checkNonNegative('options.eps', o.eps),
-    weightDecay: checkNonNegative('options.weightDecay', o.weightDecay),
-    amsgrad,
-    maximize: o.maximize === undefined ? false : checkBoolean('options.maximize', o.maximize),
-    decoupled: o.decoupled === undefined ? true : checkBoolean('options.decoupled', o.decoupled),
-  };
-  const step = checkStep('options.step', o.step);
-  const threads =
-    o.threads === undefined ? defaultThreads() : checkThreads('options.threads', o.threads);
+      : checkFloat32Array('options.maxExpAvgSq', maxExpAvgSq, length);
+  if (checkedMaxExpAvgSq !== null)
+    arrays.push({ name: 'options.maxExpAvgSq', array: checkedMaxExpAvgSq });
   checkNoOverlap(arrays);
 
   const scalars = new Float64Array(SCALARS_PER_TENSOR);
-  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, step)]);
-  return { arrays: [param, grad, expAvg, expAvgSq, maxExpAvgSq], scalars, flags, threads };
+  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, stepCount)]);
+  return {
+    arrays: [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq],
+    named: arrays,
+    scalars,
+    flags,
+    threads: threadCount,
+    lr: hyperparameters.lr,
+    request,
+    control: request === null ? undefined : writeControl(new Float64Array(CONTROL_LENGTH), request),
+  };
 }

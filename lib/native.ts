@@ -21,7 +21,15 @@ function findPackageRoot(start: string): string {
 const packageRoot = findPackageRoot(__dirname);
 
 // What every build of the addon exports; anything else at the path is not our binary.
-const REQUIRED_EXPORTS = ['step', 'stepAsync', 'findOverlap', 'threadsFor', 'setIsa', 'activeIsa'];
+const REQUIRED_EXPORTS = [
+  'step',
+  'stepAsync',
+  'findOverlap',
+  'threadsFor',
+  'setIsa',
+  'activeIsa',
+  'gradNorm',
+];
 
 function loadAddon(): NativeAddon {
   const explicitPath = process.env.SIMD_ADAMW_NATIVE;

@@ -2,6 +2,8 @@
 // call per step for all parameters (PyTorch's foreach/fused idea: real models have hundreds of small
 // bias and norm vectors, and one call per tensor would cost more than their update).
 
+import { markAsUntransferable } from 'node:worker_threads';
+
 import {
   loadCheckpointInto,
   loadOptimizer,
@@ -20,7 +22,18 @@ import {
 } from './hyperparameters';
 import { addBreakdown, emptyBreakdown, type MemoryReport } from './memory';
 import { native } from './native';
+import { checkSchedule, type LrSchedule, lrFactor, type ScheduleState } from './schedules';
 import { checkThreads, defaultThreads } from './threads';
+import {
+  checkStepOptions,
+  CONTROL_LENGTH,
+  plainReport,
+  readReport,
+  type StepOptions,
+  type StepReport,
+  type TrainStepRequest,
+  writeControl,
+} from './train-step';
 import {
   checkBetas,
   checkBoolean,
@@ -28,7 +41,9 @@ import {
   checkNoOverlap,
   checkNonNegative,
   describe,
+  holdForAsyncStep,
   isPlainObject,
+  lengthOf,
   stepInFlightError,
   type NamedArray,
   typeError,
@@ -40,12 +55,17 @@ export interface Param {
   grad: Float32Array;
   /** Optional unique name, used in error messages and checkpoints. */
   name?: string;
+  /** false: no weight decay for this param, whatever its group's weightDecay. Read once, when the
+   * optimizer is created. Default true. */
+  decay?: boolean;
 }
 
 /** The optimizer-wide options: default hyperparameters for every group, and threads. */
 export interface OptimizerOptions extends Hyper {
   /** Threads a step may use. Default: os.availableParallelism(). Small steps use fewer. */
   threads?: number;
+  /** A learning-rate schedule (lib/schedules.ts) driving every group's lr from its lr here. */
+  schedule?: LrSchedule;
 }
 
 /** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
@@ -147,6 +167,7 @@ interface Slot {
   readonly label: string; // "params[3]" or the param's name, for messages
   readonly group: LiveParamGroup;
   readonly length: number;
+  readonly decay: boolean; // false: weight decay 0 for this param (Param.decay)
   step: number;
   readonly expAvg: Float32Array;
   readonly expAvgSq: Float32Array;
@@ -161,6 +182,7 @@ interface ValidatedParam {
   label: string; // the param's name if it has one, else where it was passed: "params[3]"
   data: Float32Array;
   grad: Float32Array;
+  decay: boolean;
 }
 
 // Reads each field of a user's param once (a getter cannot change it between check and use).
@@ -179,7 +201,7 @@ function validateParam(
   }
   if (seen.has(value)) throw new RangeError(`Expected each param once but ${where} appears twice`);
   seen.add(value);
-  const { name, data, grad } = value as Record<string, unknown>;
+  const { name, data, grad, decay } = value as Record<string, unknown>;
   if (name !== undefined) {
     if (typeof name !== 'string' || name === '') {
       throw typeError(`${where}.name`, 'a non-empty string', name);
@@ -190,13 +212,32 @@ function validateParam(
     names.add(name);
   }
   const checkedData = checkFloat32Array(`${where}.data`, data);
-  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, checkedData.length);
+  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, lengthOf(checkedData));
   return {
     param: value as Param,
     label: typeof name === 'string' ? name : where,
     data: checkedData,
     grad: checkedGrad,
+    decay: decay === undefined ? true : checkBoolean(`${where}.decay`, decay),
   };
+}
+
+// The optimizer's own state arrays. state(p) hands them out, so they are marked untransferable: a
+// structuredClone or postMessage that lists one copies it (Node 20) or throws (Node 21+) instead of
+// detaching the optimizer's memory, perhaps while a stepAsync is writing it.
+function newStateArray(length: number): Float32Array {
+  const array = new Float32Array(length);
+  markAsUntransferable(array.buffer);
+  return array;
+}
+
+// state(p) hands out the state arrays themselves; a detached one (on a Node where it can be) is an
+// error at the next step.
+function checkState(slot: Slot): void {
+  checkFloat32Array(`state of ${slot.label} (expAvg)`, slot.expAvg, slot.length);
+  checkFloat32Array(`state of ${slot.label} (expAvgSq)`, slot.expAvgSq, slot.length);
+  if (slot.maxExpAvgSq !== null)
+    checkFloat32Array(`state of ${slot.label} (maxExpAvgSq)`, slot.maxExpAvgSq, slot.length);
 }
 
 /**
@@ -216,6 +257,10 @@ export interface OptimizerInternals {
     readonly expAvgSq: Float32Array;
     readonly maxExpAvgSq: Float32Array | null;
   }[];
+  /** The attached schedule, or null. */
+  readonly scheduleState: ScheduleState | null;
+  /** Restores a schedule state as it was saved (the groups' lrs are restored separately). */
+  setScheduleState(state: ScheduleState | null): void;
 }
 
 // Set by AdamBase's static block, which can read its private fields.
@@ -244,12 +289,21 @@ export abstract class AdamBase {
   readonly #flags: Uint32Array;
   #threads: number;
   #inFlight = false;
+  // The fused step's request and result (lib/train-step.ts), reused between steps.
+  readonly #control = new Float64Array(CONTROL_LENGTH);
+  #schedule: ScheduleState | null = null;
 
   static {
     internalsOf = (optimizer) => ({
       kind: optimizer.#decoupled ? 'adamw' : 'adam',
       groups: optimizer.#groups,
       slots: optimizer.#slots,
+      get scheduleState() {
+        return optimizer.#schedule;
+      },
+      setScheduleState(state) {
+        optimizer.#schedule = state;
+      },
     });
   }
 
@@ -265,7 +319,13 @@ export abstract class AdamBase {
       threadsOption === undefined
         ? defaultThreads()
         : checkThreads('defaults.threads', threadsOption);
-    const groupDefaults = resolveHyperparameters('defaults', defaults, base, ['threads']);
+    const scheduleOption = isPlainObject(defaults) ? defaults.schedule : undefined;
+    const schedule =
+      scheduleOption === undefined ? null : checkSchedule('defaults.schedule', scheduleOption);
+    const groupDefaults = resolveHyperparameters('defaults', defaults, base, [
+      'threads',
+      'schedule',
+    ]);
     if (!Array.isArray(params))
       throw typeError('params', 'an array of params or of param groups', params);
     if (params.length === 0)
@@ -302,6 +362,7 @@ export abstract class AdamBase {
     this.#scalars = new Float64Array(this.#slots.length * SCALARS_PER_TENSOR);
     this.#flags = new Uint32Array(this.#slots.length);
     this.#setAllNativeArrays();
+    if (schedule !== null) this.schedule = schedule;
   }
 
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
@@ -320,33 +381,119 @@ export abstract class AdamBase {
 
   /**
    * One optimization step for every parameter, from its current `grad`, in a single native call.
-   * Validates every parameter first: on error nothing has changed.
+   * `options` adds global-norm clipping, loss-scale unscaling and the non-finite skip, in the same
+   * call (README, "Training-loop utilities"). Validates everything first: on error nothing has
+   * changed. Returns what the step did.
    */
-  step(): void {
+  step(options?: StepOptions): StepReport {
     this.#assertIdle('step()');
-    this.#prepareStep();
-    native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
-    for (const slot of this.#slots) slot.step += 1;
+    const request = checkStepOptions('options', options);
+    const lr = this.#prepareStep();
+    if (request === null) {
+      native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+      this.#finishStep();
+      return plainReport(lr);
+    }
+    const control = writeControl(this.#control, request);
+    native.step(this.#nativeArrays, this.#scalars, this.#flags, this.#threads, control);
+    return this.#finishFusedStep(request, lr);
   }
 
   /**
-   * {@link step} off the JavaScript thread: the update runs on worker threads while the event loop
-   * keeps running, and the promise resolves when every parameter is updated. Until it settles the
-   * optimizer rejects another step, zeroGrad and hyperparameter changes, and keeps the arrays alive;
-   * the caller must not write, transfer or resize the params, grads or state meanwhile.
+   * {@link step} off the JavaScript thread: the update (and the gradient norm, with `options`)
+   * runs on worker threads while the event loop keeps running, and the promise resolves with the
+   * report when every parameter is updated. Until it settles the optimizer rejects another step,
+   * zeroGrad and hyperparameter changes, and keeps the arrays alive; the caller must not write,
+   * transfer or resize the params, grads or state meanwhile.
    * Invalid input rejects the promise with nothing changed.
+   * Params or grads over a resizable ArrayBuffer are refused, and their buffers are marked
+   * untransferable (see holdForAsyncStep).
    */
-  async stepAsync(): Promise<void> {
+  async stepAsync(options?: StepOptions): Promise<StepReport> {
     this.#assertIdle('stepAsync()');
-    this.#prepareStep();
-    const done = native.stepAsync(this.#nativeArrays, this.#scalars, this.#flags, this.#threads);
+    const request = checkStepOptions('options', options);
+    const lr = this.#prepareStep();
+    holdForAsyncStep(
+      this.#slots.flatMap((slot) => [
+        { name: `${slot.label}.data`, array: slot.data },
+        { name: `${slot.label}.grad`, array: slot.grad },
+      ]),
+    );
+    const control = request === null ? undefined : writeControl(this.#control, request);
+    const done = native.stepAsync(
+      this.#nativeArrays,
+      this.#scalars,
+      this.#flags,
+      this.#threads,
+      control,
+    );
     this.#inFlight = true;
     try {
       await done;
-      for (const slot of this.#slots) slot.step += 1;
     } finally {
       this.#inFlight = false;
     }
+    if (request === null) {
+      this.#finishStep();
+      return plainReport(lr);
+    }
+    return this.#finishFusedStep(request, lr);
+  }
+
+  /**
+   * The learning-rate schedule driving the groups' lr (lib/schedules.ts), or null. Attaching one
+   * records every group's current lr as its base lr (or keeps the base lrs of the schedule it
+   * replaces), restarts at position 0 and sets lr = baseLr * factor(0); after every step that is
+   * not skipped the position advances and the lrs are set for the next step. While a schedule is
+   * attached it owns lr: an lr you assign lasts only until the next step. Setting null detaches it
+   * and leaves the lrs as they are.
+   */
+  get schedule(): LrSchedule | null {
+    return this.#schedule?.schedule ?? null;
+  }
+  set schedule(value: LrSchedule | null) {
+    this.#assertIdle('set schedule');
+    if (value === null) {
+      this.#schedule = null;
+      return;
+    }
+    const schedule = checkSchedule('schedule', value);
+    const baseLrs = this.#schedule?.baseLrs ?? Object.freeze(this.#groups.map((g) => g.lr));
+    this.#schedule = Object.freeze({ schedule, position: 0, baseLrs });
+    this.#applySchedule();
+  }
+
+  /** Steps taken since the schedule was attached, skipped steps not counted (0 without one). */
+  get schedulePosition(): number {
+    return this.#schedule?.position ?? 0;
+  }
+
+  // After a step that changed the state: step counts, then the schedule.
+  #finishStep(): void {
+    for (const slot of this.#slots) slot.step += 1;
+    const schedule = this.#schedule;
+    if (schedule !== null) {
+      this.#schedule = Object.freeze({ ...schedule, position: schedule.position + 1 });
+      this.#applySchedule();
+    }
+  }
+
+  #finishFusedStep(request: TrainStepRequest, lr: number): StepReport {
+    const report = readReport(this.#control, request, lr, (k) => {
+      const slot: Slot | undefined = k >= 0 ? this.#slots.at(k) : undefined;
+      return slot === undefined ? `tensor ${k}` : `${slot.label}.grad`;
+    });
+    if (!report.skipped) this.#finishStep();
+    return report;
+  }
+
+  // lr = baseLr * factor(position) for every group. Cannot throw: every factor is in [0, 1] and
+  // every base lr a finite number >= 0.
+  #applySchedule(): void {
+    const schedule = this.#schedule;
+    if (schedule === null) return;
+    const factor = lrFactor(schedule.schedule, schedule.position);
+    for (const [g, group] of this.#groups.entries()) group.lr = (schedule.baseLrs[g] ?? 0) * factor;
   }
 
   /** True while a {@link stepAsync} is running. */
@@ -355,13 +502,22 @@ export abstract class AdamBase {
   }
 
   // Validates every param's current arrays and writes this step's scalars; changes no array.
-  #prepareStep(): void {
+  // Returns the step's lr (the first group's).
+  #prepareStep(): number {
     const slots = this.#slots;
-    const current = slots.map((slot) => ({
-      slot,
-      data: checkFloat32Array(`${slot.label}.data`, slot.param.data, slot.length),
-      grad: checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
-    }));
+    // Every param's data and grad are read once, all before any is checked: reading them can run
+    // the caller's getters, which could detach or resize an array already checked. From the first
+    // check to the native call no code of the caller runs, so the kernel updates what was checked.
+    const values = slots.map((slot) => [slot.param.data, slot.param.grad] as const);
+    const current = slots.map((slot, k) => {
+      const [data, grad] = values[k];
+      checkState(slot);
+      return {
+        slot,
+        data: checkFloat32Array(`${slot.label}.data`, data, slot.length),
+        grad: checkFloat32Array(`${slot.label}.grad`, grad, slot.length),
+      };
+    });
     if (current.some(({ slot, data, grad }) => data !== slot.data || grad !== slot.grad)) {
       // A param's data or grad was replaced: check the new set for overlap before adopting it.
       this.#checkOverlap(current);
@@ -381,7 +537,7 @@ export abstract class AdamBase {
           beta1: group.betas[0],
           beta2: group.betas[1],
           eps: group.eps,
-          weightDecay: group.weightDecay,
+          weightDecay: slot.decay ? group.weightDecay : 0,
           amsgrad: group.amsgrad,
           maximize: group.maximize,
           decoupled: this.#decoupled,
@@ -389,6 +545,7 @@ export abstract class AdamBase {
         slot.step + 1,
       );
     }
+    return this.#groups[0]?.lr ?? 0;
   }
 
   #assertIdle(action: string): void {
@@ -400,8 +557,9 @@ export abstract class AdamBase {
   /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)). */
   zeroGrad(): void {
     this.#assertIdle('zeroGrad()');
-    const grads = this.#slots.map((slot) =>
-      checkFloat32Array(`${slot.label}.grad`, slot.param.grad, slot.length),
+    const values = this.#slots.map((slot) => slot.param.grad);
+    const grads = this.#slots.map((slot, k) =>
+      checkFloat32Array(`${slot.label}.grad`, values[k], slot.length),
     );
     for (const grad of grads) grad.fill(0);
   }
@@ -484,16 +642,17 @@ export abstract class AdamBase {
   }
 
   #addSlot(v: ValidatedParam, group: LiveParamGroup): void {
-    const length = v.data.length;
+    const length = lengthOf(v.data);
     const slot: Slot = {
       param: v.param,
       label: v.label,
       group,
       length,
+      decay: v.decay,
       step: 0,
-      expAvg: new Float32Array(length),
-      expAvgSq: new Float32Array(length),
-      maxExpAvgSq: group.amsgrad ? new Float32Array(length) : null,
+      expAvg: newStateArray(length),
+      expAvgSq: newStateArray(length),
+      maxExpAvgSq: group.amsgrad ? newStateArray(length) : null,
       data: v.data,
       grad: v.grad,
     };

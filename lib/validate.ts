@@ -5,18 +5,61 @@
 // accepted, and what came instead. TypeError for a wrong type or shape, RangeError for a value out
 // of range (a length that does not match is a value out of range). Validation always finishes
 // before any array is written.
+//
+// Nothing here runs the caller's code: a typed array is an ordinary object that can carry its own
+// `length` or `buffer` property (or be a Proxy that claims to be a Float32Array), so arrays are
+// recognised by their internal type and measured through the intrinsic %TypedArray% getters, and
+// error messages describe a value without reading its properties.
 import { types } from 'node:util';
+import { markAsUntransferable } from 'node:worker_threads';
 
 import { native } from './native';
 
-/** A short description of any value for an error message; never throws, even on hostile objects
- * (a Proxy or a throwing getter gets a generic description). */
+// The %TypedArray%.prototype getters as this module found them, called on the internal slots.
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const apply = Reflect.apply;
+function intrinsicGetter(prototype: object, key: string | symbol): (target: object) => unknown {
+  const descriptor: { get?: (this: unknown) => unknown } | undefined =
+    Object.getOwnPropertyDescriptor(prototype, key);
+  const getter = descriptor?.get;
+  if (getter === undefined) throw new Error(`no intrinsic getter ${String(key)}`);
+  return (target) => apply(getter, target, []);
+}
+const lengthGetter = intrinsicGetter(typedArrayPrototype, 'length');
+const bufferGetter = intrinsicGetter(typedArrayPrototype, 'buffer');
+const byteLengthGetter = intrinsicGetter(typedArrayPrototype, 'byteLength');
+const typedArrayNameGetter = intrinsicGetter(typedArrayPrototype, Symbol.toStringTag);
+const dataViewByteLengthGetter = intrinsicGetter(DataView.prototype, 'byteLength');
+// Node 18 has no resizable ArrayBuffers, and no getter: nothing there is resizable.
+const resizableGetter =
+  Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable') === undefined
+    ? undefined
+    : intrinsicGetter(ArrayBuffer.prototype, 'resizable');
+
+/** Elements of a typed array (0 once its buffer is detached or it is out of bounds). */
+export function lengthOf(array: ArrayBufferView): number {
+  return lengthGetter(array) as number;
+}
+
+/** A short description of any value for an error message; never throws and runs none of the
+ * value's code (no Proxy trap, no getter). */
 export function describe(value: unknown): string {
   try {
     return describeUnsafe(value);
   } catch {
     return 'an object';
   }
+}
+
+// The name of an object's constructor, from data properties only (a getter could throw).
+function constructorName(value: object): string | undefined {
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (typeof prototype !== 'object' || prototype === null || types.isProxy(prototype))
+    return undefined;
+  const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
+  if (typeof constructor !== 'function') return undefined;
+  const name: unknown = Object.getOwnPropertyDescriptor(constructor, 'name')?.value;
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
 function describeUnsafe(value: unknown): string {
@@ -29,16 +72,14 @@ function describeUnsafe(value: unknown): string {
   if (typeof value === 'boolean' || typeof value === 'symbol')
     return `${String(value)} of type ${typeof value}`;
   if (typeof value === 'function') return 'a function';
-  if (ArrayBuffer.isView(value)) {
-    const length =
-      'length' in value
-        ? `${String((value as { length: unknown }).length)} elements`
-        : `${value.byteLength} bytes`;
-    return `a ${value.constructor.name} of ${length}`;
-  }
+  if (types.isProxy(value)) return 'a Proxy';
+  if (types.isTypedArray(value))
+    return `a ${typedArrayNameGetter(value) as string} of ${lengthOf(value)} elements`;
+  if (types.isDataView(value))
+    return `a DataView of ${dataViewByteLengthGetter(value) as number} bytes`;
   if (Array.isArray(value)) return `an Array of ${value.length} elements`;
-  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
-  return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : 'an object';
+  const name = constructorName(value);
+  return name !== undefined && name !== 'Object' ? `a ${name}` : 'an object';
 }
 
 export function typeError(name: string, expected: string, actual: unknown): TypeError {
@@ -102,9 +143,11 @@ export function checkStep(name: string, value: unknown): number {
 
 /** True if `array`'s ArrayBuffer was detached (transferred); such a view reads as length 0. */
 function isDetached(array: Float32Array): boolean {
-  if (array.byteLength !== 0 || types.isSharedArrayBuffer(array.buffer)) return false;
+  if (byteLengthGetter(array) !== 0) return false;
+  const buffer = bufferGetter(array) as ArrayBufferLike;
+  if (types.isSharedArrayBuffer(buffer)) return false;
   try {
-    new Uint8Array(array.buffer, 0, 0);
+    new Uint8Array(buffer, 0, 0);
     return false;
   } catch {
     return true;
@@ -122,10 +165,37 @@ export function checkFloat32Array(name: string, value: unknown, length?: number)
       `Expected a Float32Array for ${name} but received a Float32Array whose ArrayBuffer is detached`,
     );
   }
-  if (length !== undefined && value.length !== length) {
+  if (length !== undefined && lengthOf(value) !== length) {
     throw rangeError(name, `a Float32Array of ${length} elements`, value);
   }
   return value;
+}
+
+/**
+ * Readies arrays for a step that keeps running after the call returns (stepAsync): native threads
+ * write their memory until it settles, so no JavaScript may free or unmap it meanwhile.
+ * - An array over a resizable ArrayBuffer is refused (TypeError): shrinking the buffer unmaps
+ *   memory, and nothing can stop a resize.
+ * - Every other ArrayBuffer is marked untransferable (node:worker_threads, permanent): from then on
+ *   structuredClone and postMessage copy it instead of detaching it (Node 20) or throw (Node 21+),
+ *   where transferring it away would otherwise free memory the step is still writing.
+ * SharedArrayBuffers need nothing: they can neither shrink nor be detached.
+ * Checks every array before marking any, so a refusal changes nothing.
+ */
+export function holdForAsyncStep(arrays: readonly NamedArray[]): void {
+  const buffers = arrays.map(({ name, array }) => {
+    const buffer = bufferGetter(array) as ArrayBufferLike;
+    const shared = types.isSharedArrayBuffer(buffer);
+    if (!shared && resizableGetter !== undefined && resizableGetter(buffer) === true) {
+      throw new TypeError(
+        `Expected a Float32Array over a fixed-length buffer for ${name} in an asynchronous step ` +
+          'but received one over a resizable ArrayBuffer (a resize during the step would unmap ' +
+          'memory it is writing); use step() for it',
+      );
+    }
+    return shared ? null : buffer;
+  });
+  for (const buffer of buffers) if (buffer !== null) markAsUntransferable(buffer);
 }
 
 /** A named Float32Array, for overlap checks. */

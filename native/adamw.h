@@ -42,14 +42,21 @@ struct AdamwScalars {
   float l2;           // Adam's coupled weight decay (g += l2 * p); used only with kAdamwCoupled
   float negStepSize;  // -lr * sqrt(bc2) / bc1
   float epsHat;       // eps * sqrt(bc2)
+  // Multiplies the gradient before anything else, with kAdamwScaleGrad: the fused step's
+  // clipCoef / gradScale (native/train-step.h), so clipping and loss-scale unscaling cost no pass
+  // of their own. Not one of the per-tensor scalars lib/ sends; the same for every tensor of a
+  // step.
+  float gradFactor = 1.0f;
 };
 
 // Variant bits; each combination is a separate instantiation of the loop, so the hot loop has no
 // branches.
 enum AdamwFlags : uint32_t {
-  kAdamwAmsgrad = 1u << 0,   // keep and use maxExpAvgSq
-  kAdamwMaximize = 1u << 1,  // step along +g
-  kAdamwCoupled = 1u << 2,   // Adam with L2: g += l2 * p before the moments (no decoupled decay)
+  kAdamwAmsgrad = 1u << 0,    // keep and use maxExpAvgSq
+  kAdamwMaximize = 1u << 1,   // step along +g
+  kAdamwCoupled = 1u << 2,    // Adam with L2: g += l2 * p before the moments (no decoupled decay)
+  kAdamwScaleGrad = 1u << 3,  // g *= gradFactor first, before maximize and L2 (gradients unchanged)
+  kAdamwAllFlags = (1u << 4) - 1,
 };
 
 // Applies the step to elements [begin, end) of `tensor`. Elements are independent, so a caller may

@@ -7,14 +7,17 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "adamw.h"
 #include "dispatch.h"
+#include "grad-norm.h"
 #include "step.h"
 #include "thread-pool.h"
+#include "train-step.h"
 
 namespace simd_adamw {
 
@@ -81,8 +84,10 @@ Span spanOf(const float* data, size_t length, size_t index) {
 std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* threads,
                                 std::vector<Napi::ObjectReference>* references) {
   const Napi::Env env = info.Env();
-  if (info.Length() != 4 || !info[0].IsArray() || !info[1].IsTypedArray() ||
-      !info[2].IsTypedArray() || !info[3].IsNumber()) {
+  // A fifth argument, if any, is the fused step's control (checked in readControl).
+  if (info.Length() < 4 || info.Length() > 5 || !info[0].IsArray() || !info[1].IsTypedArray() ||
+      !info[2].IsTypedArray() || !info[3].IsNumber() ||
+      (info.Length() == 5 && !info[4].IsUndefined() && !info[4].IsTypedArray())) {
     throw Napi::TypeError::New(
         env, "step(arrays: Array, scalars: Float64Array, flags: Uint32Array, threads: number)");
   }
@@ -92,7 +97,23 @@ std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* thread
         env, "step(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
   }
   *threads = static_cast<unsigned>(requestedThreads);
+
+  // Phase 1: read every element of `arrays`. Get() can run JavaScript (an index getter on
+  // Array.prototype, reached through a hole in `arrays`), and that JavaScript can detach or shrink
+  // any buffer, so no data pointer or length may be taken before the last Get(). From the end of
+  // this loop to the end of the step no JavaScript runs, so what is checked below is what the
+  // kernels see.
   const Napi::Array arrays = info[0].As<Napi::Array>();
+  const uint32_t arrayCount = arrays.Length();
+  // A sparse array can claim 2^32 - 1 elements: compare with the flags' count before reading any.
+  if (arrayCount != info[2].As<Napi::TypedArray>().ElementLength() * kArraysPerTensor) {
+    throw Napi::RangeError::New(env, "step(): arrays and flags describe different tensor counts");
+  }
+  std::vector<Napi::Value> arrayValues;
+  arrayValues.reserve(arrayCount);
+  for (uint32_t i = 0; i < arrayCount; ++i) arrayValues.push_back(arrays.Get(i));
+
+  // Phase 2: pointers and lengths, taken after every JavaScript callback has returned.
   const Napi::TypedArray scalarsValue = info[1].As<Napi::TypedArray>();
   const Napi::TypedArray flagsValue = info[2].As<Napi::TypedArray>();
   if (scalarsValue.TypedArrayType() != napi_float64_array ||
@@ -103,7 +124,7 @@ std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* thread
   const Napi::Float64Array scalars = scalarsValue.As<Napi::Float64Array>();
   const Napi::Uint32Array flags = flagsValue.As<Napi::Uint32Array>();
   const size_t tensorCount = flags.ElementLength();
-  if (arrays.Length() != tensorCount * kArraysPerTensor ||
+  if (arrayValues.size() != tensorCount * kArraysPerTensor ||
       scalars.ElementLength() != tensorCount * kScalarsPerTensor) {
     throw Napi::RangeError::New(
         env, "step(): arrays, scalars and flags describe different tensor counts");
@@ -119,7 +140,7 @@ std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* thread
     float* data[kArraysPerTensor] = {};
     size_t lengths[kArraysPerTensor] = {};
     for (size_t a = 0; a < kArraysPerTensor; ++a) {
-      const Napi::Value value = arrays.Get(static_cast<uint32_t>(k * kArraysPerTensor + a));
+      const Napi::Value& value = arrayValues[k * kArraysPerTensor + a];
       if (a == 4 && !amsgrad) continue;  // maxExpAvgSq exists only with amsgrad
       data[a] = float32Data(env, value, where(k, a), &lengths[a]);
       if (references != nullptr) references->push_back(Napi::Persistent(value.As<Napi::Object>()));
@@ -173,51 +194,160 @@ Napi::Value FindOverlap(const Napi::CallbackInfo& info) {
   return pair;
 }
 
-// step(arrays, scalars, flags, threads): one Adam/AdamW step over every tensor, in one call.
+// The fused step's `control` argument (native/train-step.h): a Float64Array that lib/ fills with
+// the request and the step fills with its result. binding.d.ts documents the same layout.
+enum ControlIndex : size_t {
+  kControlMaxNorm,          // in: clip to this norm, or +Inf
+  kControlGradScale,        // in: finite, > 0
+  kControlOptions,          // in: bit 0 measure the norm, bit 1 skip on a non-finite gradient
+  kControlGradNorm,         // out: norm of the unscaled gradients, NaN if not measured
+  kControlGradFactor,       // out: what each gradient was multiplied by
+  kControlSkipped,          // out: 1 if nothing changed
+  kControlClipped,          // out: 1 if clipped
+  kControlNonFiniteTensor,  // out: first tensor with a NaN/Inf gradient, or -1
+  kControlLength,
+};
+
+bool hasControl(const Napi::CallbackInfo& info) {
+  return info.Length() > 4 && !info[4].IsUndefined();
+}
+
+// Reads and checks the request; touches nothing.
+TrainStepRequest readControl(const Napi::Env& env, const Napi::Value& value) {
+  if (!value.IsTypedArray() ||
+      value.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      value.As<Napi::Float64Array>().ElementLength() != kControlLength) {
+    throw Napi::TypeError::New(env, "step(): control must be a Float64Array of " +
+                                        std::to_string(kControlLength) + " elements");
+  }
+  const Napi::Float64Array control = value.As<Napi::Float64Array>();
+  const double maxNorm = control[kControlMaxNorm];
+  const double gradScale = control[kControlGradScale];
+  const double options = control[kControlOptions];
+  if (!(maxNorm >= 0) || !(gradScale > 0 && std::isfinite(gradScale)) ||
+      !(options == 0 || options == 1 || options == 2 || options == 3)) {
+    throw Napi::RangeError::New(
+        env, "step(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0..3");
+  }
+  const unsigned bits = static_cast<unsigned>(options);
+  return TrainStepRequest{maxNorm, gradScale, (bits & 1u) != 0, (bits & 2u) != 0};
+}
+
+void writeControl(const Napi::Value& value, const TrainStepResult& result) {
+  Napi::Float64Array control = value.As<Napi::Float64Array>();
+  // An async step's caller could have detached the buffer meanwhile (lib/ does not).
+  if (control.ElementLength() != kControlLength) return;
+  control[kControlGradNorm] = result.gradNorm;
+  control[kControlGradFactor] = result.gradFactor;
+  control[kControlSkipped] = result.skipped ? 1 : 0;
+  control[kControlClipped] = result.clipped ? 1 : 0;
+  control[kControlNonFiniteTensor] = static_cast<double>(result.nonFiniteTensor);
+}
+
+// step(arrays, scalars, flags, threads, control?): one Adam/AdamW step over every tensor, in one
+// call; with `control`, the fused step of train-step.h.
 Napi::Value Step(const Napi::CallbackInfo& info) {
   unsigned threads = 1;
-  const std::vector<StepJob> jobs = gatherJobs(info, &threads, nullptr);
-  runStep(jobs, activeIsa().kernel, threads);
+  std::vector<StepJob> jobs = gatherJobs(info, &threads, nullptr);
+  if (hasControl(info)) {
+    const TrainStepRequest request = readControl(info.Env(), info[4]);
+    writeControl(info[4], runTrainStep(jobs, activeIsa(), threads, request));
+  } else {
+    runStep(jobs, activeIsa().kernel, threads);
+  }
   return info.Env().Undefined();
 }
 
 // The same step on a libuv worker thread; the promise settles when it is done. It holds a
 // reference to every array so they stay alive even if the caller drops them; the caller must not
 // write, transfer or resize them until the promise settles (lib/ rejects a second step meanwhile).
+// With `control`, the fused step runs here too, and its result is written to `control` on the
+// JavaScript thread before the promise resolves.
 class StepWorker : public Napi::AsyncWorker {
  public:
   StepWorker(Napi::Env env, std::vector<StepJob> jobs, unsigned threads,
-             std::vector<Napi::ObjectReference> references)
+             std::vector<Napi::ObjectReference> references, const TrainStepRequest* request,
+             Napi::Value control)
       : Napi::AsyncWorker(env, "simd-adamw:stepAsync"),
         deferred_(Napi::Promise::Deferred::New(env)),
         jobs_(std::move(jobs)),
         threads_(threads),
-        kernel_(activeIsa().kernel),
-        references_(std::move(references)) {}
+        isa_(&activeIsa()),
+        references_(std::move(references)),
+        fused_(request != nullptr),
+        request_(request != nullptr ? *request : TrainStepRequest{}) {
+    if (fused_) control_ = Napi::Persistent(control.As<Napi::Object>());
+  }
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
-  void Execute() override { runStep(jobs_, kernel_, threads_); }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void Execute() override {
+    if (fused_) {
+      result_ = runTrainStep(jobs_, *isa_, threads_, request_);
+    } else {
+      runStep(jobs_, isa_->kernel, threads_);
+    }
+  }
+  void OnOK() override {
+    if (fused_) writeControl(control_.Value(), result_);
+    deferred_.Resolve(Env().Undefined());
+  }
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::vector<StepJob> jobs_;
   unsigned threads_;
-  AdamwKernel kernel_;  // chosen when the step is queued, as a synchronous step would
+  const IsaInfo* isa_;  // chosen when the step is queued, as a synchronous step would
   std::vector<Napi::ObjectReference> references_;
+  bool fused_;
+  TrainStepRequest request_;
+  Napi::ObjectReference control_;
+  TrainStepResult result_{};
 };
 
-// stepAsync(arrays, scalars, flags, threads): Promise<void>. Argument errors throw synchronously.
+// stepAsync(arrays, scalars, flags, threads, control?): Promise<void>. Argument errors throw
+// synchronously.
 Napi::Value StepAsync(const Napi::CallbackInfo& info) {
   unsigned threads = 1;
   std::vector<Napi::ObjectReference> references;
   std::vector<StepJob> jobs = gatherJobs(info, &threads, &references);
-  auto* worker = new StepWorker(info.Env(), std::move(jobs), threads, std::move(references));
+  const bool fused = hasControl(info);
+  const TrainStepRequest request = fused ? readControl(info.Env(), info[4]) : TrainStepRequest{};
+  auto* worker =
+      new StepWorker(info.Env(), std::move(jobs), threads, std::move(references),
+                     fused ? &request : nullptr, fused ? info[4] : info.Env().Undefined());
   const Napi::Promise promise = worker->promise();
   worker->Queue();  // the worker deletes itself after OnOK/OnError
   return promise;
+}
+
+// gradNorm(grads: Float32Array[], threads): the L2 norm of all of them, from the canonical sum of
+// squares (grad-norm.h): bitwise the same on every ISA and thread count.
+Napi::Value GradNorm(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsArray() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "gradNorm(grads: Float32Array[], threads: number)");
+  }
+  const double requestedThreads = info[1].As<Napi::Number>().DoubleValue();
+  if (!(requestedThreads >= 1 && requestedThreads <= ThreadPool::kMaxThreads)) {
+    throw Napi::RangeError::New(
+        env, "gradNorm(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
+  }
+  // Every element first, then the pointers: Get() can run JavaScript, which could detach a buffer.
+  const Napi::Array arrays = info[0].As<Napi::Array>();
+  std::vector<Napi::Value> values;
+  for (uint32_t i = 0; i < arrays.Length(); ++i) values.push_back(arrays.Get(i));
+  std::vector<FloatSpan> grads;
+  grads.reserve(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    size_t length = 0;
+    const float* data = float32Data(env, values[i], "grads[" + std::to_string(i) + "]", &length);
+    grads.push_back(FloatSpan{data, length});
+  }
+  const double sumSquares =
+      sumOfSquares(grads, activeIsa().sumSquares, static_cast<unsigned>(requestedThreads), nullptr);
+  return Napi::Number::New(env, std::sqrt(sumSquares));
 }
 
 Napi::Value ThreadsFor(const Napi::CallbackInfo& info) {
@@ -265,6 +395,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("step", Napi::Function::New(env, Step, "step"));
   exports.Set("stepAsync", Napi::Function::New(env, StepAsync, "stepAsync"));
   exports.Set("findOverlap", Napi::Function::New(env, FindOverlap, "findOverlap"));
+  exports.Set("gradNorm", Napi::Function::New(env, GradNorm, "gradNorm"));
+  exports.Set("CONTROL_LENGTH", Napi::Number::New(env, kControlLength));
   exports.Set("threadsFor", Napi::Function::New(env, ThreadsFor, "threadsFor"));
   exports.Set("MAX_THREADS", Napi::Number::New(env, ThreadPool::kMaxThreads));
   exports.Set("compiledIsas", Napi::Function::New(env, CompiledIsas, "compiledIsas"));

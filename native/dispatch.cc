@@ -57,14 +57,14 @@ const IsaInfo& bestAvailable() {
 const std::vector<IsaInfo>& compiledIsas() {
   static const std::vector<IsaInfo> table = {
 #if defined(SIMD_ADAMW_X86_64)
-    {"avx512", adamwAvx512f, cpuHasAvx512f},
-    {"avx2", adamwAvx2, cpuHasAvx2},
-    {"sse2", adamwSse2, always},  // part of the x86-64 baseline
+    {"avx512", adamwAvx512f, sumSquaresAvx512f, cpuHasAvx512f},
+    {"avx2", adamwAvx2, sumSquaresAvx2, cpuHasAvx2},
+    {"sse2", adamwSse2, sumSquaresSse2, always},  // part of the x86-64 baseline
 #endif
 #if defined(SIMD_ADAMW_AARCH64)
-    {"neon", adamwNeon, always},  // part of the AArch64 baseline
+    {"neon", adamwNeon, sumSquaresNeon, always},  // part of the AArch64 baseline
 #endif
-    {"scalar", adamwScalar, always},
+    {"scalar", adamwScalar, sumSquaresScalar, always},
   };
   return table;
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Builds native/tests/kernel-agreement.cc and checks that every SIMD kernel gives the scalar
-# kernel's bits, NaNs included, on this machine's architecture and, if the tools are installed, on
-# AArch64 under user-mode emulation. No Node and no addon build needed: the kernels are plain C++.
+# Builds the C++ kernel tests and runs them on this machine's architecture and, if the tools are
+# installed, on AArch64 under user-mode emulation. No Node and no addon build needed: the kernels
+# are plain C++.
+#   native/tests/kernel-agreement.cc     every SIMD AdamW kernel gives the scalar kernel's bits,
+#                                        NaNs included
+#   native/tests/grad-norm-agreement.cc  every gradient-norm kernel, on every thread count, gives
+#                                        the canonical order's bits
 #
-#   scripts/test-kernels-cross.sh [--cases N] [--seed S]    (arguments go to the test program)
+#   scripts/test-kernels-cross.sh [--cases N] [--seed S]    (arguments go to both test programs)
 #
-# Native part (x86-64): g++ builds the test with dispatch.cc and the scalar, SSE2, AVX2 and
+# Native part (x86-64): g++ builds the tests with dispatch.cc and the scalar, SSE2, AVX2 and
 # AVX-512F kernels (each kernel with its own -m flag, as CMakeLists.txt does); CPUID decides at run
 # time which of them this CPU can run, the rest are reported as skipped. On an AArch64 host the
 # native part tests NEON directly.
@@ -24,10 +28,13 @@ trap 'rm -rf "$OUT"' EXIT
 
 # The addon's flags (CMakeLists.txt), so the kernels are compiled as they ship.
 FLAGS=(-std=c++17 -O3 -Wall -Wextra -Wpedantic -Werror -ffp-contract=off -fno-math-errno)
-COMMON_SOURCES=("$NATIVE/tests/kernel-agreement.cc" "$NATIVE/dispatch.cc"
-  "$NATIVE/kernels/adamw-scalar.cc")
+# What the tests link besides the ISA kernels: dispatch, the norm's threaded driver and the pool.
+COMMON_SOURCES=("$NATIVE/dispatch.cc" "$NATIVE/grad-norm.cc" "$NATIVE/step.cc"
+  "$NATIVE/thread-pool.cc" "$NATIVE/kernels/adamw-scalar.cc" "$NATIVE/kernels/grad-norm-scalar.cc")
+TESTS=(kernel-agreement grad-norm-agreement)
 
-# build <compiler> <output> <arch define> <extra link flags...> -- <kernel file>[:<flag>] ...
+# build <compiler> <output prefix> <arch define> <extra link flags...> -- <kernel file>[:<flag>] ...
+# Compiles the shared sources and the kernels once and links <output prefix>-<test> for each test.
 build() {
   local cxx="$1" output="$2" define="$3"
   shift 3
@@ -51,38 +58,50 @@ build() {
     "$cxx" "${FLAGS[@]}" "${isa_flag[@]}" "-D$define" -c "$NATIVE/kernels/$kernel" \
       -o "${objects[-1]}"
   done
-  "$cxx" "${objects[@]}" "${link_flags[@]}" -o "$output"
+  local test
+  for test in "${TESTS[@]}"; do
+    "$cxx" "${FLAGS[@]}" "-D$define" -c "$NATIVE/tests/$test.cc" -o "$output.$test.o"
+    "$cxx" "$output.$test.o" "${objects[@]}" -pthread "${link_flags[@]}" -o "$output-$test"
+  done
 }
 
 status=0
 host="$(uname -m)"
-digests=()  # the scalar kernel's digest line from each architecture's run
+digests=()      # the scalar AdamW kernel's digest line from each architecture's run
+normDigests=()  # the gradient norm's digest line from each architecture's run
 
-# run <label> <command...>: runs the test, echoes its output, keeps its digest line.
+# run <label> <command prefix...> <program prefix>: runs both tests, echoes their output, keeps
+# their digest lines.
 run() {
   local label="$1"
   shift
-  local log="$OUT/$label.log"
-  "$@" | tee "$log" || status=1
-  local digest
-  digest="$(sed -n -E 's/^ *scalar +digests: //p' "$log")"
-  [[ -n "$digest" ]] && digests+=("$label:$digest")
+  local program="${*: -1}" prefix=("${@:1:$#-1}") test log digest
+  for test in "${TESTS[@]}"; do
+    log="$OUT/$label-$test.log"
+    "${prefix[@]}" "$program-$test" "${ARGS[@]}" | tee "$log" || status=1
+    digest="$(sed -n -E 's/^ *scalar +digests: //p' "$log")"
+    [[ -n "$digest" ]] && digests+=("$label:$digest")
+    digest="$(sed -n -E 's/^ *norm +digests: //p' "$log")"
+    [[ -n "$digest" ]] && normDigests+=("$label:$digest")
+  done
   return 0
 }
+ARGS=("$@")
 
 case "$host" in
   x86_64 | amd64)
     cxx="${CXX:-g++}"
     echo "== x86-64 ($("$cxx" --version | head -n 1))"
-    build "$cxx" "$OUT/kernel-agreement-x86_64" SIMD_ADAMW_X86_64 -- adamw-sse2.cc \
-      adamw-avx2.cc:-mavx2 adamw-avx512f.cc:-mavx512f
-    run x86_64 "$OUT/kernel-agreement-x86_64" "$@"
+    build "$cxx" "$OUT/x86_64" SIMD_ADAMW_X86_64 -- adamw-sse2.cc adamw-avx2.cc:-mavx2 \
+      adamw-avx512f.cc:-mavx512f grad-norm-sse2.cc grad-norm-avx2.cc:-mavx2 \
+      grad-norm-avx512f.cc:-mavx512f
+    run x86_64 "$OUT/x86_64"
     ;;
   aarch64 | arm64)
     cxx="${CXX:-g++}"
     echo "== aarch64 ($("$cxx" --version | head -n 1))"
-    build "$cxx" "$OUT/kernel-agreement-aarch64" SIMD_ADAMW_AARCH64 -- adamw-neon.cc
-    run aarch64 "$OUT/kernel-agreement-aarch64" "$@"
+    build "$cxx" "$OUT/aarch64" SIMD_ADAMW_AARCH64 -- adamw-neon.cc grad-norm-neon.cc
+    run aarch64 "$OUT/aarch64"
     ;;
   *)
     echo "== $host: no SIMD kernels for this architecture, native part skipped"
@@ -101,22 +120,29 @@ if [[ "$host" != aarch64 && "$host" != arm64 ]]; then
   else
     echo "== aarch64 under $(basename "$qemu") ($("$cross" --version | head -n 1))"
     # Static, so qemu needs no AArch64 sysroot to find the C++ runtime.
-    build "$cross" "$OUT/kernel-agreement-aarch64" SIMD_ADAMW_AARCH64 -static -- adamw-neon.cc
-    run aarch64 "$qemu" "$OUT/kernel-agreement-aarch64" "$@"
+    build "$cross" "$OUT/aarch64" SIMD_ADAMW_AARCH64 -static -- adamw-neon.cc grad-norm-neon.cc
+    run aarch64 "$qemu" "$OUT/aarch64"
   fi
 fi
 
 # Both architectures ran the same cases: the scalar kernel must give the same bits on both, NaNs
 # included (every operation is one correctly rounded IEEE operation and every NaN result is stored
-# as 0x7fc00000), so their digests must be equal.
-if ((${#digests[@]} == 2)); then
-  if [[ "${digests[0]#*:}" == "${digests[1]#*:}" ]]; then
-    echo "== scalar kernel x86-64 vs aarch64: same inputs and same results (${digests[0]#*:})"
+# as 0x7fc00000), so their digests must be equal; and so must the gradient norms (the same double
+# additions in the same order, NaN canonicalized).
+# compare <what> <label:digest>...
+compare() {
+  local what="$1"
+  shift
+  (($# == 2)) || return 0
+  if [[ "${1#*:}" == "${2#*:}" ]]; then
+    echo "== $what x86-64 vs aarch64: same inputs and same results (${1#*:})"
   else
-    echo "== scalar kernel x86-64 vs aarch64: DIGESTS DIFFER"
-    printf '   %s\n' "${digests[@]}"
+    echo "== $what x86-64 vs aarch64: DIGESTS DIFFER"
+    printf '   %s\n' "$@"
     status=1
   fi
-fi
+}
+compare "scalar kernel" "${digests[@]}"
+compare "gradient norm" "${normDigests[@]}"
 
 exit "$status"

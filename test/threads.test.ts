@@ -253,7 +253,7 @@ describe('stepAsync', () => {
     new AdamW(expected).step();
     // Only the param's data is kept here; the caller holds no reference to the optimizer, its
     // state or the grad while the step runs.
-    const { data, pending } = ((): { data: Float32Array; pending: Promise<void> } => {
+    const { data, pending } = ((): { data: Float32Array; pending: Promise<unknown> } => {
       const params = makeParams();
       return { data: params[0]!.data, pending: new AdamW(params).stepAsync() };
     })();

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "../adamw.h"
 
@@ -34,7 +35,8 @@ constexpr uint32_t kCanonicalNanBits = 0x7fc00000u;
 
 template <class Lanes>
 struct BroadcastScalars {
-  typename Lanes::V beta1, oneMinusBeta1, beta2, oneMinusBeta2, decay, l2, negStepSize, epsHat;
+  typename Lanes::V beta1, oneMinusBeta1, beta2, oneMinusBeta2, decay, l2, negStepSize, epsHat,
+      gradFactor;
 
   explicit BroadcastScalars(const AdamwScalars& s)
       : beta1(Lanes::set1(s.beta1)),
@@ -44,16 +46,24 @@ struct BroadcastScalars {
         decay(Lanes::set1(s.decay)),
         l2(Lanes::set1(s.l2)),
         negStepSize(Lanes::set1(s.negStepSize)),
-        epsHat(Lanes::set1(s.epsHat)) {}
+        epsHat(Lanes::set1(s.epsHat)),
+        gradFactor(Lanes::set1(s.gradFactor)) {}
 };
 
 // One vector of the update. Loads and stores go through Load/Store so that the body (full vectors)
 // and the tail (a partial vector) share this exact arithmetic.
-template <class Lanes, bool kAmsgrad, bool kMaximize, bool kCoupled, class Load, class Store>
+template <class Lanes, uint32_t kFlags, class Load, class Store>
 inline void adamwVector(const AdamwTensor& t, const BroadcastScalars<Lanes>& c, size_t i, Load load,
                         Store store) {
+  constexpr bool kAmsgrad = (kFlags & kAdamwAmsgrad) != 0;
+  constexpr bool kMaximize = (kFlags & kAdamwMaximize) != 0;
+  constexpr bool kCoupled = (kFlags & kAdamwCoupled) != 0;
+  constexpr bool kScaleGrad = (kFlags & kAdamwScaleGrad) != 0;
   using V = typename Lanes::V;
   V grad = load(t.grad + i);
+  // As if the caller had scaled the gradient in place (torch's unscale_ and clip_grad_norm_) before
+  // the step, but in a register: the gradient array is only read.
+  if (kScaleGrad) grad = Lanes::mul(grad, c.gradFactor);
   if (kMaximize) grad = Lanes::neg(grad);
   V param = load(t.param + i);
   if (kCoupled) {
@@ -95,7 +105,7 @@ inline void prefetchAhead(const AdamwTensor& t, size_t i) {
   if (kAmsgrad) __builtin_prefetch(t.maxExpAvgSq + i + kPrefetchAhead);
 }
 
-template <class Lanes, bool kAmsgrad, bool kMaximize, bool kCoupled>
+template <class Lanes, uint32_t kFlags>
 void adamwRange(const AdamwTensor& tensor, const AdamwScalars& s, size_t begin, size_t end) {
   // A local copy: the loop stores floats through pointers the compiler cannot tell apart from the
   // caller's AdamwTensor, so it would reload the array pointers from it on every vector.
@@ -108,46 +118,37 @@ void adamwRange(const AdamwTensor& tensor, const AdamwScalars& s, size_t begin, 
   // A line of vectors at a time while the prefetched addresses stay inside the arrays (forming a
   // pointer past their end would be undefined behaviour); then vector by vector.
   for (; end - i >= kPrefetchAhead + kFloatsPerLine; i += kFloatsPerLine) {
-    prefetchAhead<kAmsgrad>(t, i);
+    prefetchAhead<(kFlags & kAdamwAmsgrad) != 0>(t, i);
     for (size_t v = 0; v < kFloatsPerLine; v += Lanes::kWidth) {
-      adamwVector<Lanes, kAmsgrad, kMaximize, kCoupled>(t, c, i + v, load, store);
+      adamwVector<Lanes, kFlags>(t, c, i + v, load, store);
     }
   }
   for (; i + Lanes::kWidth <= end; i += Lanes::kWidth) {
-    adamwVector<Lanes, kAmsgrad, kMaximize, kCoupled>(t, c, i, load, store);
+    adamwVector<Lanes, kFlags>(t, c, i, load, store);
   }
   if (i < end) {
     const size_t n = end - i;
     const auto loadPartial = [n](const float* p) { return Lanes::loadPartial(p, n); };
     const auto storePartial = [n](float* p, typename Lanes::V v) { Lanes::storePartial(p, v, n); };
-    adamwVector<Lanes, kAmsgrad, kMaximize, kCoupled>(t, c, i, loadPartial, storePartial);
+    adamwVector<Lanes, kFlags>(t, c, i, loadPartial, storePartial);
   }
 }
 
-// Turns the runtime flags into one of the eight branch-free loop instantiations.
+// One branch-free loop instantiation per combination of flags, indexed by the flags.
+template <class Lanes, uint32_t... kFlags>
+void adamwDispatch(std::integer_sequence<uint32_t, kFlags...>, const AdamwTensor& t,
+                   const AdamwScalars& s, uint32_t flags, size_t begin, size_t end) {
+  using Range = void (*)(const AdamwTensor&, const AdamwScalars&, size_t, size_t);
+  static constexpr Range kRanges[] = {&adamwRange<Lanes, kFlags>...};
+  kRanges[flags & kAdamwAllFlags](t, s, begin, end);
+}
+
+// Turns the runtime flags into one of the sixteen loop instantiations (unknown bits are ignored).
 template <class Lanes>
 void adamwKernel(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags, size_t begin,
                  size_t end) {
-  const bool amsgrad = (flags & kAdamwAmsgrad) != 0;
-  const bool maximize = (flags & kAdamwMaximize) != 0;
-  const bool coupled = (flags & kAdamwCoupled) != 0;
-  if (amsgrad) {
-    if (maximize) {
-      coupled ? adamwRange<Lanes, true, true, true>(t, s, begin, end)
-              : adamwRange<Lanes, true, true, false>(t, s, begin, end);
-    } else {
-      coupled ? adamwRange<Lanes, true, false, true>(t, s, begin, end)
-              : adamwRange<Lanes, true, false, false>(t, s, begin, end);
-    }
-  } else {
-    if (maximize) {
-      coupled ? adamwRange<Lanes, false, true, true>(t, s, begin, end)
-              : adamwRange<Lanes, false, true, false>(t, s, begin, end);
-    } else {
-      coupled ? adamwRange<Lanes, false, false, true>(t, s, begin, end)
-              : adamwRange<Lanes, false, false, false>(t, s, begin, end);
-    }
-  }
+  adamwDispatch<Lanes>(std::make_integer_sequence<uint32_t, kAdamwAllFlags + 1>{}, t, s, flags,
+                       begin, end);
 }
 
 }  // namespace

@@ -3,9 +3,10 @@
 // native/kernels/adamw-loop.h has every ISA path give the scalar kernel's bits. This program
 // checks it on random cases: lengths 0..100 and some large ones, arbitrary [begin, end)
 // ranges split into pieces at random points (elements are independent, so a split must not change
-// a bit), unaligned array starts, all eight flag combinations, realistic and extreme scalars, and
-// inputs including NaN (quiet and signalling, random payloads and signs), +-Inf, +-0, subnormals
-// and huge values. Elements outside [begin, end) must be left untouched.
+// a bit), unaligned array starts, all sixteen flag combinations (the fused step's gradient factor
+// included), realistic and extreme scalars, and inputs including NaN (quiet and signalling, random
+// payloads and signs), +-Inf, +-0, subnormals and huge values. Elements outside [begin, end) must
+// be left untouched.
 //
 // It links native/dispatch.cc and so tests every kernel compiled for the target that the CPU can
 // run (CPUID decides on x86-64; AVX paths the CPU lacks are reported as skipped). Built by
@@ -104,6 +105,7 @@ std::string flagNames(uint32_t flags) {
   if (flags & kAdamwAmsgrad) s += "amsgrad ";
   if (flags & kAdamwMaximize) s += "maximize ";
   if (flags & kAdamwCoupled) s += "coupled ";
+  if (flags & kAdamwScaleGrad) s += "scaleGrad ";
   if (s.empty()) return "none";
   s.pop_back();
   return s;
@@ -126,6 +128,7 @@ void printCase(const Case& c) {
   printFloat("l2", c.scalars.l2);
   printFloat("negStepSize", c.scalars.negStepSize);
   printFloat("epsHat", c.scalars.epsHat);
+  printFloat("gradFactor", c.scalars.gradFactor);
 }
 
 struct Totals {
@@ -309,8 +312,8 @@ double power(double base, uint64_t n) {
 AdamwScalars randomScalars(Rng& rng, uint32_t flags) {
   AdamwScalars s{};
   if (uniform(rng, 0, 4) == 0) {
-    float* fields[] = {&s.beta1, &s.oneMinusBeta1, &s.beta2, &s.oneMinusBeta2, &s.decay,
-                       &s.l2,    &s.negStepSize,   &s.epsHat};
+    float* fields[] = {&s.beta1, &s.oneMinusBeta1, &s.beta2,  &s.oneMinusBeta2, &s.decay,
+                       &s.l2,    &s.negStepSize,   &s.epsHat, &s.gradFactor};
     for (float* f : fields) *f = uniform(rng, 0, 1) ? extremeFloat(rng) : ordinaryFloat(rng);
     return s;
   }
@@ -320,6 +323,11 @@ AdamwScalars randomScalars(Rng& rng, uint32_t flags) {
   const double eps = logUniform(rng, -40, -14);  // ~1e-12 .. 1e-4
   const double weightDecay = uniform(rng, 0, 3) == 0 ? 0.0 : logUniform(rng, -14, -1);
   const uint64_t step = uniform(rng, 1, 10000);
+  // clipCoef / gradScale: a clip coefficient in (0, 1] over a power-of-two loss scale, or not.
+  const double gradFactor =
+      uniform(rng, 0, 1)
+          ? logUniform(rng, -10, 0) / std::ldexp(1.0, static_cast<int>(uniform(rng, 0, 24)))
+          : logUniform(rng, -30, 0);
   const double biasCorrection1 = 1 - power(beta1, step);
   const double sqrtBiasCorrection2 = std::sqrt(1 - power(beta2, step));
   const bool coupled = (flags & kAdamwCoupled) != 0;
@@ -331,6 +339,7 @@ AdamwScalars randomScalars(Rng& rng, uint32_t flags) {
   s.l2 = static_cast<float>(coupled ? weightDecay : 0);
   s.negStepSize = static_cast<float>(-(lr / biasCorrection1) * sqrtBiasCorrection2);
   s.epsHat = static_cast<float>(eps * sqrtBiasCorrection2);
+  s.gradFactor = static_cast<float>(gradFactor);
   return s;
 }
 
@@ -389,14 +398,14 @@ bool checkScalarKernel(uint64_t cases, uint64_t seed) {
   Digest inputs, results;
   uint64_t nanOutputs = 0, nonCanonicalNans = 0;
   for (uint64_t k = 0; k < cases; ++k) {
-    for (uint32_t flags = 0; flags < 8; ++flags) {
+    for (uint32_t flags = 0; flags <= kAdamwAllFlags; ++flags) {
       Case c = randomCase(rng, flags);
       for (const std::vector<float>& array : c.arrays) {
         for (float x : array) inputs.add(bitsOf(x));
       }
-      for (float x :
-           {c.scalars.beta1, c.scalars.oneMinusBeta1, c.scalars.beta2, c.scalars.oneMinusBeta2,
-            c.scalars.decay, c.scalars.l2, c.scalars.negStepSize, c.scalars.epsHat}) {
+      for (float x : {c.scalars.beta1, c.scalars.oneMinusBeta1, c.scalars.beta2,
+                      c.scalars.oneMinusBeta2, c.scalars.decay, c.scalars.l2, c.scalars.negStepSize,
+                      c.scalars.epsHat, c.scalars.gradFactor}) {
         inputs.add(bitsOf(x));
       }
       for (uint64_t word : {uint64_t{c.flags}, uint64_t{c.length}, uint64_t{c.padding},
@@ -448,8 +457,9 @@ int run(int argc, char** argv) {
     }
   }
 
-  std::printf("kernel-agreement: %" PRIu64 " cases x 8 flag combinations, seed %" PRIu64 "\n",
-              cases, seed);
+  std::printf("kernel-agreement: %" PRIu64 " cases x %" PRIu32 " flag combinations, seed %" PRIu64
+              "\n",
+              cases, kAdamwAllFlags + 1, seed);
   bool allAgree = checkScalarKernel(cases, seed);
   size_t tested = 0;
   for (const IsaInfo& isa : compiledIsas()) {
@@ -462,7 +472,7 @@ int run(int argc, char** argv) {
     Rng rng(seed);  // every ISA sees the same cases
     Totals totals;
     for (uint64_t k = 0; k < cases; ++k) {
-      for (uint32_t flags = 0; flags < 8; ++flags) {
+      for (uint32_t flags = 0; flags <= kAdamwAllFlags; ++flags) {
         compareKernels(isa, randomCase(rng, flags), k, totals);
       }
     }
@@ -485,4 +495,7 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace simd_adamw
 
+// native/tests/fuzz-kernels.cc includes this file for its cases and checks, with its own main().
+#ifndef SIMD_ADAMW_KERNEL_AGREEMENT_NO_MAIN
 int main(int argc, char** argv) { return simd_adamw::run(argc, argv); }
+#endif

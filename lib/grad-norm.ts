@@ -1,0 +1,32 @@
+// gradNorm: the global L2 norm of gradients, as the fused step measures it for clipping.
+
+import { native } from './native';
+import type { Param } from './optimizer';
+import { checkThreads, defaultThreads } from './threads';
+import { checkFloat32Array, checkObject, isPlainObject, typeError } from './validate';
+
+/**
+ * The L2 norm of all the gradients together: sqrt of the sum of every element's square, summed in
+ * double precision in one fixed order (blocks of 4096 elements, 16 interleaved partial sums, a
+ * fixed tree), so it is bitwise the same on every CPU, kernel and thread count. NaN if any
+ * element is NaN, Infinity if any is infinite (and none NaN). Each entry is a Param (its `grad`
+ * is used) or a Float32Array. The same number `step({ clipGradNorm })` reports for unscaled
+ * gradients.
+ */
+export function gradNorm(
+  params: readonly (Param | Float32Array)[],
+  options?: { threads?: number },
+): number {
+  if (!Array.isArray(params)) {
+    throw typeError('params', 'an array of params or Float32Arrays', params);
+  }
+  const threadsOption = options === undefined ? undefined : checkObject('options', options).threads;
+  const threads =
+    threadsOption === undefined ? defaultThreads() : checkThreads('options.threads', threadsOption);
+  // Every param's grad is read before any array is checked: a getter cannot detach a checked one.
+  const entries = (params as readonly unknown[]).map((entry) =>
+    isPlainObject(entry) ? { grad: entry.grad, name: '.grad' } : { grad: entry, name: '' },
+  );
+  const grads = entries.map(({ grad, name }, i) => checkFloat32Array(`params[${i}]${name}`, grad));
+  return native.gradNorm(grads, threads);
+}

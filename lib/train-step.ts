@@ -1,0 +1,156 @@
+// A training step beyond the bare update: global-norm clipping, loss-scale unscaling and the
+// non-finite skip, their validation, and the report a step returns.
+//
+// All of it runs in the step's own native call (native/train-step.h): one read-only pass over the
+// gradients for the norm (only when clipping or the skip asks for it), then the update, which
+// multiplies each gradient by clipCoef / gradScale as it reads it. The gradients are never written.
+
+import { checkBoolean, checkNumber, checkObject, rangeError } from './validate';
+
+/** Options of `step()` / `stepAsync()` (and of `adamwStep`) for training loops. */
+export interface StepOptions {
+  /**
+   * Clip the global L2 norm of the (unscaled) gradients of the step to this value, as
+   * `torch.nn.utils.clip_grad_norm_(params, clipGradNorm)`: when the norm exceeds it, every
+   * gradient is multiplied by `clipGradNorm / (norm + 1e-6)` as the update reads it (the `grad`
+   * arrays themselves are not written). `Infinity` measures the norm without clipping.
+   */
+  clipGradNorm?: number;
+  /**
+   * The factor the gradients carry from a scaled loss (mixed-precision training); the update
+   * divides it out as it reads them, and `gradNorm` is reported unscaled. Default 1.
+   */
+  gradScale?: number;
+  /**
+   * If any gradient of the step is NaN or +-Infinity, change nothing (params, moments, step counts
+   * and the schedule's position) and report `skipped: true`. Default false: NaN and Inf propagate
+   * as in PyTorch.
+   */
+  skipNonFinite?: boolean;
+}
+
+/** What a step did. */
+export interface StepReport {
+  /**
+   * The L2 norm of all of the step's gradients, unscaled (divided by `gradScale`), computed in
+   * double precision in an order that does not depend on the CPU or the thread count; NaN or
+   * Infinity if a gradient is. null when no option asked for it (`clipGradNorm` or
+   * `skipNonFinite`): then no extra pass runs.
+   */
+  gradNorm: number | null;
+  /** Whether the gradients were scaled down by clipping. */
+  clipped: boolean;
+  /** Whether the step was skipped (nothing changed) because a gradient was NaN or Inf. */
+  skipped: boolean;
+  /** Why the step was skipped, naming the first parameter with a non-finite gradient. */
+  reason?: string;
+  /**
+   * The learning rate of this step: paramGroups[0]'s (every group's lr is in `paramGroups`).
+   * For `adamwStep`, its `lr` option.
+   */
+  lr: number;
+}
+
+/** A validated request, in the form the native step reads. */
+export interface TrainStepRequest {
+  maxNorm: number; // Infinity: no clipping
+  gradScale: number;
+  measureNorm: boolean;
+  skipNonFinite: boolean;
+}
+
+export const STEP_OPTION_KEYS = ['clipGradNorm', 'gradScale', 'skipNonFinite'] as const;
+
+// The layout of the native step's `control` (binding.d.ts, ControlLength).
+export const CONTROL_LENGTH = 8;
+const MAX_NORM = 0;
+const GRAD_SCALE = 1;
+const OPTIONS = 2;
+const GRAD_NORM = 3;
+const SKIPPED = 5;
+const CLIPPED = 6;
+const NON_FINITE_TENSOR = 7;
+const OPTION_MEASURE = 1;
+const OPTION_SKIP = 2;
+
+/**
+ * Validates the step options (each read once); null when none of them asks for anything beyond
+ * the bare update, which then runs exactly as before.
+ */
+export function checkStepOptions(name: string, value: unknown): TrainStepRequest | null {
+  if (value === undefined) return null;
+  const o = checkObject(name, value);
+  for (const key of Object.keys(o)) {
+    if (!(STEP_OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new TypeError(
+        `Unknown option ${name}.${key}; expected one of ${STEP_OPTION_KEYS.join(', ')}`,
+      );
+    }
+  }
+  return checkStepOptionValues(name, o);
+}
+
+/** The step options among other options (adamwStep's); `o` is the caller's object, read once each. */
+export function checkStepOptionValues(
+  name: string,
+  o: { clipGradNorm?: unknown; gradScale?: unknown; skipNonFinite?: unknown },
+): TrainStepRequest | null {
+  const { clipGradNorm, gradScale, skipNonFinite } = o;
+  let maxNorm = Infinity;
+  if (clipGradNorm !== undefined) {
+    maxNorm = checkNumber(`${name}.clipGradNorm`, clipGradNorm);
+    if (!(maxNorm >= 0)) {
+      throw rangeError(`${name}.clipGradNorm`, 'a number >= 0 (Infinity: measure only)', maxNorm);
+    }
+  }
+  let scale = 1;
+  if (gradScale !== undefined) {
+    scale = checkNumber(`${name}.gradScale`, gradScale);
+    if (!(scale > 0 && scale < Infinity)) {
+      throw rangeError(`${name}.gradScale`, 'a finite number > 0', scale);
+    }
+  }
+  const skip =
+    skipNonFinite === undefined ? false : checkBoolean(`${name}.skipNonFinite`, skipNonFinite);
+  const measureNorm = clipGradNorm !== undefined || skip;
+  if (!measureNorm && scale === 1) return null;
+  return { maxNorm, gradScale: scale, measureNorm, skipNonFinite: skip };
+}
+
+/** Writes the request into a control array for the native step. */
+export function writeControl(control: Float64Array, request: TrainStepRequest): Float64Array {
+  control.fill(0);
+  control[MAX_NORM] = request.maxNorm;
+  control[GRAD_SCALE] = request.gradScale;
+  control[OPTIONS] =
+    (request.measureNorm ? OPTION_MEASURE : 0) | (request.skipNonFinite ? OPTION_SKIP : 0);
+  return control;
+}
+
+/** The report of a step that ran with `control`; `labelOf(k)` names the k-th tensor. */
+export function readReport(
+  control: Float64Array,
+  request: TrainStepRequest,
+  lr: number,
+  labelOf: (tensor: number) => string,
+): StepReport {
+  const gradNorm = request.measureNorm ? control[GRAD_NORM] : null;
+  const report: StepReport = {
+    gradNorm,
+    clipped: control[CLIPPED] === 1,
+    skipped: control[SKIPPED] === 1,
+    lr,
+  };
+  if (report.skipped) {
+    const tensor = control[NON_FINITE_TENSOR];
+    report.reason =
+      `non-finite gradient: ${labelOf(tensor)} holds a NaN or an infinity (gradient norm ` +
+      `${String(gradNorm)}); the step was skipped and nothing changed`;
+  }
+  return report;
+}
+
+/** The report of a bare step. */
+export function plainReport(lr: number): StepReport {
+  return { gradNorm: null, clipped: false, skipped: false, lr };
+}

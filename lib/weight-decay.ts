@@ -1,0 +1,45 @@
+// Weight-decay masks: which parameters are exempt from weight decay. The common rule (GPT-2,
+// BERT, LLaMA training code) exempts biases and normalisation weights; the optimizer also honours
+// `decay: false` on a single Param, and a group's `weightDecay: 0`.
+
+import type { Param, ParamGroup } from './optimizer';
+import { typeError } from './validate';
+
+/**
+ * The default rule of {@link noDecay}: true (no decay) for a param whose name ends in `bias`, or
+ * has a part containing `norm` (LayerNorm, rmsnorm, input_layernorm, norm1), or a part that is
+ * `ln` or `bn` with an optional number (ln_f, ln_1, ln2, bn1). Parts are the pieces of the
+ * lowercased name between characters other than letters and digits (`h.0.ln_1.weight` has h, 0,
+ * ln, 1, weight). Unnamed params decay. Embeddings decay: exclude them with your own predicate if
+ * your recipe does.
+ */
+export function isBiasOrNorm(param: Param): boolean {
+  const name = param.name;
+  if (typeof name !== 'string') return false;
+  const lower = name.toLowerCase();
+  if (lower.endsWith('bias')) return true;
+  return lower
+    .split(/[^a-z0-9]+/)
+    .some((part) => part.includes('norm') || /^(ln|bn)\d*$/.test(part));
+}
+
+/**
+ * Splits `params` into two groups: `{ params: decayed }` and `{ params: exempt, weightDecay: 0 }`
+ * (in that order, and an empty one is left out), where `exempt` are those for which
+ * `isExempt(param)` is true (default {@link isBiasOrNorm}). Pass the result to the optimizer,
+ * optionally after adding options to the groups.
+ */
+export function noDecay(
+  params: readonly Param[],
+  isExempt: (param: Param) => boolean = isBiasOrNorm,
+): ParamGroup[] {
+  if (!Array.isArray(params)) throw typeError('params', 'an array of params', params);
+  if (typeof isExempt !== 'function') throw typeError('isExempt', 'a function', isExempt);
+  const decayed: Param[] = [];
+  const exempt: Param[] = [];
+  for (const param of params as readonly Param[]) (isExempt(param) ? exempt : decayed).push(param);
+  const groups: ParamGroup[] = [];
+  if (decayed.length > 0) groups.push({ params: decayed });
+  if (exempt.length > 0) groups.push({ params: exempt, weightDecay: 0 });
+  return groups;
+}

@@ -1,0 +1,59 @@
+// The global gradient norm's reduction: the sum of squares of float32 gradients, accumulated in
+// double precision in one canonical order, so that every ISA and every thread count gives the same
+// bits (clipping decides from it, and a norm that changed with the machine would change training).
+//
+// The canonical order, independent of vector width and threads:
+//   - each tensor is cut into blocks of kSumSquaresBlock elements, counted from its first element
+//     (the last block may be shorter);
+//   - within a block, element i is added to partial sum i % kSumSquaresPartials, in increasing i,
+//     each partial starting from +0; the 16 partials are then added in a fixed tree, halves folded
+//     onto each other: p[j] += p[j + 8] (j < 8), p[j] += p[j + 4] (j < 4), p[j] += p[j + 2]
+//     (j < 2), p[0] += p[1];
+//   - a tensor's sum is 0 plus its block sums in block order; the total is 0 plus the tensor sums
+//     in tensor order.
+// Each square is exact: a float32 has a 24-bit significand, so its square fits the 53 bits of a
+// double, and float32 exponents squared stay far inside double's range. Only the additions round.
+// A NaN or Inf anywhere makes the sum NaN or +Inf, and nothing else can: squares of finite floats
+// are below 2^256, and even 2^53 of them sum to a finite double. So the same pass also detects
+// non-finite gradients. Every NaN result is stored as the canonical quiet NaN.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace simd_adamw {
+
+constexpr size_t kSumSquaresBlock = 4096;
+constexpr size_t kSumSquaresPartials = 16;
+
+// Writes the sum of squares of each block of data[0, length) to sums[0, ceil(length /
+// kSumSquaresBlock)), each in the canonical order of one block; every block is full but the last.
+// `data` is the start of a block of its tensor. A NaN sum may have any NaN bits; sumOfSquares
+// canonicalizes it.
+using SumSquaresKernel = void (*)(const float* data, size_t length, double* sums);
+
+// One kernel per instruction set, each defined in native/kernels/grad-norm-<isa>.cc.
+void sumSquaresScalar(const float* data, size_t length, double* sums);
+#if defined(SIMD_ADAMW_X86_64)
+void sumSquaresSse2(const float* data, size_t length, double* sums);
+void sumSquaresAvx2(const float* data, size_t length, double* sums);
+void sumSquaresAvx512f(const float* data, size_t length, double* sums);
+#endif
+#if defined(SIMD_ADAMW_AARCH64)
+void sumSquaresNeon(const float* data, size_t length, double* sums);
+#endif
+
+// A read-only run of floats: one tensor's gradient.
+struct FloatSpan {
+  const float* data;
+  size_t length;
+};
+
+// The sum of squares of every element of every span, in the canonical order, on up to `threads`
+// threads (blocks are computed independently, then added in order, so the thread count never
+// changes a bit). If `perSpan` is not null it receives each span's own sum (how lib/ names the
+// tensor that made the total non-finite, without a second pass).
+double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel, unsigned threads,
+                    std::vector<double>* perSpan);
+
+}  // namespace simd_adamw

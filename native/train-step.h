@@ -1,0 +1,53 @@
+// The fused training step: the global gradient norm, the non-finite skip, clipping and loss-scale
+// unscaling around one Adam/AdamW step, decided natively so that the whole sequence is one call
+// (and one asynchronous job for stepAsync). Clipping and unscaling are a single factor the step
+// applies while it reads each gradient (kAdamwScaleGrad): no pass over the gradients of their own,
+// and no write to them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dispatch.h"
+#include "step.h"
+
+namespace simd_adamw {
+
+// What the caller asks for. lib/ validated every value.
+struct TrainStepRequest {
+  // torch.nn.utils.clip_grad_norm_(max_norm, norm_type=2): when the norm of the unscaled gradients
+  // exceeds it, they are multiplied by maxNorm / (norm + 1e-6). +Inf: no clipping.
+  double maxNorm;
+  // The factor the gradients carry (a scaled loss); the step divides it out. 1: none.
+  double gradScale;
+  // Measure the norm even without clipping or skipping (lib/ reports it).
+  bool measureNorm;
+  // If any gradient is NaN or Inf, change nothing.
+  bool skipNonFinite;
+};
+
+struct TrainStepResult {
+  // L2 norm of the unscaled gradients, sqrt(sum of squares) / gradScale; NaN if not measured.
+  double gradNorm;
+  // What each gradient was multiplied by, as the kernel saw it (float32; 1 when not applied).
+  float gradFactor;
+  bool skipped;
+  bool clipped;
+  // The first tensor whose gradient holds a NaN or Inf, or -1 (only known when measured).
+  int64_t nonFiniteTensor;
+};
+
+// Runs the request over `jobs` (whose flags and gradFactor it sets) with the kernels of `isa`, on
+// up to `threads` threads.
+//
+// The clip coefficient and the gradient factor are computed in double and the factor is rounded
+// to float32 once: gradFactor = float(clipCoef / gradScale). torch instead multiplies the stored
+// gradient by float(1 / gradScale) and then by float(clipCoef), two roundings; the results are the
+// same when gradScale is a power of two (GradScaler's always are) and differ by at most about one
+// float32 ulp of g otherwise. As in torch (clip_grad_norm_ with error_if_nonfinite=False, whose
+// clamp(max=1) keeps a NaN), a non-finite norm without skipNonFinite still clips: a NaN norm makes
+// every gradient NaN, an infinite one multiplies them by 0.
+TrainStepResult runTrainStep(std::vector<StepJob>& jobs, const IsaInfo& isa, unsigned threads,
+                             const TrainStepRequest& request);
+
+}  // namespace simd_adamw
