@@ -8,8 +8,12 @@ import * as os from 'node:os';
 import { native } from './native';
 import { checkNumber, rangeError } from './validate';
 
+// Read once: os.availableParallelism() asks the OS each time, which cost about a microsecond per
+// adamwStep call (a 4K-element step itself takes about two).
+const DEFAULT_THREADS = Math.min(os.availableParallelism(), native.MAX_THREADS);
+
 export function defaultThreads(): number {
-  return Math.min(os.availableParallelism(), native.MAX_THREADS);
+  return DEFAULT_THREADS;
 }
 
 /** An integer in [1, MAX_THREADS] (256). */

@@ -21,9 +21,8 @@ void runStep(const std::vector<StepJob>& jobs, AdamwKernel kernel, unsigned thre
   }
   const size_t total = firstElement.back();
   const unsigned used = threadsFor(total, threads);
-  // Several parts per thread, claimed by whoever is free: a thread the OS runs late then costs
-  // one part's time, not half the step's. The cut points depend only on the part count, and each
-  // element is computed the same way whichever thread takes it.
+  // kPartsPerThread parts per thread (step.h). The cut points depend only on the part count, and
+  // each element is computed the same way whichever thread takes it.
   const unsigned parts = used == 1 ? 1 : used * kPartsPerThread;
 
   ThreadPool::instance().run(parts, used, [&](unsigned part) {

@@ -21,11 +21,11 @@ class ThreadPool {
   static ThreadPool& instance();
 
   // Calls part(i) exactly once for every i in [0, parts), using the calling thread and up to
-  // `threads` - 1 workers, and returns when all calls have finished. Parts are claimed one at a
-  // time by whoever is free, so a worker the OS does not schedule (a busy or shared machine) only
-  // means the caller does more of the parts itself; it never waits for a worker that has not
-  // started. If another run holds the pool (an async step on a libuv thread while the main thread
-  // steps another optimizer), the caller runs every part itself.
+  // `threads` - 1 workers, and returns when all calls have finished. The caller runs part 0; the
+  // others are claimed one at a time by whoever is free, so a worker the OS does not schedule (a
+  // busy or shared machine) only means the caller does more of the parts itself; it never waits
+  // for a worker that has not started. If another run holds the pool (an async step on a libuv
+  // thread while the main thread steps another optimizer), the caller runs every part itself.
   void run(unsigned parts, unsigned threads, const std::function<void(unsigned)>& part);
 
   // The most threads one run may use.
