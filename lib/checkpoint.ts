@@ -26,6 +26,7 @@
 
 import * as fs from 'node:fs';
 
+import type { ResolvedHyper } from './hyperparameters';
 import type { OptimizerInternals, Param, ParamState } from './optimizer';
 import { checkScheduleState, type LrSchedule, type ScheduleState } from './schedules';
 import {
@@ -101,14 +102,8 @@ const FILE_GROUP_KEYS = ['params', 'lr', 'betas', 'eps', 'weight_decay', 'amsgra
 
 type Slot = OptimizerInternals['slots'][number];
 
-interface GroupValues {
-  lr: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  amsgrad: boolean;
-  maximize: boolean;
-}
+// A group's validated hyperparameters: the same shape the optimizer's constructor resolves.
+type GroupValues = ResolvedHyper;
 
 interface ParamValues {
   step: number;

@@ -33,7 +33,7 @@ double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel
 
   // The same thread count and parts per thread as a step of this many elements (native/step.cc).
   const unsigned used = threadsFor(totalElements, threads);
-  const unsigned parts = used == 1 ? 1 : used * kPartsPerThread;
+  const unsigned parts = partsFor(used);
   ThreadPool::instance().run(parts, used, [&](unsigned part) {
     const size_t begin = blockCount * part / parts;
     const size_t end = blockCount * (part + 1) / parts;

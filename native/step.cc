@@ -21,9 +21,9 @@ void runStep(const std::vector<StepJob>& jobs, AdamwKernel kernel, unsigned thre
   }
   const size_t total = firstElement.back();
   const unsigned used = threadsFor(total, threads);
-  // kPartsPerThread parts per thread (step.h). The cut points depend only on the part count, and
-  // each element is computed the same way whichever thread takes it.
-  const unsigned parts = used == 1 ? 1 : used * kPartsPerThread;
+  // The cut points depend only on the part count (partsFor, step.h), and each element is computed
+  // the same way whichever thread takes it.
+  const unsigned parts = partsFor(used);
 
   ThreadPool::instance().run(parts, used, [&](unsigned part) {
     const size_t begin = total * part / parts;

@@ -27,6 +27,12 @@ constexpr size_t kMinElementsPerThread = 16384;
 // with 8 parts claimed by whoever was free (the data moved between cores every step).
 constexpr unsigned kPartsPerThread = 1;
 
+// How many parts a pass on `threadsUsed` threads is cut into. Every threaded pass (the step, the
+// gradient norm, the bench's roofline probe) cuts the same way, so they share one cache layout.
+constexpr unsigned partsFor(unsigned threadsUsed) {
+  return threadsUsed == 1 ? 1 : threadsUsed * kPartsPerThread;
+}
+
 // How many threads a step of `totalElements` elements uses when `threads` are allowed.
 unsigned threadsFor(size_t totalElements, unsigned threads);
 

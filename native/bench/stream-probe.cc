@@ -145,7 +145,7 @@ Napi::Value BenchStreamProbe(const Napi::CallbackInfo& info) {
   const float mix = gMix;
   const auto pass = info[6].As<Napi::Boolean>().Value() ? streamPassPrefetch : streamPass;
   const unsigned used = threadsFor(length, threads);
-  const unsigned parts = used == 1 ? 1 : used * kPartsPerThread;
+  const unsigned parts = partsFor(used);
   const auto part = [&](unsigned index) {
     const size_t begin = length * index / parts;
     const size_t end = length * (index + 1) / parts;
