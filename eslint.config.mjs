@@ -2,7 +2,7 @@
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const TS_FILES = ['lib/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'binding.d.ts'];
+const TS_FILES = ['lib/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'];
 const TEST_FILES = ['test/**/*.ts'];
 
 /** Node.js globals for plain JS config/scripts (avoids a dependency on the `globals` package). */

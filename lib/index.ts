@@ -1,42 +1,65 @@
-// simd-adamw: the AdamW/Adam optimizer step for Float32Arrays, in a SIMD native kernel.
-//
-// Public API. lib/optimizer.ts holds the classes, lib/functional.ts the stateless step,
-// lib/memory.ts the memory accounting, lib/backend.ts the kernel selection, lib/checkpoint.ts and
-// lib/safetensors.ts the state dicts and checkpoint files; lib/train-step.ts, lib/grad-norm.ts,
-// lib/grad-scaler.ts, lib/schedules.ts and lib/weight-decay.ts the training-loop utilities.
-export { Adam, AdamBase, AdamW } from './optimizer';
+// simd-adamw: optimizer steps for Float32Arrays in a SIMD native kernel. The public API, re-exported
+// from the layers (README, "Architecture"): core/ (the addon, the backend, errors and checks),
+// optim/ (the spec, the generic optimizer, AdamW and Adam, the functional step, memory), train/
+// (step options, gradient norm, grad scaler, schedules, weight-decay masks), checkpoint/ (state
+// dicts and files) and format/ (safetensors, strict JSON).
+export { Optimizer } from './optim/optimizer';
 export type {
+  BaseParamState,
+  CommonOptions,
+  OptimizerClass,
+  ParamGroupInput,
+} from './optim/optimizer';
+export { Adam, AdamBase, ADAM_SPEC, AdamW, ADAMW_SPEC } from './optim/adam';
+export type {
+  AdamHyperparameters,
+  Hyper,
   OptimizerOptions,
   OptimizerParamGroup,
-  Param,
   ParamGroup,
   ParamState,
-} from './optimizer';
-export type { Hyper } from './hyperparameters';
+} from './optim/adam';
+export type { Param } from './optim/params';
 export type {
+  BaseHyperparameters,
+  HyperparameterSchema,
+  HyperparameterSpec,
+  OptimizerSpec,
+  StateDtype,
+  StateTensorSpec,
+  StepScalars,
+} from './optim/spec';
+export type { LiveGroup } from './optim/param-groups';
+export type {
+  GenericStateDict,
   LrScheduleStateDict,
   OptimizerKind,
   OptimizerStateDict,
   ParamGroupStateDict,
   ParamStateDict,
-} from './checkpoint';
-export { SafetensorsError } from './safetensors';
-export { adamwStep, adamwStepAsync } from './functional';
-export type { AdamwStepOptions } from './functional';
-export { estimateMemory } from './memory';
-export type { MemoryBreakdown, MemoryEstimateOptions, MemoryReport } from './memory';
-export { backend } from './backend';
-export type { Backend, IsaName } from './backend';
-export type { StepOptions, StepReport } from './train-step';
-export { gradNorm } from './grad-norm';
-export { GradScaler } from './grad-scaler';
-export type { GradScalerOptions, GradScalerStateDict, GradScalerStepOptions } from './grad-scaler';
-export { constant, cosineWithWarmup, linearWarmup, lrFactor, stepDecay } from './schedules';
+} from './checkpoint/state-dict';
+export { SafetensorsError } from './format/safetensors';
+export { adamwStep, adamwStepAsync } from './optim/functional';
+export type { AdamwStepOptions } from './optim/functional';
+export { estimateMemory } from './optim/memory-estimate';
+export type { MemoryEstimateOptions } from './optim/memory-estimate';
+export type { MemoryBreakdown, MemoryReport } from './optim/memory';
+export { backend } from './core/backend';
+export type { Backend, IsaName } from './core/backend';
+export type { StepOptions, StepReport } from './train/step-options';
+export { gradNorm } from './train/grad-norm';
+export { GradScaler } from './train/grad-scaler';
+export type {
+  GradScalerOptions,
+  GradScalerStateDict,
+  GradScalerStepOptions,
+} from './train/grad-scaler';
+export { constant, cosineWithWarmup, linearWarmup, lrFactor, stepDecay } from './train/schedules';
 export type {
   ConstantSchedule,
   CosineWithWarmupSchedule,
   LinearWarmupSchedule,
   LrSchedule,
   StepDecaySchedule,
-} from './schedules';
-export { isBiasOrNorm, noDecay } from './weight-decay';
+} from './train/schedules';
+export { isBiasOrNorm, noDecay } from './train/weight-decay';

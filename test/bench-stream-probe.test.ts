@@ -2,7 +2,7 @@
 // reads all four arrays and writes param, expAvg and expAvgSq on every element, including a partial
 // vector at the end. A probe the compiler could shortcut would make every "fraction of roofline" in
 // bench/RESULTS.md a lie, so its arithmetic is checked here, element by element.
-import { native } from '../lib/native';
+import { native } from '../lib/core/native';
 
 const KEEP = 0.5; // the probe's constants (gKeep, gMix in stream-probe.cc)
 const MIX = 0.5;

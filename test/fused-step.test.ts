@@ -15,7 +15,7 @@ import {
   type ParamGroup,
   type StepOptions,
 } from '../lib';
-import { native } from '../lib/native';
+import { native } from '../lib/core/native';
 import { bitsOf, firstBitDifference } from './helpers/bits';
 import { gaussian, mulberry32 } from './helpers/random';
 
@@ -368,7 +368,7 @@ describe('bad options are errors that change nothing', () => {
     [{ gradScale: Infinity }, RangeError, /options\.gradScale/],
     [{ gradScale: NaN }, RangeError, /options\.gradScale/],
     [{ skipNonFinite: 1 }, TypeError, /options\.skipNonFinite/],
-    [{ clipNorm: 1 }, TypeError, /Unknown option options\.clipNorm/],
+    [{ clipNorm: 1 }, TypeError, /Unknown key options\.clipNorm/],
     [5, TypeError, /for options/],
   ];
 

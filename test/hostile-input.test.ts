@@ -12,7 +12,7 @@ import {
   type Param,
   type ParamGroup,
 } from '../lib';
-import { native } from '../lib/native';
+import { native } from '../lib/core/native';
 import { bitsOf, firstBitDifference } from './helpers/bits';
 
 const OPTIONS: AdamwStepOptions = Object.freeze({
@@ -294,7 +294,7 @@ describe('adamwStep options: wrong types are TypeErrors, bad values RangeErrors'
       runStep(a, { ...OPTIONS, learningRate: 0.1 } as AdamwStepOptions);
     }).toThrow(
       new TypeError(
-        `Unknown option options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads, clipGradNorm, gradScale, skipNonFinite`,
+        `Unknown key options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads, clipGradNorm, gradScale, skipNonFinite`,
       ),
     );
     same();

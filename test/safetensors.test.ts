@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 
-import { crc32, crc32Portable } from '../lib/crc32';
+import { crc32, crc32Portable } from '../lib/format/crc32';
 import {
   type FileOps,
   MAX_HEADER_LENGTH,
@@ -19,7 +19,7 @@ import {
   SafetensorsError,
   type TensorToWrite,
   writeSafetensors,
-} from '../lib/safetensors';
+} from '../lib/format/safetensors';
 
 let folder: string;
 beforeAll(() => {

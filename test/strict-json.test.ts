@@ -1,6 +1,6 @@
 // The strict JSON parser behind safetensors headers: agrees with JSON.parse on valid JSON, rejects
 // what JSON.parse rejects, and also rejects duplicate keys and runaway nesting.
-import { type JsonValue, JsonSyntaxError, parseStrictJson } from '../lib/strict-json';
+import { type JsonValue, JsonSyntaxError, parseStrictJson } from '../lib/format/strict-json';
 
 /** JSON.parse's result with objects as Maps, the parser's representation. */
 function withMaps(value: unknown): JsonValue {

@@ -16,8 +16,9 @@ const BUILD_TIMEOUT_MS = 180_000;
 function newestSourceTime(): number {
   const lib = path.join(PACKAGE_ROOT, 'lib');
   const files = [
-    ...fs.readdirSync(lib).map((name) => path.join(lib, name)),
-    path.join(PACKAGE_ROOT, 'binding.d.ts'),
+    ...fs
+      .readdirSync(lib, { recursive: true, encoding: 'utf8' })
+      .map((name) => path.join(lib, name)),
     path.join(PACKAGE_ROOT, 'tsconfig.json'),
     path.join(PACKAGE_ROOT, 'tsconfig.build.json'),
   ];

@@ -5,7 +5,7 @@
 // PyTorch's ATEN_CPU_CAPABILITY does. Every kernel gives bitwise the same results; forcing one is
 // for testing and benchmarking.
 import { native } from './native';
-import { typeError } from './validate';
+import { typeError } from './errors';
 
 /** The kernel names this package can be built with, best first (`Backend.compiled` says which this binary has). */
 export type IsaName = 'avx512' | 'avx2' | 'sse2' | 'neon' | 'scalar';

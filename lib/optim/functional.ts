@@ -1,13 +1,26 @@
 // adamwStep / adamwStepAsync: one stateless Adam/AdamW step on caller-owned arrays, in place. The
-// classes in optimizer.ts are built on the same native call; this is for callers that keep their
-// own state.
-
-import { SCALARS_PER_TENSOR, writeScalars } from './coefficients';
-import { native } from './native';
-import { checkThreads, defaultThreads } from './threads';
+// classes (optim/adam.ts) run the same native op with the same scalars (adamStepScalars); this is
+// for callers that keep their own state.
+import {
+  checkFloat32Array,
+  checkNoOverlap,
+  holdForAsyncStep,
+  type NamedArray,
+} from '../core/arrays';
+import {
+  checkBeta,
+  checkBoolean,
+  checkInteger,
+  checkNonNegative,
+  checkObject,
+} from '../core/checks';
+import { checkKnownKeys } from '../core/errors';
+import { lengthOf } from '../core/intrinsics';
+import { native, type NativePlan, opLayout } from '../core/native';
+import { checkThreads, defaultThreads } from '../core/threads';
 import {
   checkStepOptionValues,
-  CONTROL_LENGTH,
+  newControl,
   plainReport,
   readReport,
   type StepOptions,
@@ -15,19 +28,10 @@ import {
   STEP_OPTION_KEYS,
   type TrainStepRequest,
   writeControl,
-} from './train-step';
-import {
-  checkBeta,
-  checkBoolean,
-  checkFloat32Array,
-  checkNoOverlap,
-  checkNonNegative,
-  checkObject,
-  checkStep,
-  holdForAsyncStep,
-  lengthOf,
-  type NamedArray,
-} from './validate';
+} from '../train/step-options';
+import { ADAM_SPEC, ADAMW_SPEC } from './adam';
+import type { AnyOptimizerSpec } from './spec';
+import { scalarWriter } from './step-scalars';
 
 /** Options of {@link adamwStep}. Unlike the classes, every hyperparameter is explicit. The
  * training-step options (clipGradNorm, gradScale, skipNonFinite) apply to this one tensor. */
@@ -49,7 +53,7 @@ export interface AdamwStepOptions extends StepOptions {
   threads?: number;
 }
 
-const KNOWN_OPTIONS = new Set([
+const KNOWN_OPTIONS = [
   'step',
   'lr',
   'beta1',
@@ -61,7 +65,11 @@ const KNOWN_OPTIONS = new Set([
   'decoupled',
   'threads',
   ...STEP_OPTION_KEYS,
-]);
+];
+const LAYOUT = opLayout(ADAMW_SPEC.op);
+const writeScalarsOf = (spec: AnyOptimizerSpec) => scalarWriter(spec, LAYOUT);
+// One scalar set, for the one tensor.
+const TENSOR_SET = new Uint32Array(1);
 
 /**
  * Applies one Adam/AdamW step in place: updates `param`, `expAvg`, `expAvgSq` (and
@@ -77,7 +85,7 @@ export function adamwStep(
   options: AdamwStepOptions,
 ): StepReport {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
-  native.step(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  native.runPlan(call.plan, call.scalars, call.flags, TENSOR_SET, call.threads, call.control);
   return reportOf(call);
 }
 
@@ -97,12 +105,19 @@ export async function adamwStepAsync(
 ): Promise<StepReport> {
   const call = prepareCall(param, grad, expAvg, expAvgSq, options);
   holdForAsyncStep(call.named);
-  await native.stepAsync(call.arrays, call.scalars, call.flags, call.threads, call.control);
+  await native.runPlanAsync(
+    call.plan,
+    call.scalars,
+    call.flags,
+    TENSOR_SET,
+    call.threads,
+    call.control,
+  );
   return reportOf(call);
 }
 
 interface NativeCall {
-  arrays: (Float32Array | null)[];
+  plan: NativePlan;
   named: NamedArray[]; // the same arrays with their argument names
   scalars: Float64Array;
   flags: Uint32Array;
@@ -127,28 +142,22 @@ function prepareCall(
   options: AdamwStepOptions,
 ): NativeCall {
   const o = checkObject('options', options);
-  for (const key of Object.keys(o)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      throw new TypeError(
-        `Unknown option options.${key}; expected one of ${[...KNOWN_OPTIONS].join(', ')}`,
-      );
-    }
-  }
+  checkKnownKeys('options', o, KNOWN_OPTIONS);
   // Every option is read once, and all of them before any array is checked: a getter cannot hand
   // validation one value and the kernel another, nor detach or resize an array after its check.
   // From the first array check to the native call no code of the caller runs.
   const { step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads } = o;
+  const checkedLr = checkNonNegative('options.lr', lr);
   const hyperparameters = {
-    lr: checkNonNegative('options.lr', lr),
-    beta1: checkBeta('options.beta1', beta1),
-    beta2: checkBeta('options.beta2', beta2),
+    lr: checkedLr,
+    betas: [checkBeta('options.beta1', beta1), checkBeta('options.beta2', beta2)],
     eps: checkNonNegative('options.eps', eps),
     weightDecay: checkNonNegative('options.weightDecay', weightDecay),
     amsgrad: maxExpAvgSq !== undefined,
     maximize: maximize === undefined ? false : checkBoolean('options.maximize', maximize),
-    decoupled: decoupled === undefined ? true : checkBoolean('options.decoupled', decoupled),
   };
-  const stepCount = checkStep('options.step', step);
+  const isDecoupled = decoupled === undefined ? true : checkBoolean('options.decoupled', decoupled);
+  const stepCount = checkInteger('options.step', step, 1);
   const threadCount =
     threads === undefined ? defaultThreads() : checkThreads('options.threads', threads);
   const request = checkStepOptionValues('options', o);
@@ -168,16 +177,17 @@ function prepareCall(
     arrays.push({ name: 'options.maxExpAvgSq', array: checkedMaxExpAvgSq });
   checkNoOverlap(arrays);
 
-  const scalars = new Float64Array(SCALARS_PER_TENSOR);
-  const flags = new Uint32Array([writeScalars(scalars, 0, hyperparameters, stepCount)]);
+  const scalars = new Float64Array(LAYOUT.scalars.length);
+  const spec = isDecoupled ? ADAMW_SPEC : ADAM_SPEC;
+  const flags = new Uint32Array([writeScalarsOf(spec)(hyperparameters, stepCount, scalars, 0)]);
   return {
-    arrays: [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq],
+    plan: native.createPlan(spec.op, [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq]),
     named: arrays,
     scalars,
     flags,
     threads: threadCount,
-    lr: hyperparameters.lr,
+    lr: checkedLr,
     request,
-    control: request === null ? undefined : writeControl(new Float64Array(CONTROL_LENGTH), request),
+    control: request === null ? undefined : writeControl(newControl(), request),
   };
 }

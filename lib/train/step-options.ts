@@ -1,11 +1,13 @@
 // A training step beyond the bare update: global-norm clipping, loss-scale unscaling and the
 // non-finite skip, their validation, and the report a step returns.
 //
-// All of it runs in the step's own native call (native/train-step.h): one read-only pass over the
+// All of it runs in the step's own native call: one read-only pass over the
 // gradients for the norm (only when clipping or the skip asks for it), then the update, which
 // multiplies each gradient by clipCoef / gradScale as it reads it. The gradients are never written.
 
-import { checkBoolean, checkNumber, checkObject, rangeError } from './validate';
+import { checkBoolean, checkNumber, checkObject } from '../core/checks';
+import { checkKnownKeys, rangeError } from '../core/errors';
+import { native } from '../core/native';
 
 /** Options of `step()` / `stepAsync()` (and of `adamwStep`) for training loops. */
 export interface StepOptions {
@@ -61,17 +63,14 @@ export interface TrainStepRequest {
 
 export const STEP_OPTION_KEYS = ['clipGradNorm', 'gradScale', 'skipNonFinite'] as const;
 
-// The layout of the native step's `control` (binding.d.ts, ControlLength).
-export const CONTROL_LENGTH = 8;
-const MAX_NORM = 0;
-const GRAD_SCALE = 1;
-const OPTIONS = 2;
-const GRAD_NORM = 3;
-const SKIPPED = 5;
-const CLIPPED = 6;
-const NON_FINITE_TENSOR = 7;
-const OPTION_MEASURE = 1;
-const OPTION_SKIP = 2;
+// Where the native step reads the request and writes its result (native.control, declared once
+// in the addon).
+const CONTROL = native.control;
+
+/** A new control array for the native fused step. */
+export function newControl(): Float64Array {
+  return new Float64Array(CONTROL.length);
+}
 
 /**
  * Validates the step options (each read once); null when none of them asks for anything beyond
@@ -80,13 +79,7 @@ const OPTION_SKIP = 2;
 export function checkStepOptions(name: string, value: unknown): TrainStepRequest | null {
   if (value === undefined) return null;
   const o = checkObject(name, value);
-  for (const key of Object.keys(o)) {
-    if (!(STEP_OPTION_KEYS as readonly string[]).includes(key)) {
-      throw new TypeError(
-        `Unknown option ${name}.${key}; expected one of ${STEP_OPTION_KEYS.join(', ')}`,
-      );
-    }
-  }
+  checkKnownKeys(name, o, STEP_OPTION_KEYS);
   return checkStepOptionValues(name, o);
 }
 
@@ -120,10 +113,11 @@ export function checkStepOptionValues(
 /** Writes the request into a control array for the native step. */
 export function writeControl(control: Float64Array, request: TrainStepRequest): Float64Array {
   control.fill(0);
-  control[MAX_NORM] = request.maxNorm;
-  control[GRAD_SCALE] = request.gradScale;
-  control[OPTIONS] =
-    (request.measureNorm ? OPTION_MEASURE : 0) | (request.skipNonFinite ? OPTION_SKIP : 0);
+  control[CONTROL.maxNorm] = request.maxNorm;
+  control[CONTROL.gradScale] = request.gradScale;
+  control[CONTROL.options] =
+    (request.measureNorm ? CONTROL.optionMeasureNorm : 0) |
+    (request.skipNonFinite ? CONTROL.optionSkipNonFinite : 0);
   return control;
 }
 
@@ -134,15 +128,15 @@ export function readReport(
   lr: number,
   labelOf: (tensor: number) => string,
 ): StepReport {
-  const gradNorm = request.measureNorm ? control[GRAD_NORM] : null;
+  const gradNorm = request.measureNorm ? control[CONTROL.gradNorm] : null;
   const report: StepReport = {
     gradNorm,
-    clipped: control[CLIPPED] === 1,
-    skipped: control[SKIPPED] === 1,
+    clipped: control[CONTROL.clipped] === 1,
+    skipped: control[CONTROL.skipped] === 1,
     lr,
   };
   if (report.skipped) {
-    const tensor = control[NON_FINITE_TENSOR];
+    const tensor = control[CONTROL.nonFiniteTensor];
     report.reason =
       `non-finite gradient: ${labelOf(tensor)} holds a NaN or an infinity (gradient norm ` +
       `${String(gradNorm)}); the step was skipped and nothing changed`;

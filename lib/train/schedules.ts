@@ -7,7 +7,8 @@
 // formulas are those of Hugging Face transformers' schedules (warmup from 0) and of torch's StepLR,
 // with the cosine held at its floor after totalSteps instead of rising again.
 
-import { checkNumber, checkObject, rangeError, typeError } from './validate';
+import { checkInteger, checkNumber, checkObject } from '../core/checks';
+import { checkKnownKeys, rangeError, typeError } from '../core/errors';
 
 /** lr = baseLr at every step. */
 export interface ConstantSchedule {
@@ -55,31 +56,10 @@ const SCHEDULE_KEYS: Record<LrSchedule['type'], readonly string[]> = {
   stepDecay: ['type', 'stepSize', 'gamma'],
 };
 
-function checkCount(name: string, value: unknown, minimum: number): number {
-  const n = checkNumber(name, value);
-  if (!Number.isSafeInteger(n) || n < minimum) {
-    throw rangeError(name, `an integer >= ${minimum}`, value);
-  }
-  return n;
-}
-
 function checkUnitInterval(name: string, value: unknown): number {
   const n = checkNumber(name, value);
   if (!(n >= 0 && n <= 1)) throw rangeError(name, 'a number in [0, 1]', value);
   return n;
-}
-
-function checkKeys(
-  name: string,
-  o: Record<string, unknown>,
-  keys: readonly string[],
-  where = '',
-): void {
-  for (const key of Object.keys(o)) {
-    if (!keys.includes(key)) {
-      throw new TypeError(`Unknown key ${name}.${key}${where}; expected one of ${keys.join(', ')}`);
-    }
-  }
 }
 
 /** The constant schedule: the lr never changes. */
@@ -132,7 +112,7 @@ export function checkSchedule(name: string, value: unknown, where = ''): LrSched
     throw typeError(`${name}.type${where}`, `one of ${types.join(', ')}`, type);
   }
   const kind = type as LrSchedule['type'];
-  checkKeys(name, o, SCHEDULE_KEYS[kind], where);
+  checkKnownKeys(name, o, SCHEDULE_KEYS[kind], where);
   const field = (key: string) => `${name}.${key}${where}`;
   switch (kind) {
     case 'constant':
@@ -140,16 +120,16 @@ export function checkSchedule(name: string, value: unknown, where = ''): LrSched
     case 'linearWarmup':
       return Object.freeze({
         type: kind,
-        warmupSteps: checkCount(field('warmupSteps'), o.warmupSteps, 0),
+        warmupSteps: checkInteger(field('warmupSteps'), o.warmupSteps, 0),
       });
     case 'cosineWithWarmup': {
-      const warmupSteps = checkCount(field('warmupSteps'), o.warmupSteps, 0);
-      const totalSteps = checkCount(field('totalSteps'), o.totalSteps, Math.max(1, warmupSteps));
+      const warmupSteps = checkInteger(field('warmupSteps'), o.warmupSteps, 0);
+      const totalSteps = checkInteger(field('totalSteps'), o.totalSteps, Math.max(1, warmupSteps));
       const minLrRatio = checkUnitInterval(field('minLrRatio'), o.minLrRatio);
       return Object.freeze({ type: kind, warmupSteps, totalSteps, minLrRatio });
     }
     case 'stepDecay': {
-      const stepSize = checkCount(field('stepSize'), o.stepSize, 1);
+      const stepSize = checkInteger(field('stepSize'), o.stepSize, 1);
       // At most 1, so that every factor is in [0, 1] and a scheduled lr is always valid.
       const gamma = checkUnitInterval(field('gamma'), o.gamma);
       return Object.freeze({ type: kind, stepSize, gamma });
@@ -196,11 +176,11 @@ export function checkScheduleState(
   where = '',
 ): ScheduleState {
   const o = checkObject(name + where, value);
-  checkKeys(name, o, ['schedule', 'position', 'baseLrs'], where);
+  checkKnownKeys(name, o, ['schedule', 'position', 'baseLrs'], where);
   const { schedule, position, baseLrs } = o;
   const field = (key: string) => `${name}.${key}${where}`;
   const checkedSchedule = checkSchedule(`${name}.schedule`, schedule, where);
-  const checkedPosition = checkCount(field('position'), position, 0);
+  const checkedPosition = checkInteger(field('position'), position, 0);
   if (!Array.isArray(baseLrs)) throw typeError(field('baseLrs'), 'an array of numbers', baseLrs);
   if (baseLrs.length !== groupCount) {
     throw rangeError(

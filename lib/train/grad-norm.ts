@@ -1,9 +1,11 @@
 // gradNorm: the global L2 norm of gradients, as the fused step measures it for clipping.
 
-import { native } from './native';
-import type { Param } from './optimizer';
-import { checkThreads, defaultThreads } from './threads';
-import { checkFloat32Array, checkObject, isPlainObject, typeError } from './validate';
+import { checkFloat32Array } from '../core/arrays';
+import { checkObject, isPlainObject } from '../core/checks';
+import { typeError } from '../core/errors';
+import { native } from '../core/native';
+import { checkThreads, defaultThreads } from '../core/threads';
+import type { Param } from '../optim/params';
 
 /**
  * The L2 norm of all the gradients together: sqrt of the sum of every element's square, summed in

@@ -6,7 +6,8 @@
 import * as os from 'node:os';
 
 import { native } from './native';
-import { checkNumber, rangeError } from './validate';
+import { checkNumber } from './checks';
+import { rangeError } from './errors';
 
 // Read once: os.availableParallelism() asks the OS each time, which cost about a microsecond per
 // adamwStep call (a 4K-element step itself takes about two).
@@ -23,9 +24,4 @@ export function checkThreads(name: string, value: unknown): number {
     throw rangeError(name, `an integer from 1 to ${native.MAX_THREADS}`, value);
   }
   return n;
-}
-
-/** The number of threads a step of `elements` elements uses with the `threads` setting. */
-export function threadsUsed(elements: number, threads: number): number {
-  return native.threadsFor(elements, threads);
 }

@@ -7,9 +7,10 @@
 // too large), then updates the scale: halve it after a skipped step, double it after
 // growthInterval steps in a row without one.
 
-import { AdamBase } from './optimizer';
-import type { StepReport } from './train-step';
-import { checkBoolean, checkNumber, checkObject, rangeError, typeError } from './validate';
+import { checkBoolean, checkInteger, checkNumber, checkObject } from '../core/checks';
+import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { Optimizer } from '../optim/optimizer';
+import type { StepReport } from './step-options';
 
 /** Options of {@link GradScaler}; every field has torch.cuda.amp.GradScaler's default. */
 export interface GradScalerOptions {
@@ -44,14 +45,6 @@ export interface GradScalerStateDict {
 const OPTION_KEYS = ['initScale', 'growthFactor', 'backoffFactor', 'growthInterval', 'enabled'];
 const STATE_KEYS = ['scale', 'growthFactor', 'backoffFactor', 'growthInterval', 'growthTracker'];
 
-function checkKeys(name: string, o: Record<string, unknown>, keys: readonly string[]): void {
-  for (const key of Object.keys(o)) {
-    if (!keys.includes(key)) {
-      throw new TypeError(`Unknown option ${name}.${key}; expected one of ${keys.join(', ')}`);
-    }
-  }
-}
-
 function checkScale(name: string, value: unknown): number {
   const n = checkNumber(name, value);
   if (!(n > 0 && n < Infinity)) throw rangeError(name, 'a finite number > 0', value);
@@ -70,14 +63,6 @@ function checkBackoffFactor(name: string, value: unknown): number {
   return n;
 }
 
-function checkCount(name: string, value: unknown, minimum: number): number {
-  const n = checkNumber(name, value);
-  if (!Number.isSafeInteger(n) || n < minimum) {
-    throw rangeError(name, `an integer >= ${minimum}`, value);
-  }
-  return n;
-}
-
 /** Dynamic loss scaling (torch.cuda.amp.GradScaler) for {@link AdamW} and {@link Adam}. */
 export class GradScaler {
   readonly enabled: boolean;
@@ -89,7 +74,7 @@ export class GradScaler {
 
   constructor(options?: GradScalerOptions) {
     const o = options === undefined ? {} : checkObject('options', options);
-    checkKeys('options', o, OPTION_KEYS);
+    checkKnownKeys('options', o, OPTION_KEYS);
     const { initScale, growthFactor, backoffFactor, growthInterval, enabled } = o;
     this.enabled = enabled === undefined ? true : checkBoolean('options.enabled', enabled);
     this.#scale = initScale === undefined ? 2 ** 16 : checkScale('options.initScale', initScale);
@@ -100,7 +85,9 @@ export class GradScaler {
         ? 0.5
         : checkBackoffFactor('options.backoffFactor', backoffFactor);
     this.#growthInterval =
-      growthInterval === undefined ? 2000 : checkCount('options.growthInterval', growthInterval, 1);
+      growthInterval === undefined
+        ? 2000
+        : checkInteger('options.growthInterval', growthInterval, 1);
   }
 
   /** The factor to multiply the loss (or the output gradient) by before backpropagation; 1 when
@@ -114,7 +101,7 @@ export class GradScaler {
    * scale from whether the step was skipped. The report's gradNorm is that of the unscaled
    * gradients. Disabled: a plain `optimizer.step({ clipGradNorm })`.
    */
-  step(optimizer: AdamBase, options?: GradScalerStepOptions): StepReport {
+  step(optimizer: Optimizer, options?: GradScalerStepOptions): StepReport {
     const stepOptions = this.#stepOptions(optimizer, options);
     const report = optimizer.step(stepOptions);
     this.#update(report);
@@ -122,7 +109,7 @@ export class GradScaler {
   }
 
   /** {@link step} with `optimizer.stepAsync`; the scale is updated when the step is done. */
-  async stepAsync(optimizer: AdamBase, options?: GradScalerStepOptions): Promise<StepReport> {
+  async stepAsync(optimizer: Optimizer, options?: GradScalerStepOptions): Promise<StepReport> {
     const stepOptions = this.#stepOptions(optimizer, options);
     const report = await optimizer.stepAsync(stepOptions);
     this.#update(report);
@@ -143,13 +130,13 @@ export class GradScaler {
   /** Restores a {@link stateDict}; validated first, all or nothing. */
   loadStateDict(stateDict: GradScalerStateDict): void {
     const o = checkObject('stateDict', stateDict);
-    checkKeys('stateDict', o, STATE_KEYS);
+    checkKnownKeys('stateDict', o, STATE_KEYS);
     const { scale, growthFactor, backoffFactor, growthInterval, growthTracker } = o;
     const checkedScale = checkScale('stateDict.scale', scale);
     const checkedGrowthFactor = checkGrowthFactor('stateDict.growthFactor', growthFactor);
     const checkedBackoffFactor = checkBackoffFactor('stateDict.backoffFactor', backoffFactor);
-    const checkedGrowthInterval = checkCount('stateDict.growthInterval', growthInterval, 1);
-    const checkedGrowthTracker = checkCount('stateDict.growthTracker', growthTracker, 0);
+    const checkedGrowthInterval = checkInteger('stateDict.growthInterval', growthInterval, 1);
+    const checkedGrowthTracker = checkInteger('stateDict.growthTracker', growthTracker, 0);
     if (checkedGrowthTracker >= checkedGrowthInterval) {
       throw rangeError(
         'stateDict.growthTracker',
@@ -168,11 +155,11 @@ export class GradScaler {
     optimizer: unknown,
     options: GradScalerStepOptions | undefined,
   ): { clipGradNorm?: number; gradScale?: number; skipNonFinite?: boolean } {
-    if (!(optimizer instanceof AdamBase)) {
-      throw typeError('optimizer', 'an AdamW or Adam optimizer', optimizer);
+    if (!(optimizer instanceof Optimizer)) {
+      throw typeError('optimizer', 'an optimizer of this package (AdamW, Adam, ...)', optimizer);
     }
     const o = options === undefined ? {} : checkObject('options', options);
-    checkKeys('options', o, ['clipGradNorm']);
+    checkKnownKeys('options', o, ['clipGradNorm']);
     const { clipGradNorm } = o;
     const clip = clipGradNorm === undefined ? {} : { clipGradNorm: clipGradNorm as number };
     return this.enabled ? { ...clip, gradScale: this.#scale, skipNonFinite: true } : clip;

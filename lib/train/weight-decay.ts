@@ -2,8 +2,9 @@
 // BERT, LLaMA training code) exempts biases and normalisation weights; the optimizer also honours
 // `decay: false` on a single Param, and a group's `weightDecay: 0`.
 
-import type { Param, ParamGroup } from './optimizer';
-import { typeError } from './validate';
+import { typeError } from '../core/errors';
+import type { ParamGroup } from '../optim/adam';
+import type { Param } from '../optim/params';
 
 /**
  * The default rule of {@link noDecay}: true (no decay) for a param whose name ends in `bias`, or

@@ -1,0 +1,495 @@
+// Checkpoint files: an optimizer's complete state as a safetensors file, and back, bit for bit,
+// for any optimizer, from its spec.
+//
+// Files do not go through a state dict: save writes from the optimizer's own arrays, and the
+// static load reads straight into a new optimizer's arrays, so neither needs a second copy of the
+// state; loadFrom stages the file in new arrays first (see loadCheckpointInto). Everything is
+// validated (metadata, tensor list, the optimizer's fit, the CRC-32) before any state changes.
+//
+// File layout (documented in the README, "Checkpoints"):
+//   tensors   state.<key>.step          I64 []     the param's step count
+//             state.<key>.<fileName>    F32 [n]    each state tensor of the spec the param keeps
+//                                                  (AdamW: exp_avg, exp_avg_sq, and with amsgrad
+//                                                  max_exp_avg_sq)
+//             with <key> the param's name, or its index in the optimizer when it has none.
+//   metadata  format "simd-adamw.optimizer", format_version "1", optimizer (the spec's kind:
+//             "adamw" | "adam"), param_names (JSON: a name or null per param), param_groups (JSON,
+//             PyTorch's keys, each hyperparameter by its fileKey: [{ "params": [0, 1], "lr",
+//             "betas", "eps", "weight_decay", "amsgrad", "maximize" }]), crc32 (added by
+//             format/safetensors.ts: the whole file's CRC-32; required here), lr_schedule (JSON,
+//             only when a schedule is attached: { "schedule": { "type", ... }, "position",
+//             "baseLrs" }).
+import * as fs from 'node:fs';
+
+import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import {
+  assertLittleEndianHost,
+  CRC32_KEY,
+  type FileOps,
+  nodeFileOps,
+  readHeader,
+  readTensors,
+  type SafetensorsHeader,
+  type TensorInfo,
+  type TensorToWrite,
+  writeSafetensors,
+} from '../format/safetensors';
+import { type JsonValue, JsonSyntaxError, parseStrictJson } from '../format/strict-json';
+import type { HyperparameterValues } from '../optim/hyperparameters';
+import type { OptimizerInternals } from '../optim/internals';
+import { groupValues } from '../optim/param-groups';
+import { currentName, type Param } from '../optim/params';
+import type { AnyOptimizerSpec } from '../optim/spec';
+import { checkScheduleState, type ScheduleState } from '../train/schedules';
+import {
+  applyState,
+  checkGroupCount,
+  checkGroupFits,
+  checkKind,
+  checkNameFits,
+  checkParamCount,
+  checkPartition,
+} from './fit';
+import { scheduleStateDict } from './state-dict';
+
+const FORMAT = 'simd-adamw.optimizer';
+const FORMAT_VERSION = '1';
+const SCHEDULE_METADATA_KEY = 'lr_schedule';
+
+function checkPath(file: unknown): string {
+  if (typeof file !== 'string' || file === '') throw typeError('path', 'a non-empty string', file);
+  return file;
+}
+
+/** The tensor-name key of each param: its name, or its index when it has none. Unique. */
+function paramKeys(names: readonly (string | undefined)[], source: string): string[] {
+  const seen = new Map<string, number>();
+  return names.map((name, k) => {
+    const key = name ?? String(k);
+    const other = seen.get(key);
+    if (other !== undefined) {
+      throw new RangeError(
+        `Expected distinct tensor keys for the params of ${source} but params ${other} and ${k} ` +
+          `both use '${key}' (an unnamed param is keyed by its index; rename the named one)`,
+      );
+    }
+    seen.set(key, k);
+    return key;
+  });
+}
+
+// JSON.stringify writes -0 as 0. An lr of -0 (valid: it is >= 0) gives the update's zero term the
+// other sign, which can flip a zero param's sign; -0.0 parses back to -0 here and in Python.
+function jsonKeepingNegativeZero(value: unknown): string {
+  const marker = '"\\u0000-0"'; // how JSON.stringify writes the string '\u0000-0'
+  return JSON.stringify(value, (_, entry: unknown) =>
+    Object.is(entry, -0) ? '\u0000-0' : entry,
+  ).replaceAll(marker, '-0.0');
+}
+
+/**
+ * Writes the optimizer's state to `file` as safetensors, atomically, streaming from its arrays.
+ * `ops` replaces the file operations (tests simulate failing writes with it).
+ */
+export function saveCheckpoint(
+  internals: OptimizerInternals,
+  file: unknown,
+  ops: FileOps = nodeFileOps,
+): void {
+  const target = checkPath(file);
+  const { spec } = internals;
+  const names = internals.slots.map((slot) => currentName(slot.param, slot.label));
+  const keys = paramKeys(names, 'this optimizer');
+  const groupParams: number[][] = internals.groups.map(() => []);
+  const tensors: TensorToWrite[] = [];
+  // Step counts first: 8-byte values at 8-aligned offsets, then the float32 state.
+  for (const [k, slot] of internals.slots.entries()) {
+    groupParams[slot.groupIndex]?.push(k);
+    const step = new BigInt64Array([BigInt(slot.step)]);
+    tensors.push({ name: `state.${keys[k]}.step`, dtype: 'I64', shape: [], data: step });
+  }
+  for (const [k, slot] of internals.slots.entries()) {
+    for (const [i, tensor] of spec.state.entries()) {
+      const data = slot.state[i];
+      if (data === null) continue;
+      const name = `state.${keys[k]}.${tensor.fileName}`;
+      tensors.push({ name, dtype: 'F32', shape: [slot.length], data });
+    }
+  }
+  const paramGroups = internals.groups.map((group, g) => {
+    const entry: Record<string, unknown> = { params: groupParams[g] };
+    const values = groupValues(spec, group);
+    for (const [key, hyper] of Object.entries(spec.hyperparameters)) {
+      const value = values[key];
+      entry[hyper.fileKey] = Array.isArray(value) ? [...(value as unknown[])] : value;
+    }
+    return entry;
+  });
+  const metadata: Record<string, string> = {
+    format: FORMAT,
+    format_version: FORMAT_VERSION,
+    optimizer: spec.kind,
+    param_names: JSON.stringify(names.map((name) => name ?? null)),
+    param_groups: jsonKeepingNegativeZero(paramGroups),
+  };
+  const schedule = internals.scheduleState;
+  if (schedule !== null) {
+    metadata[SCHEDULE_METADATA_KEY] = jsonKeepingNegativeZero(scheduleStateDict(schedule));
+  }
+  writeSafetensors(target, tensors, metadata, ops);
+}
+
+interface FileParam {
+  name: string | undefined;
+  /** Elements of its state tensors (they all have the param's length). */
+  length: number;
+  step: TensorInfo;
+  /** Its state tensors in spec.state order; null where its group keeps none. */
+  state: (TensorInfo | null)[];
+}
+
+/** A checkpoint file's contents, validated, before any tensor data is read. */
+interface FilePlan {
+  groups: { values: HyperparameterValues; paramCount: number }[];
+  params: FileParam[];
+  schedule: ScheduleState | null;
+}
+
+// A strict-JSON value with its objects as plain (prototype-free) objects, for the validators
+// shared with state dicts. Only for small values: it copies.
+function plainJson(value: JsonValue): unknown {
+  if (value instanceof Map) {
+    const object = Object.create(null) as Record<string, unknown>;
+    for (const [key, entry] of value) object[key] = plainJson(entry);
+    return object;
+  }
+  if (Array.isArray(value)) return value.map(plainJson);
+  return value;
+}
+
+function metadataField(header: SafetensorsHeader, file: string, key: string): string {
+  const value = header.metadata.get(key);
+  if (value === undefined) {
+    throw new RangeError(
+      `Expected __metadata__.${key} for checkpoint '${file}' but received nothing ` +
+        `(a simd-adamw optimizer checkpoint has crc32, format, format_version, optimizer, param_names, param_groups)`,
+    );
+  }
+  return value;
+}
+
+function metadataJson(header: SafetensorsHeader, file: string, key: string): JsonValue {
+  const text = metadataField(header, file, key);
+  try {
+    return parseStrictJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new RangeError(
+        `Expected JSON for __metadata__.${key} of checkpoint '${file}' but received an error: ${error.message}`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+/** Validates a checkpoint's metadata and tensor list against each other and against `spec`'s
+ * declaration (not yet against an optimizer's params). */
+function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file: string): FilePlan {
+  const where = `checkpoint '${file}'`;
+  const format = header.metadata.get('format');
+  if (format !== FORMAT) {
+    throw rangeError(
+      `__metadata__.format of ${where}`,
+      `'${FORMAT}' (a simd-adamw optimizer checkpoint)`,
+      format,
+    );
+  }
+  // Files written by save() always carry the checksum; one without it was not.
+  metadataField(header, file, CRC32_KEY);
+  const version = metadataField(header, file, 'format_version');
+  if (version !== FORMAT_VERSION) {
+    throw rangeError(
+      `__metadata__.format_version of ${where}`,
+      `'${FORMAT_VERSION}' (the version this simd-adamw reads)`,
+      version,
+    );
+  }
+  const kind = metadataField(header, file, 'optimizer');
+  if (kind !== spec.kind) {
+    throw rangeError(
+      `__metadata__.optimizer of ${where}`,
+      `'${spec.kind}' (this optimizer is ${spec.className})`,
+      kind,
+    );
+  }
+
+  const namesValue = metadataJson(header, file, 'param_names');
+  if (!Array.isArray(namesValue)) {
+    throw typeError(`__metadata__.param_names of ${where}`, 'an array', namesValue);
+  }
+  const names = namesValue.map((name, k) => {
+    if (name === null) return undefined;
+    if (typeof name !== 'string' || name === '') {
+      throw typeError(
+        `__metadata__.param_names[${k}] of ${where}`,
+        'a non-empty string or null',
+        name,
+      );
+    }
+    return name;
+  });
+  const keys = paramKeys(names, where);
+
+  const groupsValue = metadataJson(header, file, 'param_groups');
+  if (!Array.isArray(groupsValue)) {
+    throw typeError(`__metadata__.param_groups of ${where}`, 'an array', groupsValue);
+  }
+  const hyperparameters = Object.entries(spec.hyperparameters);
+  const fileKeys = ['params', ...hyperparameters.map(([, entry]) => entry.fileKey)];
+  const groupParams: JsonValue[] = [];
+  const groups = groupsValue.map((groupValue, g) => {
+    const name = `__metadata__.param_groups[${g}]`;
+    if (!(groupValue instanceof Map))
+      throw typeError(`${name} of ${where}`, 'an object', groupValue);
+    checkKnownKeys(name, groupValue, fileKeys, ` of ${where}`);
+    const params = groupValue.get('params');
+    groupParams.push(params ?? null);
+    const values: Record<string, unknown> = {};
+    for (const [key, entry] of hyperparameters) {
+      const value = groupValue.get(entry.fileKey);
+      values[key] = entry.check(
+        `${name}.${entry.fileKey} of ${where}`,
+        value === undefined ? undefined : plainJson(value),
+      );
+    }
+    return {
+      values: values as HyperparameterValues,
+      paramCount: Array.isArray(params) ? params.length : 0,
+    };
+  });
+  const paramCount = checkPartition(
+    groupParams,
+    (g) => `__metadata__.param_groups[${g}].params of ${where}`,
+  );
+  if (paramCount !== names.length) {
+    throw new RangeError(
+      `Expected param_groups listing all ${names.length} params of __metadata__.param_names for ` +
+        `${where} but received ${paramCount}`,
+    );
+  }
+
+  // The tensors must be exactly those the metadata implies, each with its dtype and shape.
+  const expected = new Set<string>();
+  const tensor = (name: string, dtype: 'I64' | 'F32', shape: 'scalar' | 'vector'): TensorInfo => {
+    const info = header.tensors.get(name);
+    if (info === undefined) {
+      throw new RangeError(`Expected a tensor '${name}' in ${where} but received none`);
+    }
+    const rank = shape === 'scalar' ? 0 : 1;
+    if (info.dtype !== dtype || info.shape.length !== rank) {
+      throw new RangeError(
+        `Expected a ${dtype} ${shape} (shape ${shape === 'scalar' ? '[]' : '[n]'}) for tensor ` +
+          `'${name}' of ${where} but received ${info.dtype} [${info.shape.join(', ')}]`,
+      );
+    }
+    expected.add(name);
+    return info;
+  };
+  const groupOfParam = groups.flatMap((group) =>
+    new Array<HyperparameterValues>(group.paramCount).fill(group.values),
+  );
+  const params = names.map((name, k): FileParam => {
+    const prefix = `state.${keys[k]}`;
+    const step = tensor(`${prefix}.step`, 'I64', 'scalar');
+    const values = groupOfParam[k];
+    let first: TensorInfo | undefined;
+    const state = spec.state.map((declared) => {
+      if (declared.presentWhen !== undefined && !declared.presentWhen(values)) return null;
+      const info = tensor(`${prefix}.${declared.fileName}`, 'F32', 'vector');
+      if (first === undefined) {
+        first = info;
+      } else if (info.shape[0] !== first.shape[0]) {
+        throw new RangeError(
+          `Expected shape [${first.shape[0]}] (as ${first.name}) for tensor '${info.name}' of ` +
+            `${where} but received [${info.shape.join(', ')}]`,
+        );
+      }
+      return info;
+    });
+    return { name, length: first?.shape[0] ?? 0, step, state };
+  });
+  if (expected.size !== header.tensors.size) {
+    const extra = [...header.tensors.keys()].find((name) => !expected.has(name));
+    throw new RangeError(
+      `Expected only the tensors of the ${params.length} params in __metadata__ for ${where} but ` +
+        `received an unexpected tensor '${extra ?? ''}'`,
+    );
+  }
+  const schedule = header.metadata.has(SCHEDULE_METADATA_KEY)
+    ? checkScheduleState(
+        `__metadata__.${SCHEDULE_METADATA_KEY}`,
+        plainJson(metadataJson(header, file, SCHEDULE_METADATA_KEY)),
+        groups.length,
+        ` of ${where}`,
+      )
+    : null;
+  return { groups, params, schedule };
+}
+
+/** The plan must fit the optimizer: kind, groups, fixed hyperparameters, param count, names,
+ * lengths. */
+function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: string): void {
+  const where = `checkpoint '${file}'`;
+  checkKind(internals, `__metadata__.optimizer of ${where}`, internals.spec.kind);
+  checkGroupCount(internals, `__metadata__.param_groups of ${where}`, plan.groups.length);
+  for (const [g, group] of plan.groups.entries()) {
+    checkGroupFits(
+      internals,
+      g,
+      (key) => `__metadata__.param_groups[${g}].${key} of ${where}`,
+      group.paramCount,
+      group.values,
+    );
+  }
+  checkParamCount(internals, where, plan.params.length);
+  for (const [k, param] of plan.params.entries()) {
+    const slot = internals.slots[k];
+    checkNameFits(slot, k, param.name, `__metadata__.param_names[${k}] of ${where}`);
+    const first = param.state.find((info): info is TensorInfo => info !== null);
+    if (first !== undefined && param.length !== slot.length) {
+      throw new RangeError(
+        `Expected ${slot.length} elements (the length of ${slot.label}) for tensor ` +
+          `'${first.name}' of ${where} but received ${param.length}`,
+      );
+    }
+  }
+}
+
+/**
+ * Reads the whole file, each tensor into its place (`arraysOf(k)` for param k's state tensors, in
+ * spec.state order), checks the checksum, and returns the step counts. Throws, with only
+ * `arraysOf`'s arrays written, on a read error, a checksum mismatch or a step count outside
+ * [0, 2^53).
+ */
+function readPlannedFile(
+  fd: number,
+  file: string,
+  header: SafetensorsHeader,
+  plan: FilePlan,
+  arraysOf: (k: number) => readonly (Float32Array | null)[],
+): number[] {
+  const stepBytes = plan.params.map(() => new BigInt64Array(1));
+  const destinations = new Map<string, ArrayBufferView>();
+  for (const [k, param] of plan.params.entries()) {
+    const arrays = arraysOf(k);
+    destinations.set(param.step.name, stepBytes[k]);
+    for (const [i, info] of param.state.entries()) {
+      const array = arrays[i];
+      if (info !== null && array !== null) {
+        destinations.set(info.name, array);
+      }
+    }
+  }
+  // planFromHeader matched the file's tensors to the plan's one for one.
+  readTensors(fd, file, header, (tensor) => {
+    const destination = destinations.get(tensor.name);
+    if (destination === undefined) throw new Error(`simd-adamw: internal error: ${tensor.name}`);
+    return destination;
+  });
+  return plan.params.map((param, k) => {
+    const step = stepBytes[k][0];
+    if (step < 0n || step > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new RangeError(
+        `Expected a step count in [0, 2^53) for tensor '${param.step.name}' of checkpoint ` +
+          `'${file}' but received ${step}`,
+      );
+    }
+    return Number(step);
+  });
+}
+
+function withCheckpointFile<T>(file: unknown, use: (fd: number, path: string) => T): T {
+  const target = checkPath(file);
+  assertLittleEndianHost();
+  const fd = fs.openSync(target, 'r');
+  try {
+    return use(fd, target);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Loads a checkpoint file into an existing optimizer. The whole file is validated, then read into
+ * new arrays, and only then copied into the optimizer: an error at any point (a corrupt file, one
+ * for other params, a failing disk) leaves it unchanged. The price is holding the loaded state next
+ * to the optimizer's own until the copy; {@link loadOptimizer} reads straight into a new optimizer.
+ */
+export function loadCheckpointInto(internals: OptimizerInternals, file: unknown): void {
+  withCheckpointFile(file, (fd, target) => {
+    const header = readHeader(fd, target);
+    const plan = planFromHeader(internals.spec, header, target);
+    checkPlanFits(internals, plan, target);
+    const arrays = plan.params.map((param) =>
+      param.state.map((info) => (info === null ? null : new Float32Array(param.length))),
+    );
+    const steps = readPlannedFile(fd, target, header, plan, (k) => arrays[k]);
+    applyState(
+      internals,
+      plan.groups.map((group) => group.values),
+      arrays.map((state, k) => ({ state, step: steps[k] })),
+      plan.schedule,
+    );
+  });
+}
+
+/** What a class's static load needs: a new optimizer of its kind for these groups. */
+export type OptimizerFactory<T> = (groups: ({ params: Param[] } & Record<string, unknown>)[]) => {
+  optimizer: T;
+  internals: OptimizerInternals;
+};
+
+/**
+ * Creates an optimizer of `spec` for `params` (in the saved order) with the file's groups and
+ * hyperparameters, and reads the file's state directly into its arrays. On any error the new
+ * optimizer is dropped, so nothing the caller holds has changed.
+ */
+export function loadOptimizer<T>(
+  spec: AnyOptimizerSpec,
+  file: unknown,
+  params: unknown,
+  create: OptimizerFactory<T>,
+): T {
+  return withCheckpointFile(file, (fd, target) => {
+    const header = readHeader(fd, target);
+    const plan = planFromHeader(spec, header, target);
+    if (!Array.isArray(params)) {
+      throw typeError(
+        'params',
+        `an array of the checkpoint's ${plan.params.length} params`,
+        params,
+      );
+    }
+    if (params.length !== plan.params.length) {
+      throw rangeError(
+        'params',
+        `an array of ${plan.params.length} params (as checkpoint '${target}', in its order)`,
+        params,
+      );
+    }
+    let first = 0;
+    const groups = plan.groups.map((group) => {
+      const groupParams = (params as Param[]).slice(first, first + group.paramCount);
+      first += group.paramCount;
+      return { ...group.values, params: groupParams };
+    });
+    const { optimizer, internals } = create(groups);
+    checkPlanFits(internals, plan, target);
+    // A new optimizer nobody else holds yet: reading straight into its arrays is safe.
+    const steps = readPlannedFile(fd, target, header, plan, (k) => internals.slots[k].state);
+    for (const [k, slot] of internals.slots.entries()) slot.step = steps[k];
+    internals.setScheduleState(plan.schedule);
+    return optimizer;
+  });
+}

@@ -1,0 +1,191 @@
+// State dicts: an optimizer's complete state in memory, for any optimizer, from its spec.
+//
+// The state dict is a copy (PyTorch's state_dict() returns references to the live tensors, so a
+// dict kept as "the last good state" silently follows every later step unless deep-copied; a copy
+// is what resuming needs). Loading is all or nothing: everything is validated against the
+// optimizer (count, lengths, names, fixed hyperparameters, optimizer kind, hyperparameters, step
+// counts) before any of its state changes.
+import { checkFloat32Array } from '../core/arrays';
+import { checkObject } from '../core/checks';
+import { checkKnownKeys, typeError } from '../core/errors';
+import type { ParamState } from '../optim/adam';
+import type { HyperparameterValues } from '../optim/hyperparameters';
+import type { OptimizerInternals } from '../optim/internals';
+import { groupValues } from '../optim/param-groups';
+import { currentName } from '../optim/params';
+import { checkScheduleState, type LrSchedule, type ScheduleState } from '../train/schedules';
+import {
+  applyState,
+  checkGroupCount,
+  checkGroupFits,
+  checkKind,
+  checkNameFits,
+  checkParamCount,
+  checkPartition,
+  checkStepCount,
+  type ParamValues,
+} from './fit';
+
+/** Which update rule an Adam state belongs to: AdamW's decoupled weight decay or Adam's L2. */
+export type OptimizerKind = 'adamw' | 'adam';
+
+/** One parameter's state in an {@link OptimizerStateDict}: copies, not views. */
+export interface ParamStateDict extends ParamState {
+  /** The param's name, when it has one. */
+  name?: string;
+}
+
+/** One group's hyperparameters in an {@link OptimizerStateDict}. */
+export interface ParamGroupStateDict {
+  /** Indices into `state` of the group's params: the groups list 0, 1, 2, ... in order. */
+  params: number[];
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  amsgrad: boolean;
+  maximize: boolean;
+}
+
+/** An attached learning-rate schedule in a state dict. */
+export interface LrScheduleStateDict {
+  schedule: LrSchedule;
+  /** Steps taken since it was attached, skipped steps not counted. */
+  position: number;
+  /** Each group's base lr. */
+  baseLrs: number[];
+}
+
+/** Any optimizer's state dict: each param's step, name and state tensors by name; each group's
+ * params and hyperparameters by name. */
+export interface GenericStateDict {
+  optimizer: string;
+  state: ({ step: number; name?: string } & Record<string, unknown>)[];
+  paramGroups: ({ params: number[] } & Record<string, unknown>)[];
+  lrSchedule?: LrScheduleStateDict;
+}
+
+/** Everything needed to resume an AdamW or Adam optimizer, as returned by `stateDict()`. */
+export interface OptimizerStateDict {
+  optimizer: OptimizerKind;
+  /** One entry per param, in the optimizer's order (its groups' params, group after group). */
+  state: ParamStateDict[];
+  paramGroups: ParamGroupStateDict[];
+  /** Present when a schedule is attached. Loading a dict without it detaches the optimizer's. */
+  lrSchedule?: LrScheduleStateDict;
+}
+
+const STATE_DICT_KEYS = ['optimizer', 'state', 'paramGroups', 'lrSchedule'];
+
+/** A hyperparameter value as a state dict holds it: arrays copied (and so not frozen). */
+function copyValue(value: unknown): unknown {
+  return Array.isArray(value) ? [...(value as unknown[])] : value;
+}
+
+export function scheduleStateDict(state: ScheduleState): LrScheduleStateDict {
+  return { schedule: state.schedule, position: state.position, baseLrs: [...state.baseLrs] };
+}
+
+/** A copy of the optimizer's state and hyperparameters. */
+export function stateDictOf(internals: OptimizerInternals): GenericStateDict {
+  const { spec } = internals;
+  const paramGroups = internals.groups.map((group) => {
+    const entry: GenericStateDict['paramGroups'][number] = { params: [] };
+    for (const [key, value] of Object.entries(groupValues(spec, group))) {
+      entry[key] = copyValue(value);
+    }
+    return entry;
+  });
+  const state = internals.slots.map((slot, k) => {
+    paramGroups[slot.groupIndex]?.params.push(k);
+    const entry: GenericStateDict['state'][number] = { step: slot.step };
+    for (const [i, tensor] of spec.state.entries()) {
+      const array = slot.state[i];
+      if (array !== null) entry[tensor.name] = array.slice();
+    }
+    const name = currentName(slot.param, slot.label);
+    if (name !== undefined) entry.name = name;
+    return entry;
+  });
+  const result: GenericStateDict = { optimizer: spec.kind, state, paramGroups };
+  const schedule = internals.scheduleState;
+  if (schedule !== null) result.lrSchedule = scheduleStateDict(schedule);
+  return result;
+}
+
+/** Validates `value` as a state dict of this optimizer, then copies it in; on error nothing changes. */
+export function loadStateDictInto(internals: OptimizerInternals, value: unknown): void {
+  const { spec } = internals;
+  const hyperKeys = Object.keys(spec.hyperparameters);
+  const sd = checkObject('stateDict', value);
+  checkKnownKeys('stateDict', sd, STATE_DICT_KEYS);
+  // Each field is read once: a getter cannot show validation one value and the copy another.
+  const { optimizer: kind, state, paramGroups, lrSchedule } = sd;
+  checkKind(internals, 'stateDict.optimizer', kind);
+
+  if (!Array.isArray(paramGroups)) {
+    throw typeError('stateDict.paramGroups', 'an array of param groups', paramGroups);
+  }
+  checkGroupCount(internals, 'stateDict.paramGroups', paramGroups.length);
+  const groupParams: unknown[] = [];
+  const groups = (paramGroups as unknown[]).map((groupValue, g) => {
+    const name = `stateDict.paramGroups[${g}]`;
+    const group = checkObject(name, groupValue);
+    checkKnownKeys(name, group, ['params', ...hyperKeys]);
+    const fields: Record<string, unknown> = { ...group };
+    const params = fields.params;
+    if (!Array.isArray(params))
+      throw typeError(`${name}.params`, 'an array of param indices', params);
+    groupParams.push(params);
+    const values: Record<string, unknown> = {};
+    for (const [key, entry] of Object.entries(spec.hyperparameters)) {
+      values[key] = entry.check(`${name}.${key}`, fields[key]);
+    }
+    checkGroupFits(
+      internals,
+      g,
+      (key) => `${name}.${key}`,
+      params.length,
+      values as HyperparameterValues,
+    );
+    return values as HyperparameterValues;
+  });
+  checkPartition(groupParams, (g) => `stateDict.paramGroups[${g}].params`);
+
+  if (!Array.isArray(state)) throw typeError('stateDict.state', 'an array of param states', state);
+  checkParamCount(internals, 'stateDict.state', state.length);
+  const stateKeys = ['name', 'step', ...spec.state.map((tensor) => tensor.name)];
+  const params = (state as unknown[]).map((entryValue, k): ParamValues => {
+    const name = `stateDict.state[${k}]`;
+    const slot = internals.slots[k];
+    const entry = checkObject(name, entryValue);
+    checkKnownKeys(name, entry, stateKeys);
+    const fields: Record<string, unknown> = { ...entry };
+    const entryName = fields.name;
+    if (entryName !== undefined && typeof entryName !== 'string') {
+      throw typeError(`${name}.name`, 'a string or undefined', entryName);
+    }
+    checkNameFits(slot, k, entryName, `${name}.name`);
+    const step = checkStepCount(`${name}.step`, fields.step);
+    const arrays = spec.state.map((tensor, i) => {
+      const saved = fields[tensor.name];
+      if (slot.state[i] === null) {
+        if (saved !== undefined) {
+          throw typeError(
+            `${name}.${tensor.name}`,
+            `undefined (this param's group keeps no ${tensor.name})`,
+            saved,
+          );
+        }
+        return null;
+      }
+      return checkFloat32Array(`${name}.${tensor.name}`, saved, slot.length);
+    });
+    return { step, state: arrays };
+  });
+  const schedule =
+    lrSchedule === undefined
+      ? null
+      : checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length);
+  applyState(internals, groups, params, schedule);
+}

@@ -1,0 +1,55 @@
+// Predicates for plain values (numbers, booleans, objects), in the error format of errors.ts.
+import { rangeError, typeError } from './errors';
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !ArrayBuffer.isView(value)
+  );
+}
+
+export function checkObject(name: string, value: unknown): Record<string, unknown> {
+  if (!isPlainObject(value)) throw typeError(name, 'an object', value);
+  return value;
+}
+
+export function checkNumber(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw typeError(name, 'a number', value);
+  return value;
+}
+
+/** A finite number >= 0 (lr, eps, weightDecay). */
+export function checkNonNegative(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!(n >= 0 && n < Infinity)) throw rangeError(name, 'a finite number >= 0', value);
+  return n;
+}
+
+/** A beta: 0 <= beta < 1. */
+export function checkBeta(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!(n >= 0 && n < 1)) throw rangeError(name, 'a number in [0, 1)', value);
+  return n;
+}
+
+export function checkBetas(name: string, value: unknown): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2)
+    throw typeError(name, 'an array of two numbers', value);
+  return [checkBeta(`${name}[0]`, value[0]), checkBeta(`${name}[1]`, value[1])];
+}
+
+export function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw typeError(name, 'a boolean', value);
+  return value;
+}
+
+/** An integer >= minimum that a double represents exactly (a count, a step number). */
+export function checkInteger(name: string, value: unknown, minimum: number): number {
+  const n = checkNumber(name, value);
+  if (!Number.isSafeInteger(n) || n < minimum) {
+    throw rangeError(name, `an integer >= ${minimum}`, value);
+  }
+  return n;
+}

@@ -1,0 +1,165 @@
+// Adam and AdamW: their spec (hyperparameters, state, scalars) and their classes. The semantics and
+// defaults are PyTorch's torch.optim.AdamW / torch.optim.Adam (single-tensor path); the native op
+// is 'adamw' (native/ops/adamw.h) for both, with Adam's L2 decay as its 'coupled' flag.
+import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
+import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
+import type { OptimizerStateDict } from '../checkpoint/state-dict';
+import type { Param } from './params';
+import type { OptimizerSpec, StepScalars } from './spec';
+
+/** Options of Adam and AdamW; every field has PyTorch's default. */
+export interface Hyper {
+  /** Learning rate. Default 1e-3. */
+  lr?: number;
+  /** Coefficients of the running averages of the gradient and its square. Default [0.9, 0.999]. */
+  betas?: [number, number];
+  /** Added to the denominator for numerical stability. Default 1e-8. */
+  eps?: number;
+  /** Weight decay: decoupled for AdamW (default 1e-2), L2 added to the gradient for Adam (default 0). */
+  weightDecay?: number;
+  /** Use the running maximum of the second moment (AMSGrad). Default false. Fixed per group. */
+  amsgrad?: boolean;
+  /** Maximize the objective: step along +gradient. Default false. */
+  maximize?: boolean;
+}
+
+/** Adam's hyperparameters with every field present and validated. */
+export type AdamHyperparameters = Required<Hyper>;
+
+/** The optimizer-wide options: default hyperparameters for every group, threads and a schedule. */
+export interface OptimizerOptions extends Hyper, CommonOptions {}
+
+/** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
+export interface ParamGroup extends Hyper {
+  params: Param[];
+}
+
+/** An Adam/AdamW group as the optimizer holds it. Hyperparameters can be changed between steps;
+ * each assignment is validated. amsgrad is fixed because it decides which state exists. */
+export interface OptimizerParamGroup {
+  readonly params: readonly Param[];
+  lr: number;
+  betas: readonly [number, number];
+  eps: number;
+  weightDecay: number;
+  maximize: boolean;
+  readonly amsgrad: boolean;
+}
+
+/** A parameter's Adam state. The arrays are the optimizer's own (zero-copy views). */
+export interface ParamState extends BaseParamState {
+  expAvg: Float32Array;
+  expAvgSq: Float32Array;
+  /** Present only with amsgrad. */
+  maxExpAvgSq?: Float32Array;
+}
+
+/**
+ * The op's scalars for step `step` (1-based), in double precision as PyTorch computes them in
+ * Python; the addon rounds each to float32 once, and none is derived from another float32 value
+ * (1 - beta2 from float32(0.9999) would be off by 1.7e-4 relative, which the golden tests catch).
+ *
+ * PyTorch's update is p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps). Multiplying numerator and
+ * denominator by sqrt(bc2) gives the same quantity with one division per element:
+ * p += negStepSize * m / (sqrt(v) + epsHat), negStepSize = -lr*sqrt(bc2)/bc1, epsHat = eps*sqrt(bc2).
+ */
+export function adamStepScalars(
+  h: Readonly<AdamHyperparameters>,
+  step: number,
+  decoupled: boolean,
+): StepScalars {
+  const [beta1, beta2] = h.betas;
+  const biasCorrection1 = 1 - beta1 ** step;
+  const sqrtBiasCorrection2 = Math.sqrt(1 - beta2 ** step);
+  // Adam's L2 term only exists when weightDecay != 0 (as in PyTorch), so 0 * Inf never makes a NaN.
+  const coupled = !decoupled && h.weightDecay !== 0;
+  return {
+    values: {
+      beta1,
+      oneMinusBeta1: 1 - beta1,
+      beta2,
+      oneMinusBeta2: 1 - beta2,
+      decay: decoupled ? 1 - h.lr * h.weightDecay : 1,
+      l2: coupled ? h.weightDecay : 0,
+      negStepSize: -(h.lr / biasCorrection1) * sqrtBiasCorrection2,
+      epsHat: h.eps * sqrtBiasCorrection2,
+    },
+    flags: { amsgrad: h.amsgrad, maximize: h.maximize, coupled },
+  };
+}
+
+function adamSpec(
+  className: string,
+  kind: string,
+  weightDecay: number,
+  decoupled: boolean,
+): OptimizerSpec<AdamHyperparameters> {
+  const spec: OptimizerSpec<AdamHyperparameters> = {
+    className,
+    kind,
+    op: 'adamw',
+    hyperparameters: {
+      lr: { default: 1e-3, check: checkNonNegative, fileKey: 'lr' },
+      betas: {
+        default: Object.freeze([0.9, 0.999]) as unknown as [number, number],
+        check: (name: string, value: unknown) =>
+          Object.freeze(checkBetas(name, value)) as unknown as [number, number],
+        fileKey: 'betas',
+      },
+      eps: { default: 1e-8, check: checkNonNegative, fileKey: 'eps' },
+      weightDecay: { default: weightDecay, check: checkNonNegative, fileKey: 'weight_decay' },
+      amsgrad: { default: false, check: checkBoolean, fileKey: 'amsgrad', fixed: true },
+      maximize: { default: false, check: checkBoolean, fileKey: 'maximize' },
+    },
+    state: [
+      { name: 'expAvg', fileName: 'exp_avg', dtype: 'float32', shape: 'param' },
+      { name: 'expAvgSq', fileName: 'exp_avg_sq', dtype: 'float32', shape: 'param' },
+      {
+        name: 'maxExpAvgSq',
+        fileName: 'max_exp_avg_sq',
+        dtype: 'float32',
+        shape: 'param',
+        presentWhen: (h: Readonly<AdamHyperparameters>) => h.amsgrad,
+      },
+    ],
+    decayKey: 'weightDecay',
+    stepScalars: (h: Readonly<AdamHyperparameters>, step: number) =>
+      adamStepScalars(h, step, decoupled),
+  };
+  return Object.freeze(spec);
+}
+
+/** AdamW's declaration: decoupled weight decay, default 1e-2. */
+export const ADAMW_SPEC = adamSpec('AdamW', 'adamw', 1e-2, true);
+/** Adam's declaration: L2 weight decay added to the gradient, default 0. */
+export const ADAM_SPEC = adamSpec('Adam', 'adam', 0, false);
+
+/** The base of {@link AdamW} and {@link Adam} (as in 0.1.0); {@link Optimizer} is the base of
+ * every optimizer of this package. */
+export abstract class AdamBase extends Optimizer<
+  OptimizerParamGroup,
+  ParamState,
+  OptimizerStateDict
+> {}
+
+/**
+ * AdamW (Loshchilov & Hutter): Adam with weight decay decoupled from the gradient,
+ * p *= 1 - lr * weightDecay. Semantics and defaults of torch.optim.AdamW.
+ */
+export class AdamW extends AdamBase {
+  static readonly spec = ADAMW_SPEC;
+  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
+    super(ADAMW_SPEC, params, defaults);
+  }
+}
+
+/**
+ * Adam (Kingma & Ba), with weightDecay as L2 added to the gradient (g += weightDecay * p).
+ * Semantics and defaults of torch.optim.Adam (weightDecay 0).
+ */
+export class Adam extends AdamBase {
+  static readonly spec = ADAM_SPEC;
+  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
+    super(ADAM_SPEC, params, defaults);
+  }
+}

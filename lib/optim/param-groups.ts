@@ -1,0 +1,62 @@
+// A param group as the optimizer holds it: its params, and one validated accessor per
+// hyperparameter of the optimizer's spec. Hyperparameters can be changed between steps; each
+// assignment is checked with the spec's check, and refused while an asynchronous step runs (it read
+// the values when it started). Fixed hyperparameters (amsgrad) are read-only.
+import type { Param } from './params';
+import type { HyperparameterValues } from './hyperparameters';
+import type { AnyOptimizerSpec } from './spec';
+
+/** The generic face of a live group; each optimizer's own group interface (AdamW's
+ * OptimizerParamGroup) describes the same object with its hyperparameters' types. */
+export interface LiveGroup {
+  readonly params: readonly Param[];
+  readonly lr: number;
+}
+
+/** Creates a live group over `values` (already validated). `assertIdle(action)` throws while an
+ * asynchronous step runs. */
+export function createParamGroup(
+  spec: AnyOptimizerSpec,
+  label: string,
+  params: readonly Param[],
+  initial: HyperparameterValues,
+  assertIdle: (action: string) => void,
+): LiveGroup {
+  const values = new Map<string, unknown>(Object.entries(initial));
+  const group = { params: Object.freeze([...params]) };
+  for (const [key, entry] of Object.entries(spec.hyperparameters)) {
+    Object.defineProperty(group, key, {
+      enumerable: true,
+      get: () => values.get(key),
+      set: entry.fixed
+        ? undefined
+        : (value: unknown) => {
+            assertIdle(`set ${label}.${key}`);
+            values.set(key, entry.check(`${label}.${key}`, value));
+          },
+    });
+  }
+  // Only the validated setters can change a group: params and the fixed hyperparameters are
+  // read-only, and no other property can be added.
+  return Object.freeze(group) as unknown as LiveGroup;
+}
+
+/** A group's current values, by name. */
+export function groupValues(spec: AnyOptimizerSpec, group: LiveGroup): HyperparameterValues {
+  const values: Record<string, unknown> = {};
+  const record = group as unknown as Record<string, unknown>;
+  for (const key of Object.keys(spec.hyperparameters)) values[key] = record[key];
+  return values as HyperparameterValues;
+}
+
+/** Sets every mutable hyperparameter of `group` (values already validated). */
+export function setGroupValues(
+  spec: AnyOptimizerSpec,
+  group: LiveGroup,
+  values: HyperparameterValues,
+): void {
+  const record = group as unknown as Record<string, unknown>;
+  for (const [key, entry] of Object.entries(spec.hyperparameters)) {
+    if (!entry.fixed) record[key] = values[key];
+  }
+}
