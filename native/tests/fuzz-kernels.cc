@@ -218,7 +218,7 @@ void runInput(const uint8_t* data, size_t size) {
   const Case c = decodeCase(data, size);
   if (!checkScalar(c, gStats.inputs)) fail();
   for (const IsaInfo& isa : compiledIsas()) {
-    if (isa.kernel == adamwScalar || !isa.supported()) continue;
+    if (isScalarIsa(isa) || !isa.supported()) continue;
     const uint64_t problemsBefore = gStats.totals.mismatches + gStats.totals.nonCanonicalNans;
     compareKernels(isa, c, gStats.inputs, gStats.totals);
     if (gStats.totals.mismatches + gStats.totals.nonCanonicalNans != problemsBefore) fail();
@@ -464,7 +464,7 @@ int driver(int argc, char** argv) {
 
   std::string isas;
   for (const IsaInfo& isa : compiledIsas()) {
-    if (isa.kernel != adamwScalar && isa.supported())
+    if (!isScalarIsa(isa) && isa.supported())
       isas += std::string(isas.empty() ? "" : ", ") + isa.name;
   }
   const Totals& t = gStats.totals;
