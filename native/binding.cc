@@ -119,8 +119,8 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   OpId op = kOpCount;
   const std::string opName = info[0].As<Napi::String>().Utf8Value();
   if (!findOp(opName, &op)) {
-    throw Napi::TypeError::New(env, "Expected one of " + opNames() + " for op but received '" +
-                                        opName + "'");
+    throw Napi::TypeError::New(
+        env, "Expected one of " + opNames() + " for op but received '" + opName + "'");
   }
   const OpLayout& layout = opLayout(op);
   const size_t perTensor = layout.arrayCount;
@@ -137,10 +137,9 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   const Napi::Array arrays = info[1].As<Napi::Array>();
   const uint32_t arrayCount = arrays.Length();
   if (arrayCount % perTensor != 0) {
-    throw Napi::RangeError::New(env, "createPlan(): " + std::to_string(arrayCount) +
-                                         " arrays is not a multiple of the " +
-                                         std::to_string(perTensor) + " arrays of a '" +
-                                         layout.name + "' tensor");
+    throw Napi::RangeError::New(
+        env, "createPlan(): " + std::to_string(arrayCount) + " arrays is not a multiple of the " +
+                 std::to_string(perTensor) + " arrays of a '" + layout.name + "' tensor");
   }
   // Phase 1: read every element. Get() can run JavaScript (an index getter on Array.prototype,
   // reached through a hole in `arrays`), and that JavaScript can detach or shrink any buffer, so no
@@ -150,11 +149,10 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < arrayCount; ++i) {
     Napi::Value value = arrays.Get(i);
     if (!isFloat32Array(value) && !(value.IsNull() && optionalFlag(i % perTensor) != 0)) {
-      throw Napi::TypeError::New(env, "Expected a Float32Array" +
-                                          std::string(optionalFlag(i % perTensor) != 0
-                                                          ? " or null"
-                                                          : "") +
-                                          " for " + where(i));
+      throw Napi::TypeError::New(
+          env, "Expected a Float32Array" +
+                   std::string(optionalFlag(i % perTensor) != 0 ? " or null" : "") + " for " +
+                   where(i));
     }
     values.push_back(value);
   }
@@ -194,8 +192,8 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   for (const Napi::Value& value : values) {
     if (!value.IsNull()) handle->references.push_back(Napi::Persistent(value.As<Napi::Object>()));
   }
-  Napi::External<PlanHandle> external = Napi::External<PlanHandle>::New(
-      env, handle, [](Napi::Env, PlanHandle* h) { delete h; });
+  Napi::External<PlanHandle> external =
+      Napi::External<PlanHandle>::New(env, handle, [](Napi::Env, PlanHandle* h) { delete h; });
   NAPI_THROW_IF_FAILED(env, napi_type_tag_object(env, external, &kPlanTag), Napi::Value());
   return external;
 }
@@ -239,11 +237,10 @@ RunArguments readRun(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "runPlan(): plan must be a plan from createPlan()");
   }
   args.handle = info[0].As<Napi::External<PlanHandle>>().Data();
-  args.run.scalars = typedArrayData<const double>(env, info[1], napi_float64_array,
-                                                  "scalars must be a Float64Array",
-                                                  &args.run.scalarCount);
-  args.run.flags = typedArrayData<const uint32_t>(env, info[2], napi_uint32_array,
-                                                  "flags must be a Uint32Array", &args.run.setCount);
+  args.run.scalars = typedArrayData<const double>(
+      env, info[1], napi_float64_array, "scalars must be a Float64Array", &args.run.scalarCount);
+  args.run.flags = typedArrayData<const uint32_t>(
+      env, info[2], napi_uint32_array, "flags must be a Uint32Array", &args.run.setCount);
   args.run.tensorSet = typedArrayData<const uint32_t>(
       env, info[3], napi_uint32_array, "tensorSet must be a Uint32Array", &args.run.tensorCount);
   double threads = 0;
@@ -258,9 +255,8 @@ RunArguments readRun(const Napi::CallbackInfo& info) {
   args.fused = info.Length() == 6 && !info[5].IsUndefined();
   if (args.fused) {
     size_t length = 0;
-    const double* control =
-        typedArrayData<const double>(env, info[5], napi_float64_array,
-                                     "control must be a Float64Array of 8 elements", &length);
+    const double* control = typedArrayData<const double>(
+        env, info[5], napi_float64_array, "control must be a Float64Array of 8 elements", &length);
     if (length != kControlLength) {
       throw Napi::TypeError::New(env, "runPlan(): control must be a Float64Array of " +
                                           std::to_string(kControlLength) + " elements");
@@ -346,7 +342,7 @@ class RunWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   Plan* plan_;
   Napi::ObjectReference planReference_;  // keeps the plan, and its array references, alive
-  const IsaInfo* isa_;                   // chosen when the run is queued, as a synchronous run would
+  const IsaInfo* isa_;  // chosen when the run is queued, as a synchronous run would
   unsigned threads_;
   bool fused_;
   TrainStepRequest request_;
@@ -357,8 +353,8 @@ class RunWorker : public Napi::AsyncWorker {
 // runPlanAsync(same arguments): Promise<void>. Argument errors throw synchronously.
 Napi::Value RunPlanAsync(const Napi::CallbackInfo& info) {
   const RunArguments args = readRun(info);
-  auto* worker = new RunWorker(info.Env(), args, info[0],
-                               args.fused ? info[5] : info.Env().Undefined());
+  auto* worker =
+      new RunWorker(info.Env(), args, info[0], args.fused ? info[5] : info.Env().Undefined());
   const Napi::Promise promise = worker->promise();
   worker->Queue();  // the worker deletes itself after OnOK/OnError
   return promise;
@@ -418,7 +414,8 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < arrays.Length(); ++i) {
     Napi::Value value = arrays.Get(i);
     if (!isFloat32Array(value)) {
-      throw Napi::TypeError::New(env, "Expected a Float32Array for grads[" + std::to_string(i) + "]");
+      throw Napi::TypeError::New(env,
+                                 "Expected a Float32Array for grads[" + std::to_string(i) + "]");
     }
     values.push_back(value);
   }

@@ -1,6 +1,7 @@
-// The global gradient norm's reduction (its per-ISA block sums are native/ops/sum-squares.h): the sum of squares of float32 gradients, accumulated in
-// double precision in one canonical order, so that every ISA and every thread count gives the same
-// bits (clipping decides from it, and a norm that changed with the machine would change training).
+// The global gradient norm's reduction (its per-ISA block sums are native/ops/sum-squares.h): the
+// sum of squares of float32 gradients, accumulated in double precision in one canonical order, so
+// that every ISA and every thread count gives the same bits (clipping decides from it, and a norm
+// that changed with the machine would change training).
 //
 // The canonical order, independent of vector width and threads:
 //   - each tensor is cut into blocks of kSumSquaresBlock elements, counted from its first element

@@ -12,8 +12,8 @@ namespace {
 // upper_bound steps past them).
 size_t jobAt(const JobList& list, size_t element) {
   const auto& first = list.firstElement;
-  const size_t k =
-      static_cast<size_t>(std::upper_bound(first.begin(), first.end() - 1, element) - first.begin());
+  const size_t k = static_cast<size_t>(std::upper_bound(first.begin(), first.end() - 1, element) -
+                                       first.begin());
   return k == 0 ? 0 : k - 1;
 }
 

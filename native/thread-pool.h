@@ -22,7 +22,8 @@ class PartFn {
  public:
   template <class F, class = std::enable_if_t<!std::is_same<std::decay_t<F>, PartFn>::value>>
   PartFn(const F& f)  // NOLINT: implicit, like std::function
-      : object_(&f), call_([](const void* o, unsigned part) { (*static_cast<const F*>(o))(part); }) {}
+      : object_(&f),
+        call_([](const void* o, unsigned part) { (*static_cast<const F*>(o))(part); }) {}
   void operator()(unsigned part) const { call_(object_, part); }
 
  private:

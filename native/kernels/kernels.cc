@@ -1,13 +1,13 @@
 // Every op's kernel for one ISA. The build compiles this file once per row of native/simd/
 // isa-list.h, with that ISA's -m flags, -DSIMD_ADAMW_ISA=<id> and -DSIMD_ADAMW_ISA_HEADER=
-// "simd/<id>.h" (Highway's foreach_target idea, without the library): the vector layer decides the
-// instructions, the op headers (native/ops/op-list.h) the arithmetic, and this file only instantiates
-// them and publishes the ISA's table, kIsaKernels_<id>, for native/dispatch.cc.
+// "../simd/<id>.h" (Highway's foreach_target idea, without the library): the vector layer decides the
+// instructions, the op headers (native/ops/op-list.h) the arithmetic, and this file only
+// instantiates them and publishes the ISA's table, kIsaKernels_<id>, for native/dispatch.cc.
 //
 // Everything instantiated here has internal linkage (the vector types live in an anonymous
 // namespace), so the AVX-512 copy of a function can never be linked in place of the SSE2 one.
 #if !defined(SIMD_ADAMW_ISA) || !defined(SIMD_ADAMW_ISA_HEADER)
-#error "compile kernels.cc with -DSIMD_ADAMW_ISA=<id> -DSIMD_ADAMW_ISA_HEADER=\"simd/<id>.h\""
+#error "compile kernels.cc with -DSIMD_ADAMW_ISA=<id> -DSIMD_ADAMW_ISA_HEADER=\"../simd/<id>.h\""
 #endif
 
 #include <cstdint>

@@ -16,8 +16,8 @@
 // Bitwise agreement between ISAs follows from three facts: every lane evaluates the same sequence
 // of correctly rounded IEEE operations in the same order, the build uses -ffp-contract=off so the
 // compiler fuses nothing, and the tail runs the same operations on a partial vector as the body (no
-// separate scalar tail with its own rounding). NaN bits are the exception IEEE leaves open, so every
-// NaN stored is the canonical one (see storeAll below).
+// separate scalar tail with its own rounding). NaN bits are the exception IEEE leaves open, so
+// every NaN stored is the canonical one (see storeAll below).
 #pragma once
 
 #include <cstddef>
@@ -45,8 +45,8 @@ struct AdamwOp {
     kScalarCount,
     kGradFactor = kScalarCount,  // the runner's: clipCoef / gradScale, with kScaleGrad
   };
-  static constexpr const char* kScalars[] = {"beta1", "oneMinusBeta1", "beta2",       "oneMinusBeta2",
-                                             "decay", "l2",            "negStepSize", "epsHat"};
+  static constexpr const char* kScalars[] = {
+      "beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "decay", "l2", "negStepSize", "epsHat"};
 
   // Each combination is a separate instantiation of the loop, so the hot loop has no branches.
   enum Flag : uint32_t {
@@ -55,8 +55,8 @@ struct AdamwOp {
     kCoupled = 1u << 2,    // Adam with L2: g += l2 * p before the moments (no decoupled decay)
     kScaleGrad = 1u << 3,  // g *= gradFactor first, before maximize and L2 (gradients unchanged)
   };
-  static constexpr OpFlag kFlags[] = {{"amsgrad", kAmsgrad}, {"maximize", kMaximize},
-                                      {"coupled", kCoupled}};
+  static constexpr OpFlag kFlags[] = {
+      {"amsgrad", kAmsgrad}, {"maximize", kMaximize}, {"coupled", kCoupled}};
   static constexpr OpOptionalArray kOptionalArrays[] = {{kMaxExpAvgSq, kAmsgrad}};
 
   template <class F32, uint32_t kFlags>

@@ -25,7 +25,7 @@ enum OpId : unsigned {
 #define SIMD_ADAMW_OP_ID(id, descriptor) kOp##id,
   SIMD_ADAMW_FOREACH_OP(SIMD_ADAMW_OP_ID)
 #undef SIMD_ADAMW_OP_ID
-  kOpCount
+      kOpCount
 };
 
 }  // namespace simd_adamw

@@ -18,8 +18,8 @@ struct OpFlag {
 
 // An array that may be null unless a flag is set.
 struct OpOptionalArray {
-  size_t array;  // index into arrays
-  uint32_t flag; // the flag that needs it
+  size_t array;   // index into arrays
+  uint32_t flag;  // the flag that needs it
 };
 
 // An op's layout. arrays[0] is always "param" and arrays[1] "grad" (what the fused step's norm,

@@ -1,6 +1,6 @@
-// The gradient norm's block sums (native/grad-norm.h gives the canonical order they follow), written
-// once over the float64 part of the vector layer (native/simd/<isa>.h) and compiled for every ISA
-// by native/kernels/kernels.cc.
+// The gradient norm's block sums (native/grad-norm.h gives the canonical order they follow),
+// written once over the float64 part of the vector layer (native/simd/<isa>.h) and compiled for
+// every ISA by native/kernels/kernels.cc.
 //
 // The 16 partial sums of the canonical order live in 16 / kWidth vectors: vector k, lane j holds
 // partial k * kWidth + j, which receives the elements i with i % 16 == k * kWidth + j. So every ISA

@@ -1,8 +1,8 @@
 // NEON vector layer (AArch64): 4 floats or 2 doubles per vector. Advanced SIMD is part of the
 // AArch64 baseline, so this layer needs no -m flags. AArch64 (unlike 32-bit Arm NEON) has correctly
-// rounded vector division and square root (FDIV, FSQRT) and double lanes, so every lane performs the
-// same IEEE operations as the scalar layer. Partial vectors go through a zero-padded buffer. The
-// contract every layer meets is in native/simd/scalar.h.
+// rounded vector division and square root (FDIV, FSQRT) and double lanes, so every lane performs
+// the same IEEE operations as the scalar layer. Partial vectors go through a zero-padded buffer.
+// The contract every layer meets is in native/simd/scalar.h.
 //
 // No fused multiply-add: vmlaq_* and vfmaq_* are never used (GCC and Clang may emit FMLA, a fused
 // op, for vmlaq_f32 on AArch64); every product is a separate vmulq and every sum a separate vaddq,

@@ -1,6 +1,6 @@
-// SSE2 vector layer: 4 floats or 2 doubles per vector. SSE2 is part of x86-64, so this layer runs on
-// every 64-bit x86 CPU. Partial vectors go through a zero-padded buffer: SSE2 has no masked load.
-// The contract every layer meets is in native/simd/scalar.h.
+// SSE2 vector layer: 4 floats or 2 doubles per vector. SSE2 is part of x86-64, so this layer runs
+// on every 64-bit x86 CPU. Partial vectors go through a zero-padded buffer: SSE2 has no masked
+// load. The contract every layer meets is in native/simd/scalar.h.
 #pragma once
 
 #include <emmintrin.h>

@@ -267,7 +267,8 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
       const size_t first = blocks > 1 ? (span.length + caseIndex) % blocks : 0;
       for (const size_t from : {size_t{0}, first}) {
         std::vector<double> sums(blocks - from + 1, -1.0);
-        isa.kernels->sumSquares(span.data + from * kBlock, span.length - from * kBlock, sums.data());
+        isa.kernels->sumSquares(span.data + from * kBlock, span.length - from * kBlock,
+                                sums.data());
         for (size_t b = from; b < blocks; ++b) {
           const size_t length = std::min(span.length - b * kBlock, kBlock);
           const double expected = referenceBlock(span.data + b * kBlock, length);

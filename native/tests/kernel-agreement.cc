@@ -1,12 +1,12 @@
 // Bitwise agreement of every SIMD kernel with the scalar kernel, at the C++ level, without Node.
 //
-// native/ops/adamw.h, over each ISA's vector layer (native/simd/), gives the scalar ISA's bits. This program
-// checks it on random cases: lengths 0..100 and some large ones, arbitrary [begin, end)
-// ranges split into pieces at random points (elements are independent, so a split must not change
-// a bit), unaligned array starts, all sixteen flag combinations (the fused step's gradient factor
-// included), realistic and extreme scalars, and inputs including NaN (quiet and signalling, random
-// payloads and signs), +-Inf, +-0, subnormals and huge values. Elements outside [begin, end) must
-// be left untouched.
+// native/ops/adamw.h, over each ISA's vector layer (native/simd/), gives the scalar ISA's bits.
+// This program checks it on random cases: lengths 0..100 and some large ones, arbitrary [begin,
+// end) ranges split into pieces at random points (elements are independent, so a split must not
+// change a bit), unaligned array starts, all sixteen flag combinations (the fused step's gradient
+// factor included), realistic and extreme scalars, and inputs including NaN (quiet and signalling,
+// random payloads and signs), +-Inf, +-0, subnormals and huge values. Elements outside [begin, end)
+// must be left untouched.
 //
 // It links native/dispatch.cc and so tests every kernel compiled for the target that the CPU can
 // run (CPUID decides on x86-64; AVX paths the CPU lacks are reported as skipped). Built by

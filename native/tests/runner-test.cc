@@ -4,6 +4,8 @@
 // and a Plan checks a run before it writes anything and applies the fused gradient factor.
 //
 //   runner-test        exit status 0 when every check passes, 1 otherwise
+#include "../runner.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "../plan.h"
-#include "../runner.h"
 #include "adamw-support.h"
 
 namespace simd_adamw {
@@ -91,8 +92,8 @@ void testElementwise(const std::vector<size_t>& lengths, const char* label) {
     if (threads == 1) {
       reference = t.bits();
     } else {
-      expect(t.bits() == reference, std::string(label) + ": " + std::to_string(threads) +
-                                        " threads differ from 1 thread");
+      expect(t.bits() == reference,
+             std::string(label) + ": " + std::to_string(threads) + " threads differ from 1 thread");
     }
   }
 }
