@@ -1,7 +1,7 @@
 // Every op's kernel for one ISA. The build compiles this file once per row of native/simd/
 // isa-list.h, with that ISA's -m flags, -DSIMD_ADAMW_ISA=<id> and -DSIMD_ADAMW_ISA_HEADER=
-// "../simd/<id>.h" (Highway's foreach_target idea, without the library): the vector layer decides the
-// instructions, the op headers (native/ops/op-list.h) the arithmetic, and this file only
+// "../simd/<id>.h" (Highway's foreach_target idea, without the library): the vector layer decides
+// the instructions, the op headers (native/ops/op-list.h) the arithmetic, and this file only
 // instantiates them and publishes the ISA's table, kIsaKernels_<id>, for native/dispatch.cc.
 //
 // Everything instantiated here has internal linkage (the vector types live in an anonymous
