@@ -20,7 +20,7 @@
 //   padding      0..17 floats before the tensor (alignment)
 //   range        1 byte (< 128: the whole tensor), else begin and end within it
 //   splits       0..3 cut points where the SIMD run is split into separate calls
-//   scalars      1 byte mode (< 128: from plausible hyperparameters, as lib/coefficients.ts does,
+//   scalars      1 byte mode (< 128: from plausible hyperparameters, as lib/ does,
 //                seeded by 8 bytes), else each of the 8 scalars picked from kInterestingFloats or
 //                taken as raw bits
 //   fill         1 byte mode: 0-3 kernel-agreement's fills (ordinary, mixed, extreme, small pool),

@@ -307,7 +307,7 @@ double power(double base, uint64_t n) {
   return result;
 }
 
-// Scalars as lib/coefficients.ts computes them: in double from plausible hyperparameters, each
+// Scalars as lib/ computes them: in double from plausible hyperparameters, each
 // rounded to float32 once. A fifth of the cases instead get arbitrary (even NaN) scalars.
 AdamwScalars randomScalars(Rng& rng, uint32_t flags) {
   AdamwScalars s{};
