@@ -211,11 +211,10 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
 template <class T>
 T* typedArrayData(napi_env env, napi_value value, napi_typedarray_type type, const char* what,
                   size_t* length) {
-  bool isTypedArray = false;
   napi_typedarray_type actual = napi_int8_array;
   void* data = nullptr;
-  if (napi_is_typedarray(env, value, &isTypedArray) != napi_ok || !isTypedArray ||
-      napi_get_typedarray_info(env, value, &actual, length, &data, nullptr, nullptr) != napi_ok ||
+  // napi_get_typedarray_info fails (napi_invalid_arg, no exception) on anything but a typed array.
+  if (napi_get_typedarray_info(env, value, &actual, length, &data, nullptr, nullptr) != napi_ok ||
       actual != type) {
     throw Napi::TypeError::New(env, std::string("runPlan(): ") + what);
   }
