@@ -8,6 +8,9 @@
 #                        order's bits
 #   runner-test          the generic runner (elementwise and per-tensor passes, every thread count
 #                        bitwise the same) and plans (runs checked before any write)
+#   fuzz-kernels         the fuzz corpus (NaN payloads, extreme scalars, odd ranges) and 300
+#                        generated inputs, every SIMD ISA against scalar (no sanitizers here; the
+#                        sanitized fuzz run is scripts/fuzz-kernels.sh)
 #
 #   scripts/test-kernels-cross.sh [--cases N] [--seed S]    (arguments go to the agreement tests)
 #
@@ -24,7 +27,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/simd-adamw-kernels.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
-TESTS=(kernel-agreement grad-norm-agreement runner-test)
+TESTS=(kernel-agreement grad-norm-agreement runner-test fuzz-kernels)
+CORPUS="$ROOT/native/tests/corpus/fuzz-kernels"
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 
@@ -59,6 +63,7 @@ run() {
     log="$OUT/$label-$test.log"
     local args=("${ARGS[@]}")
     [[ "$test" == runner-test ]] && args=()
+    [[ "$test" == fuzz-kernels ]] && args=(--runs 300 --seed 1 "$CORPUS")
     "${prefix[@]}" "$program/$test" "${args[@]}" | tee "$log" || status=1
     digest="$(sed -n -E 's/^ *scalar +digests: //p' "$log")"
     [[ -n "$digest" ]] && digests+=("$label:$digest")
