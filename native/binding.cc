@@ -1,44 +1,33 @@
 // The N-API binding: the only place JavaScript values become pointers.
 //
 // lib/ validates and normalises everything (types, ranges, aliasing, with names the caller knows)
-// and computes the float32 scalars; this file re-checks only what protects memory (array types,
-// equal lengths, no two arrays of the step sharing a byte), gathers every tensor of the step, and
-// runs the kernels only after all of them passed, so an error can never leave a step half applied.
+// and computes the double-precision scalars; this file re-checks only what protects memory (array
+// types, equal lengths, no two arrays of a plan sharing a byte), once, when a plan is created, and
+// per run only what is cheap (counts, set indices, flag bits), all before any array is written, so
+// an error can never leave a step half applied. The layouts it checks against are the ops' own
+// (native/ops/), exported as native.ops; the control layout is native/control.h.
 #include <napi.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "adamw.h"
+#include "control.h"
 #include "dispatch.h"
 #include "grad-norm.h"
-#include "step.h"
+#include "plan.h"
 #include "thread-pool.h"
 #include "train-step.h"
 
 namespace simd_adamw {
-
-// Bench-only exports (benchStreamProbe), defined in native/bench/stream-probe.cc.
-void registerBenchExports(Napi::Env env, Napi::Object exports);
-
 namespace {
 
-// The layout of step()'s arguments; binding.d.ts documents the same numbers for lib/.
-constexpr size_t kArraysPerTensor = 5;   // param, grad, expAvg, expAvgSq, maxExpAvgSq | null
-constexpr size_t kScalarsPerTensor = 8;  // AdamwScalars, in declaration order
-const char* const kArrayNames[kArraysPerTensor] = {"param", "grad", "expAvg", "expAvgSq",
-                                                   "maxExpAvgSq"};
-
-std::string where(size_t tensorIndex, size_t arrayIndex) {
-  return std::string("tensor ") + std::to_string(tensorIndex) + " " + kArrayNames[arrayIndex];
-}
-
 // Returns the float32 view's data and length, or throws if the value is not a Float32Array.
-// `name()` builds the argument's name for the message only when there is an error: a step calls
-// this for every array, and formatting labels there cost a measurable part of a small step.
+// `name()` builds the argument's name for the message only when there is an error.
 template <class Name>
 float* float32Data(const Napi::Env& env, const Napi::Value& value, const Name& name,
                    size_t* length) {
@@ -49,6 +38,11 @@ float* float32Data(const Napi::Env& env, const Napi::Value& value, const Name& n
   Napi::Float32Array array = value.As<Napi::Float32Array>();
   *length = array.ElementLength();
   return array.Data();
+}
+
+bool isFloat32Array(const Napi::Value& value) {
+  return value.IsTypedArray() &&
+         value.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
 }
 
 // The bytes of one array, and where it came from.
@@ -82,113 +76,326 @@ Span spanOf(const float* data, size_t length, size_t index) {
   return Span{begin, begin + length * sizeof(float), index};
 }
 
-// Reads step()'s arguments into jobs, checking everything that protects memory first. `references`,
-// when given, receives a reference to every array, for a step that outlives this call.
-std::vector<StepJob> gatherJobs(const Napi::CallbackInfo& info, unsigned* threads,
-                                std::vector<Napi::ObjectReference>* references) {
+// ---------------------------------------------------------------------------------------------
+// Plans
+
+// A plan and the references that keep its arrays alive; owned by the object handed to lib/.
+struct PlanHandle {
+  std::unique_ptr<Plan> plan;
+  std::vector<Napi::ObjectReference> references;
+};
+
+// Tags a plan's object, so runPlan never unwraps another addon's object (or another one of ours).
+constexpr napi_type_tag kPlanTag = {0x73696d6461646d77ull, 0x706c616e00000001ull};
+
+// Where an empty array's data points, so that null can mean "no array" (an empty view may have no
+// data pointer). Never read or written: its length is 0.
+float gEmpty[1];
+
+bool findOp(const std::string& name, OpId* op) {
+  for (unsigned i = 0; i < kOpCount; ++i) {
+    if (name == opLayout(static_cast<OpId>(i)).name) {
+      *op = static_cast<OpId>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string opNames() {
+  std::string names;
+  for (unsigned i = 0; i < kOpCount; ++i) {
+    names += (i == 0 ? "'" : ", '") + std::string(opLayout(static_cast<OpId>(i)).name) + "'";
+  }
+  return names;
+}
+
+// createPlan(op, arrays): gathers and checks the tensors once; see native/plan.h.
+Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  // A fifth argument, if any, is the fused step's control (checked in readControl).
-  if (info.Length() < 4 || info.Length() > 5 || !info[0].IsArray() || !info[1].IsTypedArray() ||
-      !info[2].IsTypedArray() || !info[3].IsNumber() ||
-      (info.Length() == 5 && !info[4].IsUndefined() && !info[4].IsTypedArray())) {
+  if (info.Length() != 2 || !info[0].IsString() || !info[1].IsArray()) {
+    throw Napi::TypeError::New(env, "createPlan(op: string, arrays: (Float32Array | null)[])");
+  }
+  OpId op = kOpCount;
+  const std::string opName = info[0].As<Napi::String>().Utf8Value();
+  if (!findOp(opName, &op)) {
     throw Napi::TypeError::New(
-        env, "step(arrays: Array, scalars: Float64Array, flags: Uint32Array, threads: number)");
+        env, "Expected one of " + opNames() + " for op but received '" + opName + "'");
   }
-  const double requestedThreads = info[3].As<Napi::Number>().DoubleValue();
-  if (!(requestedThreads >= 1 && requestedThreads <= ThreadPool::kMaxThreads)) {
-    throw Napi::RangeError::New(
-        env, "step(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
-  }
-  *threads = static_cast<unsigned>(requestedThreads);
+  const OpLayout& layout = opLayout(op);
+  const size_t perTensor = layout.arrayCount;
+  const auto optionalFlag = [&](size_t a) -> uint32_t {
+    for (size_t o = 0; o < layout.optionalCount; ++o) {
+      if (layout.optionalArrays[o].array == a) return layout.optionalArrays[o].flag;
+    }
+    return 0;
+  };
+  const auto where = [&](size_t index) {
+    return "tensor " + std::to_string(index / perTensor) + " " + layout.arrays[index % perTensor];
+  };
 
-  // Phase 1: read every element of `arrays`. Get() can run JavaScript (an index getter on
-  // Array.prototype, reached through a hole in `arrays`), and that JavaScript can detach or shrink
-  // any buffer, so no data pointer or length may be taken before the last Get(). From the end of
-  // this loop to the end of the step no JavaScript runs, so what is checked below is what the
-  // kernels see.
-  const Napi::Array arrays = info[0].As<Napi::Array>();
+  const Napi::Array arrays = info[1].As<Napi::Array>();
   const uint32_t arrayCount = arrays.Length();
-  // A sparse array can claim 2^32 - 1 elements: compare with the flags' count before reading any.
-  if (arrayCount != info[2].As<Napi::TypedArray>().ElementLength() * kArraysPerTensor) {
-    throw Napi::RangeError::New(env, "step(): arrays and flags describe different tensor counts");
-  }
-  std::vector<Napi::Value> arrayValues;
-  arrayValues.reserve(arrayCount);
-  for (uint32_t i = 0; i < arrayCount; ++i) arrayValues.push_back(arrays.Get(i));
-
-  // Phase 2: pointers and lengths, taken after every JavaScript callback has returned.
-  const Napi::TypedArray scalarsValue = info[1].As<Napi::TypedArray>();
-  const Napi::TypedArray flagsValue = info[2].As<Napi::TypedArray>();
-  if (scalarsValue.TypedArrayType() != napi_float64_array ||
-      flagsValue.TypedArrayType() != napi_uint32_array) {
-    throw Napi::TypeError::New(env,
-                               "step() needs a Float64Array of scalars and a Uint32Array of flags");
-  }
-  const Napi::Float64Array scalars = scalarsValue.As<Napi::Float64Array>();
-  const Napi::Uint32Array flags = flagsValue.As<Napi::Uint32Array>();
-  const size_t tensorCount = flags.ElementLength();
-  if (arrayValues.size() != tensorCount * kArraysPerTensor ||
-      scalars.ElementLength() != tensorCount * kScalarsPerTensor) {
+  if (arrayCount % perTensor != 0) {
     throw Napi::RangeError::New(
-        env, "step(): arrays, scalars and flags describe different tensor counts");
+        env, "createPlan(): " + std::to_string(arrayCount) + " arrays is not a multiple of the " +
+                 std::to_string(perTensor) + " arrays of a '" + layout.name + "' tensor");
+  }
+  // Phase 1: read every element. Get() can run JavaScript (an index getter on Array.prototype,
+  // reached through a hole in `arrays`), and that JavaScript can detach or shrink any buffer, so no
+  // data pointer or length is taken before the last Get(). A value's type cannot change once read,
+  // so it is checked here: a sparse array claiming 2^32 - 1 elements fails at its first hole.
+  std::vector<Napi::Value> values;
+  for (uint32_t i = 0; i < arrayCount; ++i) {
+    Napi::Value value = arrays.Get(i);
+    if (!isFloat32Array(value) && !(value.IsNull() && optionalFlag(i % perTensor) != 0)) {
+      throw Napi::TypeError::New(
+          env, "Expected a Float32Array" +
+                   std::string(optionalFlag(i % perTensor) != 0 ? " or null" : "") + " for " +
+                   where(i));
+    }
+    values.push_back(value);
   }
 
-  std::vector<StepJob> jobs(tensorCount);
+  // Phase 2: pointers and lengths, taken after every JavaScript callback has returned. From here
+  // to the end of the call no JavaScript runs.
+  JobList list;
+  list.jobs.resize(arrayCount / perTensor);
   std::vector<Span> spans;
-  spans.reserve(tensorCount * kArraysPerTensor);
-  for (size_t k = 0; k < tensorCount; ++k) {
-    StepJob& job = jobs[k];
-    job.flags = flags[k];
-    const bool amsgrad = (job.flags & kAdamwAmsgrad) != 0;
-    float* data[kArraysPerTensor] = {};
-    size_t lengths[kArraysPerTensor] = {};
-    for (size_t a = 0; a < kArraysPerTensor; ++a) {
-      const Napi::Value& value = arrayValues[k * kArraysPerTensor + a];
-      if (a == 4 && !amsgrad) continue;  // maxExpAvgSq exists only with amsgrad
-      data[a] = float32Data(
-          env, value, [&] { return where(k, a); }, &lengths[a]);
-      if (references != nullptr) references->push_back(Napi::Persistent(value.As<Napi::Object>()));
-      if (lengths[a] != lengths[0]) {
-        throw Napi::RangeError::New(env, where(k, a) + " has " + std::to_string(lengths[a]) +
+  spans.reserve(arrayCount);
+  for (size_t k = 0; k < list.jobs.size(); ++k) {
+    Job& job = list.jobs[k];
+    job = Job{};
+    for (size_t a = 0; a < perTensor; ++a) {
+      const size_t index = k * perTensor + a;
+      if (values[index].IsNull()) continue;
+      size_t length = 0;
+      float* data = float32Data(
+          env, values[index], [&] { return where(index); }, &length);
+      if (a == 0) job.length = length;
+      if (length != job.length) {
+        throw Napi::RangeError::New(env, where(index) + " has " + std::to_string(length) +
                                              " elements but param has " +
-                                             std::to_string(lengths[0]));
+                                             std::to_string(job.length));
       }
+      job.arrays[a] = length == 0 ? gEmpty : data;
+      spans.push_back(spanOf(data, length, index));
     }
-    for (size_t a = 0; a < kArraysPerTensor; ++a) {
-      if (data[a] != nullptr)
-        spans.push_back(spanOf(data[a], lengths[a], k * kArraysPerTensor + a));
-    }
-    job.tensor = AdamwTensor{data[0], data[1], data[2], data[3], data[4], lengths[0]};
-    const double* s = scalars.Data() + k * kScalarsPerTensor;
-    job.scalars =
-        AdamwScalars{static_cast<float>(s[0]), static_cast<float>(s[1]), static_cast<float>(s[2]),
-                     static_cast<float>(s[3]), static_cast<float>(s[4]), static_cast<float>(s[5]),
-                     static_cast<float>(s[6]), static_cast<float>(s[7])};
   }
   size_t first = 0, second = 0;
   if (findOverlap(std::move(spans), &first, &second)) {
-    throw Napi::RangeError::New(
-        env, where(first / kArraysPerTensor, first % kArraysPerTensor) + " and " +
-                 where(second / kArraysPerTensor, second % kArraysPerTensor) +
-                 " overlap in memory");
+    throw Napi::RangeError::New(env, where(first) + " and " + where(second) + " overlap in memory");
   }
-  return jobs;
+
+  auto* handle = new PlanHandle{std::make_unique<Plan>(op, std::move(list)), {}};
+  handle->references.reserve(values.size());
+  for (const Napi::Value& value : values) {
+    if (!value.IsNull()) handle->references.push_back(Napi::Persistent(value.As<Napi::Object>()));
+  }
+  // A plain object wrapping the plan, not an External: node frees a wrapped object's bookkeeping
+  // at exit, but leaks an External's when the External is still alive then (LeakSanitizer reports
+  // it in scripts/leak-check.js).
+  Napi::Object object = Napi::Object::New(env);
+  const napi_status status = napi_wrap(
+      env, object, handle,
+      [](napi_env, void* data, void*) { delete static_cast<PlanHandle*>(data); }, nullptr, nullptr);
+  if (status != napi_ok) {
+    delete handle;
+    NAPI_THROW_IF_FAILED(env, status, Napi::Value());
+  }
+  NAPI_THROW_IF_FAILED(env, napi_type_tag_object(env, object, &kPlanTag), Napi::Value());
+  return object;
 }
 
+// A typed array's data and length, with one N-API call; throws a TypeError naming `what`.
+template <class T>
+T* typedArrayData(napi_env env, napi_value value, napi_typedarray_type type, const char* what,
+                  size_t* length) {
+  napi_typedarray_type actual = napi_int8_array;
+  void* data = nullptr;
+  // napi_get_typedarray_info fails (napi_invalid_arg, no exception) on anything but a typed array.
+  if (napi_get_typedarray_info(env, value, &actual, length, &data, nullptr, nullptr) != napi_ok ||
+      actual != type) {
+    throw Napi::TypeError::New(env, std::string("runPlan(): ") + what);
+  }
+  return static_cast<T*>(data);
+}
+
+// Everything runPlan and runPlanAsync read, checked.
+struct RunArguments {
+  PlanHandle* handle;
+  PlanRun run;
+  unsigned threads;
+  bool fused;
+  TrainStepRequest request;
+};
+
+RunArguments readRun(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 5 || info.Length() > 6) {
+    throw Napi::TypeError::New(env,
+                               "runPlan(plan, scalars: Float64Array, flags: Uint32Array, "
+                               "tensorSet: Uint32Array, threads: number, control?: Float64Array)");
+  }
+  RunArguments args{};
+  bool isPlan = false;
+  napi_valuetype type = napi_undefined;
+  void* handle = nullptr;
+  if (napi_typeof(env, info[0], &type) != napi_ok || type != napi_object ||
+      napi_check_object_type_tag(env, info[0], &kPlanTag, &isPlan) != napi_ok || !isPlan ||
+      napi_unwrap(env, info[0], &handle) != napi_ok || handle == nullptr) {
+    throw Napi::TypeError::New(env, "runPlan(): plan must be a plan from createPlan()");
+  }
+  args.handle = static_cast<PlanHandle*>(handle);
+  args.run.scalars = typedArrayData<const double>(
+      env, info[1], napi_float64_array, "scalars must be a Float64Array", &args.run.scalarCount);
+  args.run.flags = typedArrayData<const uint32_t>(
+      env, info[2], napi_uint32_array, "flags must be a Uint32Array", &args.run.setCount);
+  args.run.tensorSet = typedArrayData<const uint32_t>(
+      env, info[3], napi_uint32_array, "tensorSet must be a Uint32Array", &args.run.tensorCount);
+  double threads = 0;
+  if (napi_get_value_double(env, info[4], &threads) != napi_ok) {
+    throw Napi::TypeError::New(env, "runPlan(): threads must be a number");
+  }
+  if (!(threads >= 1 && threads <= ThreadPool::kMaxThreads)) {
+    throw Napi::RangeError::New(
+        env, "runPlan(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
+  }
+  args.threads = static_cast<unsigned>(threads);
+  args.fused = info.Length() == 6 && !info[5].IsUndefined();
+  if (args.fused) {
+    size_t length = 0;
+    const double* control = typedArrayData<const double>(
+        env, info[5], napi_float64_array, "control must be a Float64Array of 8 elements", &length);
+    if (length != kControlLength) {
+      throw Napi::TypeError::New(env, "runPlan(): control must be a Float64Array of " +
+                                          std::to_string(kControlLength) + " elements");
+    }
+    const double maxNorm = control[kControlMaxNorm];
+    const double gradScale = control[kControlGradScale];
+    const double options = control[kControlOptions];
+    constexpr unsigned kAllOptions = kControlOptionMeasureNorm | kControlOptionSkipNonFinite;
+    if (!(maxNorm >= 0) || !(gradScale > 0 && std::isfinite(gradScale)) ||
+        !(options >= 0 && options <= kAllOptions && options == std::floor(options))) {
+      throw Napi::RangeError::New(
+          env, "runPlan(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0.." +
+                   std::to_string(kAllOptions));
+    }
+    const unsigned bits = static_cast<unsigned>(options);
+    args.request = TrainStepRequest{maxNorm, gradScale, (bits & kControlOptionMeasureNorm) != 0,
+                                    (bits & kControlOptionSkipNonFinite) != 0};
+  }
+  if (args.handle->plan->inFlight) {
+    throw Napi::Error::New(env, "runPlan(): this plan's asynchronous run has not settled yet");
+  }
+  const std::string problem = args.handle->plan->check(args.run);
+  if (!problem.empty()) throw Napi::RangeError::New(env, problem);
+  return args;
+}
+
+void writeControl(const Napi::Env& env, napi_value value, const TrainStepResult& result) {
+  size_t length = 0;
+  // An async run's caller could have detached the buffer meanwhile (lib/ does not).
+  double* control = typedArrayData<double>(env, value, napi_float64_array, "control", &length);
+  if (length != kControlLength) return;
+  control[kControlGradNorm] = result.gradNorm;
+  control[kControlGradFactor] = result.gradFactor;
+  control[kControlSkipped] = result.skipped ? 1 : 0;
+  control[kControlClipped] = result.clipped ? 1 : 0;
+  control[kControlNonFiniteTensor] = static_cast<double>(result.nonFiniteTensor);
+}
+
+// runPlan(plan, scalars, flags, tensorSet, threads, control?): one step of every tensor.
+Napi::Value RunPlan(const Napi::CallbackInfo& info) {
+  const RunArguments args = readRun(info);
+  Plan& plan = *args.handle->plan;
+  plan.load(args.run);
+  const TrainStepResult result =
+      plan.run(activeIsa(), args.threads, args.fused ? &args.request : nullptr);
+  if (args.fused) writeControl(info.Env(), info[5], result);
+  return info.Env().Undefined();
+}
+
+// The same run on a libuv worker thread; the promise settles when it is done. It holds the plan
+// (and so every array) and control until then; the caller must not write, transfer or resize the
+// arrays meanwhile (lib/ rejects a second step, and runPlan refuses the plan).
+class RunWorker : public Napi::AsyncWorker {
+ public:
+  RunWorker(Napi::Env env, const RunArguments& args, Napi::Value plan, Napi::Value control)
+      : Napi::AsyncWorker(env, "simd-adamw:runPlanAsync"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        plan_(args.handle->plan.get()),
+        planReference_(Napi::Persistent(plan.As<Napi::Object>())),
+        isa_(&activeIsa()),
+        threads_(args.threads),
+        fused_(args.fused),
+        request_(args.request) {
+    if (fused_) control_ = Napi::Persistent(control.As<Napi::Object>());
+    plan_->load(args.run);  // copies the scalars, flags and set indices
+    plan_->inFlight = true;
+  }
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override { result_ = plan_->run(*isa_, threads_, fused_ ? &request_ : nullptr); }
+  void OnOK() override {
+    plan_->inFlight = false;
+    if (fused_) writeControl(Env(), control_.Value(), result_);
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& error) override {
+    plan_->inFlight = false;
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Plan* plan_;
+  Napi::ObjectReference planReference_;  // keeps the plan, and its array references, alive
+  const IsaInfo* isa_;  // chosen when the run is queued, as a synchronous run would
+  unsigned threads_;
+  bool fused_;
+  TrainStepRequest request_;
+  Napi::ObjectReference control_;
+  TrainStepResult result_{};
+};
+
+// runPlanAsync(same arguments): Promise<void>. Argument errors throw synchronously.
+Napi::Value RunPlanAsync(const Napi::CallbackInfo& info) {
+  const RunArguments args = readRun(info);
+  auto* worker =
+      new RunWorker(info.Env(), args, info[0], args.fused ? info[5] : info.Env().Undefined());
+  const Napi::Promise promise = worker->promise();
+  worker->Queue();  // the worker deletes itself after OnOK/OnError
+  return promise;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Everything else
+
 // findOverlap(arrays: Float32Array[]): [i, j] with i < j for two arrays that share a byte, or null.
-// lib/ uses it to name the culprits; step() runs the same check itself.
+// lib/ uses it to name the culprits; createPlan runs the same check itself.
 Napi::Value FindOverlap(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsArray()) {
     throw Napi::TypeError::New(env, "findOverlap(arrays: Float32Array[])");
   }
+  // Every element first, then the pointers: Get() can run JavaScript, which could detach a buffer.
   const Napi::Array arrays = info[0].As<Napi::Array>();
-  std::vector<Span> spans;
-  spans.reserve(arrays.Length());
+  std::vector<Napi::Value> values;
   for (uint32_t i = 0; i < arrays.Length(); ++i) {
+    Napi::Value value = arrays.Get(i);
+    if (!isFloat32Array(value)) {
+      throw Napi::TypeError::New(env, "Expected a Float32Array for array " + std::to_string(i));
+    }
+    values.push_back(value);
+  }
+  std::vector<Span> spans;
+  spans.reserve(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
     size_t length = 0;
     const float* data = float32Data(
-        env, arrays.Get(i), [i] { return "array " + std::to_string(i); }, &length);
+        env, values[i], [i] { return "array " + std::to_string(i); }, &length);
     spans.push_back(spanOf(data, length, i));
   }
   size_t first = 0, second = 0;
@@ -197,134 +404,6 @@ Napi::Value FindOverlap(const Napi::CallbackInfo& info) {
   pair.Set(0u, Napi::Number::New(env, static_cast<double>(first)));
   pair.Set(1u, Napi::Number::New(env, static_cast<double>(second)));
   return pair;
-}
-
-// The fused step's `control` argument (native/train-step.h): a Float64Array that lib/ fills with
-// the request and the step fills with its result. binding.d.ts documents the same layout.
-enum ControlIndex : size_t {
-  kControlMaxNorm,          // in: clip to this norm, or +Inf
-  kControlGradScale,        // in: finite, > 0
-  kControlOptions,          // in: bit 0 measure the norm, bit 1 skip on a non-finite gradient
-  kControlGradNorm,         // out: norm of the unscaled gradients, NaN if not measured
-  kControlGradFactor,       // out: what each gradient was multiplied by
-  kControlSkipped,          // out: 1 if nothing changed
-  kControlClipped,          // out: 1 if clipped
-  kControlNonFiniteTensor,  // out: first tensor with a NaN/Inf gradient, or -1
-  kControlLength,
-};
-
-bool hasControl(const Napi::CallbackInfo& info) {
-  return info.Length() > 4 && !info[4].IsUndefined();
-}
-
-// Reads and checks the request; touches nothing.
-TrainStepRequest readControl(const Napi::Env& env, const Napi::Value& value) {
-  if (!value.IsTypedArray() ||
-      value.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      value.As<Napi::Float64Array>().ElementLength() != kControlLength) {
-    throw Napi::TypeError::New(env, "step(): control must be a Float64Array of " +
-                                        std::to_string(kControlLength) + " elements");
-  }
-  const Napi::Float64Array control = value.As<Napi::Float64Array>();
-  const double maxNorm = control[kControlMaxNorm];
-  const double gradScale = control[kControlGradScale];
-  const double options = control[kControlOptions];
-  if (!(maxNorm >= 0) || !(gradScale > 0 && std::isfinite(gradScale)) ||
-      !(options == 0 || options == 1 || options == 2 || options == 3)) {
-    throw Napi::RangeError::New(
-        env, "step(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0..3");
-  }
-  const unsigned bits = static_cast<unsigned>(options);
-  return TrainStepRequest{maxNorm, gradScale, (bits & 1u) != 0, (bits & 2u) != 0};
-}
-
-void writeControl(const Napi::Value& value, const TrainStepResult& result) {
-  Napi::Float64Array control = value.As<Napi::Float64Array>();
-  // An async step's caller could have detached the buffer meanwhile (lib/ does not).
-  if (control.ElementLength() != kControlLength) return;
-  control[kControlGradNorm] = result.gradNorm;
-  control[kControlGradFactor] = result.gradFactor;
-  control[kControlSkipped] = result.skipped ? 1 : 0;
-  control[kControlClipped] = result.clipped ? 1 : 0;
-  control[kControlNonFiniteTensor] = static_cast<double>(result.nonFiniteTensor);
-}
-
-// step(arrays, scalars, flags, threads, control?): one Adam/AdamW step over every tensor, in one
-// call; with `control`, the fused step of train-step.h.
-Napi::Value Step(const Napi::CallbackInfo& info) {
-  unsigned threads = 1;
-  std::vector<StepJob> jobs = gatherJobs(info, &threads, nullptr);
-  if (hasControl(info)) {
-    const TrainStepRequest request = readControl(info.Env(), info[4]);
-    writeControl(info[4], runTrainStep(jobs, activeIsa(), threads, request));
-  } else {
-    runStep(jobs, activeIsa().kernel, threads);
-  }
-  return info.Env().Undefined();
-}
-
-// The same step on a libuv worker thread; the promise settles when it is done. It holds a
-// reference to every array so they stay alive even if the caller drops them; the caller must not
-// write, transfer or resize them until the promise settles (lib/ rejects a second step meanwhile).
-// With `control`, the fused step runs here too, and its result is written to `control` on the
-// JavaScript thread before the promise resolves.
-class StepWorker : public Napi::AsyncWorker {
- public:
-  StepWorker(Napi::Env env, std::vector<StepJob> jobs, unsigned threads,
-             std::vector<Napi::ObjectReference> references, const TrainStepRequest* request,
-             Napi::Value control)
-      : Napi::AsyncWorker(env, "simd-adamw:stepAsync"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        jobs_(std::move(jobs)),
-        threads_(threads),
-        isa_(&activeIsa()),
-        references_(std::move(references)),
-        fused_(request != nullptr),
-        request_(request != nullptr ? *request : TrainStepRequest{}) {
-    if (fused_) control_ = Napi::Persistent(control.As<Napi::Object>());
-  }
-
-  Napi::Promise promise() const { return deferred_.Promise(); }
-
-  void Execute() override {
-    if (fused_) {
-      result_ = runTrainStep(jobs_, *isa_, threads_, request_);
-    } else {
-      runStep(jobs_, isa_->kernel, threads_);
-    }
-  }
-  void OnOK() override {
-    if (fused_) writeControl(control_.Value(), result_);
-    deferred_.Resolve(Env().Undefined());
-  }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::vector<StepJob> jobs_;
-  unsigned threads_;
-  const IsaInfo* isa_;  // chosen when the step is queued, as a synchronous step would
-  std::vector<Napi::ObjectReference> references_;
-  bool fused_;
-  TrainStepRequest request_;
-  Napi::ObjectReference control_;
-  TrainStepResult result_{};
-};
-
-// stepAsync(arrays, scalars, flags, threads, control?): Promise<void>. Argument errors throw
-// synchronously.
-Napi::Value StepAsync(const Napi::CallbackInfo& info) {
-  unsigned threads = 1;
-  std::vector<Napi::ObjectReference> references;
-  std::vector<StepJob> jobs = gatherJobs(info, &threads, &references);
-  const bool fused = hasControl(info);
-  const TrainStepRequest request = fused ? readControl(info.Env(), info[4]) : TrainStepRequest{};
-  auto* worker =
-      new StepWorker(info.Env(), std::move(jobs), threads, std::move(references),
-                     fused ? &request : nullptr, fused ? info[4] : info.Env().Undefined());
-  const Napi::Promise promise = worker->promise();
-  worker->Queue();  // the worker deletes itself after OnOK/OnError
-  return promise;
 }
 
 // gradNorm(grads: Float32Array[], threads): the L2 norm of all of them, from the canonical sum of
@@ -342,7 +421,14 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   // Every element first, then the pointers: Get() can run JavaScript, which could detach a buffer.
   const Napi::Array arrays = info[0].As<Napi::Array>();
   std::vector<Napi::Value> values;
-  for (uint32_t i = 0; i < arrays.Length(); ++i) values.push_back(arrays.Get(i));
+  for (uint32_t i = 0; i < arrays.Length(); ++i) {
+    Napi::Value value = arrays.Get(i);
+    if (!isFloat32Array(value)) {
+      throw Napi::TypeError::New(env,
+                                 "Expected a Float32Array for grads[" + std::to_string(i) + "]");
+    }
+    values.push_back(value);
+  }
   std::vector<FloatSpan> grads;
   grads.reserve(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
@@ -351,38 +437,28 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
         env, values[i], [i] { return "grads[" + std::to_string(i) + "]"; }, &length);
     grads.push_back(FloatSpan{data, length});
   }
-  const double sumSquares =
-      sumOfSquares(grads, activeIsa().sumSquares, static_cast<unsigned>(requestedThreads), nullptr);
+  const double sumSquares = sumOfSquares(grads, activeIsa().kernels->sumSquares,
+                                         static_cast<unsigned>(requestedThreads), nullptr);
   return Napi::Number::New(env, std::sqrt(sumSquares));
 }
 
-Napi::Value ThreadsFor(const Napi::CallbackInfo& info) {
-  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), "threadsFor(elements: number, threads: number)");
-  }
-  const double elements = info[0].As<Napi::Number>().DoubleValue();
-  const double threads = info[1].As<Napi::Number>().DoubleValue();
-  if (!(elements >= 0) || !(threads >= 1 && threads <= ThreadPool::kMaxThreads)) {
-    throw Napi::RangeError::New(info.Env(), "threadsFor(): elements >= 0, threads in [1, 256]");
-  }
-  return Napi::Number::New(
-      info.Env(), threadsFor(static_cast<size_t>(elements), static_cast<unsigned>(threads)));
-}
-
-Napi::Value NamesToArray(const Napi::Env& env, const std::vector<std::string>& names) {
-  Napi::Array array = Napi::Array::New(env, names.size());
-  for (size_t i = 0; i < names.size(); ++i) array.Set(static_cast<uint32_t>(i), names[i]);
+Napi::Array NamesToArray(const Napi::Env& env, const char* const* names, size_t count) {
+  Napi::Array array = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; ++i) array.Set(static_cast<uint32_t>(i), names[i]);
   return array;
 }
 
 Napi::Value CompiledIsas(const Napi::CallbackInfo& info) {
-  std::vector<std::string> names;
-  for (const IsaInfo& isa : compiledIsas()) names.emplace_back(isa.name);
-  return NamesToArray(info.Env(), names);
+  std::vector<const char*> names;
+  for (const IsaInfo& isa : compiledIsas()) names.push_back(isa.name);
+  return NamesToArray(info.Env(), names.data(), names.size());
 }
 
 Napi::Value AvailableIsas(const Napi::CallbackInfo& info) {
-  return NamesToArray(info.Env(), availableIsaNames());
+  const std::vector<std::string> available = availableIsaNames();
+  std::vector<const char*> names;
+  for (const std::string& name : available) names.push_back(name.c_str());
+  return NamesToArray(info.Env(), names.data(), names.size());
 }
 
 Napi::Value ActiveIsa(const Napi::CallbackInfo& info) {
@@ -397,21 +473,67 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), setActiveIsa(info[0].As<Napi::String>().Utf8Value()));
 }
 
+Napi::Object Frozen(const Napi::Env& env, Napi::Object object) {
+  NAPI_THROW_IF_FAILED(env, napi_object_freeze(env, object), object);
+  return object;
+}
+
+// native.ops: every op's layout (native/ops/op.h), from the ops' own declarations.
+Napi::Object OpsObject(const Napi::Env& env) {
+  Napi::Object ops = Napi::Object::New(env);
+  for (unsigned i = 0; i < kOpCount; ++i) {
+    const OpLayout& layout = opLayout(static_cast<OpId>(i));
+    const auto flagName = [&](uint32_t bit) {
+      for (size_t f = 0; f < layout.flagCount; ++f) {
+        if (layout.flags[f].bit == bit) return layout.flags[f].name;
+      }
+      return "";
+    };
+    Napi::Object op = Napi::Object::New(env);
+    op.Set("arrays", Frozen(env, NamesToArray(env, layout.arrays, layout.arrayCount)));
+    Napi::Object optional = Napi::Object::New(env);
+    for (size_t o = 0; o < layout.optionalCount; ++o) {
+      optional.Set(layout.arrays[layout.optionalArrays[o].array],
+                   flagName(layout.optionalArrays[o].flag));
+    }
+    op.Set("optionalArrays", Frozen(env, optional));
+    op.Set("scalars", Frozen(env, NamesToArray(env, layout.scalars, layout.scalarCount)));
+    Napi::Object flags = Napi::Object::New(env);
+    for (size_t f = 0; f < layout.flagCount; ++f) {
+      flags.Set(layout.flags[f].name, Napi::Number::New(env, layout.flags[f].bit));
+    }
+    op.Set("flags", Frozen(env, flags));
+    ops.Set(layout.name, Frozen(env, op));
+  }
+  return Frozen(env, ops);
+}
+
+// native.control: the control array's indices and option bits (native/control.h).
+Napi::Object ControlObject(const Napi::Env& env) {
+  Napi::Object control = Napi::Object::New(env);
+  const auto set = [&](std::string name, size_t value) {
+    name[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[0])));
+    control.Set(name, Napi::Number::New(env, static_cast<double>(value)));
+  };
+#define SIMD_ADAMW_CONTROL_EXPORT(name, value) set(#name, kControl##name);
+  SIMD_ADAMW_FOREACH_CONTROL(SIMD_ADAMW_CONTROL_EXPORT)
+#undef SIMD_ADAMW_CONTROL_EXPORT
+  return Frozen(env, control);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("step", Napi::Function::New(env, Step, "step"));
-  exports.Set("stepAsync", Napi::Function::New(env, StepAsync, "stepAsync"));
-  exports.Set("findOverlap", Napi::Function::New(env, FindOverlap, "findOverlap"));
-  exports.Set("gradNorm", Napi::Function::New(env, GradNorm, "gradNorm"));
-  exports.Set("CONTROL_LENGTH", Napi::Number::New(env, kControlLength));
-  exports.Set("threadsFor", Napi::Function::New(env, ThreadsFor, "threadsFor"));
+  exports.Set("ops", OpsObject(env));
+  exports.Set("control", ControlObject(env));
   exports.Set("MAX_THREADS", Napi::Number::New(env, ThreadPool::kMaxThreads));
+  exports.Set("createPlan", Napi::Function::New(env, CreatePlan, "createPlan"));
+  exports.Set("runPlan", Napi::Function::New(env, RunPlan, "runPlan"));
+  exports.Set("runPlanAsync", Napi::Function::New(env, RunPlanAsync, "runPlanAsync"));
+  exports.Set("gradNorm", Napi::Function::New(env, GradNorm, "gradNorm"));
+  exports.Set("findOverlap", Napi::Function::New(env, FindOverlap, "findOverlap"));
   exports.Set("compiledIsas", Napi::Function::New(env, CompiledIsas, "compiledIsas"));
   exports.Set("availableIsas", Napi::Function::New(env, AvailableIsas, "availableIsas"));
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
-  exports.Set("ARRAYS_PER_TENSOR", Napi::Number::New(env, kArraysPerTensor));
-  exports.Set("SCALARS_PER_TENSOR", Napi::Number::New(env, kScalarsPerTensor));
-  registerBenchExports(env, exports);
   return exports;
 }
 

@@ -1,4 +1,4 @@
-// CPU feature detection and the kernel table. See dispatch.h.
+// CPU feature detection and the kernel table, generated from the ISA and op lists. See dispatch.h.
 #include "dispatch.h"
 
 #include <atomic>
@@ -8,6 +8,13 @@
 #endif
 
 namespace simd_adamw {
+
+// Each ISA's table, defined by native/kernels/kernels.cc compiled for it.
+#define SIMD_ADAMW_ISA_DECLARE(id, name, arch, flags, supported) \
+  SIMD_ADAMW_IF_##arch(extern const IsaKernels kIsaKernels_##id;)
+SIMD_ADAMW_FOREACH_ISA(SIMD_ADAMW_ISA_DECLARE)
+#undef SIMD_ADAMW_ISA_DECLARE
+
 namespace {
 
 #if defined(SIMD_ADAMW_X86_64)
@@ -42,6 +49,12 @@ bool cpuHasAvx512f() {
 
 bool always() { return true; }
 
+constexpr OpLayout kOpLayouts[] = {
+#define SIMD_ADAMW_OP_LAYOUT(id, descriptor) layoutOf<descriptor>(),
+    SIMD_ADAMW_FOREACH_OP(SIMD_ADAMW_OP_LAYOUT)
+#undef SIMD_ADAMW_OP_LAYOUT
+};
+
 // One pointer, so a reader never sees the name of one kernel with the function of another.
 std::atomic<const IsaInfo*> gActive{nullptr};
 
@@ -56,15 +69,10 @@ const IsaInfo& bestAvailable() {
 
 const std::vector<IsaInfo>& compiledIsas() {
   static const std::vector<IsaInfo> table = {
-#if defined(SIMD_ADAMW_X86_64)
-    {"avx512", adamwAvx512f, sumSquaresAvx512f, cpuHasAvx512f},
-    {"avx2", adamwAvx2, sumSquaresAvx2, cpuHasAvx2},
-    {"sse2", adamwSse2, sumSquaresSse2, always},  // part of the x86-64 baseline
-#endif
-#if defined(SIMD_ADAMW_AARCH64)
-    {"neon", adamwNeon, sumSquaresNeon, always},  // part of the AArch64 baseline
-#endif
-    {"scalar", adamwScalar, sumSquaresScalar, always},
+#define SIMD_ADAMW_ISA_ROW(id, name, arch, flags, supported) \
+  SIMD_ADAMW_IF_##arch({name, &kIsaKernels_##id, supported}, )
+      SIMD_ADAMW_FOREACH_ISA(SIMD_ADAMW_ISA_ROW)
+#undef SIMD_ADAMW_ISA_ROW
   };
   return table;
 }
@@ -96,5 +104,7 @@ bool setActiveIsa(const std::string& name) {
   }
   return false;
 }
+
+const OpLayout& opLayout(OpId op) { return kOpLayouts[op]; }
 
 }  // namespace simd_adamw

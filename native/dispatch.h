@@ -1,35 +1,45 @@
-// Runtime choice of the kernels (the AdamW update and the gradient norm's sum of squares, always of
-// one ISA): which instruction sets this binary has, which this CPU (and its OS) can run, and which
-// one is in use. Picked once at load (best available), changeable by name for tests and benchmarks.
-// Adding an ISA is its two kernel files plus one row in dispatch.cc.
+// Runtime choice of the kernels (every op and the gradient norm's sum of squares, always of one
+// ISA): which instruction sets this binary has, which this CPU (and its OS) can run, and which one
+// is in use. Picked once at load (best available), changeable by name for tests and benchmarks.
+// The table is generated from native/simd/isa-list.h and native/ops/op-list.h.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "adamw.h"
-#include "grad-norm.h"
+#include "ops/op-list.h"
+#include "ops/op.h"
+#include "ops/sum-squares.h"
+#include "simd/isa-list.h"
 
 namespace simd_adamw {
 
-struct IsaInfo {
-  const char* name;  // the public name: "avx512", "avx2", "sse2", "neon", "scalar"
-  AdamwKernel kernel;
-  SumSquaresKernel sumSquares;  // one block of the gradient norm (grad-norm.h)
-  bool (*supported)();          // true when this CPU and OS can run the kernel
+// One ISA's kernels, defined by native/kernels/kernels.cc compiled for that ISA.
+struct IsaKernels {
+  ElementwiseKernel ops[kOpCount];  // indexed by OpId
+  SumSquaresKernel sumSquares;      // the gradient norm's block sums
 };
 
-// Every kernel compiled into this binary, best first.
+struct IsaInfo {
+  const char* name;  // the public name: "avx512", "avx2", "sse2", "neon", "scalar"
+  const IsaKernels* kernels;
+  bool (*supported)();  // true when this CPU and OS can run the kernels
+};
+
+// Every ISA compiled into this binary, best first (the last is always scalar).
 const std::vector<IsaInfo>& compiledIsas();
 
-// The names of the compiled kernels this machine can run, best first.
+// The names of the compiled ISAs this machine can run, best first.
 std::vector<std::string> availableIsaNames();
 
-// The kernel in use. Starts as the best available one.
+// The ISA in use. Starts as the best available one.
 const IsaInfo& activeIsa();
 
-// Switches to the named kernel. Returns false (and changes nothing) if the name is unknown or the
-// CPU cannot run it.
+// Switches to the named ISA. Returns false (and changes nothing) if the name is unknown or the CPU
+// cannot run it.
 bool setActiveIsa(const std::string& name);
+
+// Every op's layout, indexed by OpId (what native.ops exports).
+const OpLayout& opLayout(OpId op);
 
 }  // namespace simd_adamw

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "step.h"
+#include "runner.h"
 #include "thread-pool.h"
 
 namespace simd_adamw {
@@ -31,7 +31,7 @@ double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel
   const size_t blockCount = firstBlock.back();
   std::vector<double> blockSums(blockCount);
 
-  // The same thread count and parts per thread as a step of this many elements (native/step.cc).
+  // The same thread count and parts as a step of this many elements (native/runner.h).
   const unsigned used = threadsFor(totalElements, threads);
   const unsigned parts = partsFor(used);
   ThreadPool::instance().run(parts, used, [&](unsigned part) {

@@ -1,6 +1,7 @@
-// The global gradient norm's reduction: the sum of squares of float32 gradients, accumulated in
-// double precision in one canonical order, so that every ISA and every thread count gives the same
-// bits (clipping decides from it, and a norm that changed with the machine would change training).
+// The global gradient norm's reduction (its per-ISA block sums are native/ops/sum-squares.h): the
+// sum of squares of float32 gradients, accumulated in double precision in one canonical order, so
+// that every ISA and every thread count gives the same bits (clipping decides from it, and a norm
+// that changed with the machine would change training).
 //
 // The canonical order, independent of vector width and threads:
 //   - each tensor is cut into blocks of kSumSquaresBlock elements, counted from its first element
@@ -21,27 +22,9 @@
 #include <cstddef>
 #include <vector>
 
+#include "ops/sum-squares.h"
+
 namespace simd_adamw {
-
-constexpr size_t kSumSquaresBlock = 4096;
-constexpr size_t kSumSquaresPartials = 16;
-
-// Writes the sum of squares of each block of data[0, length) to sums[0, ceil(length /
-// kSumSquaresBlock)), each in the canonical order of one block; every block is full but the last.
-// `data` is the start of a block of its tensor. A NaN sum may have any NaN bits; sumOfSquares
-// canonicalizes it.
-using SumSquaresKernel = void (*)(const float* data, size_t length, double* sums);
-
-// One kernel per instruction set, each defined in native/kernels/grad-norm-<isa>.cc.
-void sumSquaresScalar(const float* data, size_t length, double* sums);
-#if defined(SIMD_ADAMW_X86_64)
-void sumSquaresSse2(const float* data, size_t length, double* sums);
-void sumSquaresAvx2(const float* data, size_t length, double* sums);
-void sumSquaresAvx512f(const float* data, size_t length, double* sums);
-#endif
-#if defined(SIMD_ADAMW_AARCH64)
-void sumSquaresNeon(const float* data, size_t length, double* sums);
-#endif
 
 // A read-only run of floats: one tensor's gradient.
 struct FloatSpan {

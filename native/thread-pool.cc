@@ -47,8 +47,7 @@ void ThreadPool::ensureWorkers(unsigned count) {
   }
 }
 
-void ThreadPool::runParts(uint64_t generation, const std::function<void(unsigned)>& part,
-                          unsigned parts) {
+void ThreadPool::runParts(uint64_t generation, const PartFn& part, unsigned parts) {
   const uint64_t tag = generation & 0xffffffffu;
   uint64_t claim = claim_.load(std::memory_order_acquire);
   for (;;) {
@@ -60,7 +59,7 @@ void ThreadPool::runParts(uint64_t generation, const std::function<void(unsigned
   }
 }
 
-void ThreadPool::run(unsigned parts, unsigned threads, const std::function<void(unsigned)>& part) {
+void ThreadPool::run(unsigned parts, unsigned threads, PartFn part) {
   std::unique_lock<std::mutex> runLock(runMutex_, std::defer_lock);
   if (parts <= 1 || threads <= 1 || !runLock.try_lock()) {
     for (unsigned i = 0; i < parts; ++i) part(i);
@@ -104,7 +103,7 @@ void ThreadPool::workerLoop(uint64_t seen) {
       if (generation_.load(std::memory_order_acquire) != seen) break;
       cpuRelax();
     }
-    const std::function<void(unsigned)>* task = nullptr;
+    const PartFn* task = nullptr;
     unsigned parts = 0;
     unsigned wanted = 0;
     {

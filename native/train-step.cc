@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "grad-norm.h"
 
@@ -14,20 +15,20 @@ constexpr double kClipEpsilon = 1e-6;
 
 }  // namespace
 
-TrainStepResult runTrainStep(std::vector<StepJob>& jobs, const IsaInfo& isa, unsigned threads,
-                             const TrainStepRequest& request) {
+TrainStepResult decideTrainStep(const JobList& list, SumSquaresKernel sumSquares, unsigned threads,
+                                const TrainStepRequest& request) {
   TrainStepResult result{std::numeric_limits<double>::quiet_NaN(), 1.0f, false, false, -1};
   const bool clip = request.maxNorm < std::numeric_limits<double>::infinity();
   double factor = 1.0 / request.gradScale;
 
   if (request.measureNorm || request.skipNonFinite || clip) {
     std::vector<FloatSpan> grads;
-    grads.reserve(jobs.size());
-    for (const StepJob& job : jobs) grads.push_back(FloatSpan{job.tensor.grad, job.tensor.length});
+    grads.reserve(list.jobs.size());
+    for (const Job& job : list.jobs) grads.push_back(FloatSpan{job.arrays[1], job.length});
     std::vector<double> perTensor;
-    const double sumSquares = sumOfSquares(grads, isa.sumSquares, threads, &perTensor);
-    result.gradNorm = std::sqrt(sumSquares) / request.gradScale;
-    if (!std::isfinite(sumSquares)) {
+    const double sum = sumOfSquares(grads, sumSquares, threads, &perTensor);
+    result.gradNorm = std::sqrt(sum) / request.gradScale;
+    if (!std::isfinite(sum)) {
       for (size_t k = 0; k < perTensor.size() && result.nonFiniteTensor < 0; ++k) {
         if (!std::isfinite(perTensor[k])) result.nonFiniteTensor = static_cast<int64_t>(k);
       }
@@ -45,16 +46,7 @@ TrainStepResult runTrainStep(std::vector<StepJob>& jobs, const IsaInfo& isa, uns
       }
     }
   }
-
   result.gradFactor = static_cast<float>(factor);
-  // A factor of exactly 1 leaves the plain kernel, bit for bit the unfused step.
-  if (!(result.gradFactor == 1.0f)) {
-    for (StepJob& job : jobs) {
-      job.flags |= kAdamwScaleGrad;
-      job.scalars.gradFactor = result.gradFactor;
-    }
-  }
-  runStep(jobs, isa.kernel, threads);
   return result;
 }
 

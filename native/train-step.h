@@ -1,19 +1,18 @@
 // The fused training step: the global gradient norm, the non-finite skip, clipping and loss-scale
-// unscaling around one Adam/AdamW step, decided natively so that the whole sequence is one call
-// (and one asynchronous job for stepAsync). Clipping and unscaling are a single factor the step
-// applies while it reads each gradient (kAdamwScaleGrad): no pass over the gradients of their own,
+// unscaling around one step of an op, decided natively so that the whole sequence is one call (and
+// one asynchronous job for runPlanAsync). Clipping and unscaling are a single factor the op applies
+// while it reads each gradient (the op's scaleGrad flag): no pass over the gradients of their own,
 // and no write to them.
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
-#include "dispatch.h"
-#include "step.h"
+#include "ops/sum-squares.h"
+#include "runner.h"
 
 namespace simd_adamw {
 
-// What the caller asks for. lib/ validated every value.
+// What the caller asks for (read from control, native/control.h). lib/ validated every value.
 struct TrainStepRequest {
   // torch.nn.utils.clip_grad_norm_(max_norm, norm_type=2): when the norm of the unscaled gradients
   // exceeds it, they are multiplied by maxNorm / (norm + 1e-6). +Inf: no clipping.
@@ -29,7 +28,7 @@ struct TrainStepRequest {
 struct TrainStepResult {
   // L2 norm of the unscaled gradients, sqrt(sum of squares) / gradScale; NaN if not measured.
   double gradNorm;
-  // What each gradient was multiplied by, as the kernel saw it (float32; 1 when not applied).
+  // What each gradient is multiplied by, as the kernel sees it (float32; 1 when not applied).
   float gradFactor;
   bool skipped;
   bool clipped;
@@ -37,8 +36,9 @@ struct TrainStepResult {
   int64_t nonFiniteTensor;
 };
 
-// Runs the request over `jobs` (whose flags and gradFactor it sets) with the kernels of `isa`, on
-// up to `threads` threads.
+// Measures what `request` needs over the 'grad' arrays (arrays[1]) of `list`'s jobs, with
+// `sumSquares` on up to `threads` threads, and decides: skip, or run with gradFactor (1 means the
+// plain kernel, bit for bit the unfused step).
 //
 // The clip coefficient and the gradient factor are computed in double and the factor is rounded
 // to float32 once: gradFactor = float(clipCoef / gradScale). torch instead multiplies the stored
@@ -47,7 +47,7 @@ struct TrainStepResult {
 // float32 ulp of g otherwise. As in torch (clip_grad_norm_ with error_if_nonfinite=False, whose
 // clamp(max=1) keeps a NaN), a non-finite norm without skipNonFinite still clips: a NaN norm makes
 // every gradient NaN, an infinite one multiplies them by 0.
-TrainStepResult runTrainStep(std::vector<StepJob>& jobs, const IsaInfo& isa, unsigned threads,
-                             const TrainStepRequest& request);
+TrainStepResult decideTrainStep(const JobList& list, SumSquaresKernel sumSquares, unsigned threads,
+                                const TrainStepRequest& request);
 
 }  // namespace simd_adamw

@@ -23,8 +23,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-NATIVE="$ROOT/native"
-CORPUS="$NATIVE/tests/corpus/fuzz-kernels"
+CORPUS="$ROOT/native/tests/corpus/fuzz-kernels"
 OUT="$ROOT/build-fuzz"
 mkdir -p "$OUT/corpus"
 
@@ -45,52 +44,29 @@ if [[ $# -gt 0 ]]; then
   seconds="$1"
 fi
 
-# The shipped kernel flags (CMakeLists.txt) plus the sanitizers. The harness itself needs no -O3.
-FLAGS=(-std=c++17 -Wall -Wextra -Wpedantic -Werror -ffp-contract=off -fno-math-errno -g
-  -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-case "$(uname -m)" in
-  x86_64 | amd64)
-    ARCH=SIMD_ADAMW_X86_64
-    KERNELS=(adamw-scalar.cc adamw-sse2.cc adamw-avx2.cc:-mavx2 adamw-avx512f.cc:-mavx512f
-      grad-norm-scalar.cc grad-norm-sse2.cc grad-norm-avx2.cc:-mavx2 grad-norm-avx512f.cc:-mavx512f)
-    ;;
-  aarch64 | arm64)
-    ARCH=SIMD_ADAMW_AARCH64
-    KERNELS=(adamw-scalar.cc adamw-neon.cc grad-norm-scalar.cc grad-norm-neon.cc)
-    ;;
-  *)
-    ARCH=SIMD_ADAMW_OTHER
-    KERNELS=(adamw-scalar.cc grad-norm-scalar.cc)
-    ;;
-esac
+# The kernels are built as they ship (CMakeLists.txt: every ISA of native/simd/isa-list.h for this
+# architecture, the addon's flags), plus the sanitizers, through CMake's SIMD_ADAMW_NATIVE_TESTS.
+SANITIZE_FLAGS="-g -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+generator=()
+command -v ninja > /dev/null && generator=(-G Ninja)
 
-# build <compiler> <output> <sanitizers for the kernels> <sanitizers for the harness> [defines...]
-# Compiles the kernels, dispatch and the harness in parallel, then links.
+# build <compiler> <output> <sanitizers> [cmake arguments...]: configures build-fuzz/<name>.build
+# and builds the fuzz-kernels target, then puts the program at <output>.
 build() {
-  local cxx="$1" output="$2" kernel_sanitize="$3" harness_sanitize="$4"
-  shift 4
-  local defines=("$@") objects=() pids=() spec kernel isa_flag
-  for spec in "${KERNELS[@]}"; do
-    kernel="${spec%%:*}"
-    isa_flag=()
-    [[ "$spec" == *:* ]] && isa_flag=("${spec#*:}")
-    objects+=("$output.$kernel.o")
-    "$cxx" "${FLAGS[@]}" -O3 "$kernel_sanitize" "${isa_flag[@]}" "-D$ARCH" \
-      -c "$NATIVE/kernels/$kernel" -o "${objects[-1]}" &
-    pids+=($!)
-  done
-  objects+=("$output.dispatch.o")
-  "$cxx" "${FLAGS[@]}" -O3 "$kernel_sanitize" "-D$ARCH" -c "$NATIVE/dispatch.cc" \
-    -o "${objects[-1]}" &
-  pids+=($!)
-  objects+=("$output.fuzz-kernels.o")
-  "$cxx" "${FLAGS[@]}" -O1 "$harness_sanitize" "-D$ARCH" "${defines[@]}" \
-    -c "$NATIVE/tests/fuzz-kernels.cc" -o "${objects[-1]}" &
-  pids+=($!)
-  local pid failed=0
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  ((failed == 0)) || return 1
-  "$cxx" "$harness_sanitize" "${objects[@]}" -o "$output"
+  local cxx="$1" output="$2" sanitize="$3"
+  shift 3
+  local dir="$output.build"
+  cmake -S "$ROOT" -B "$dir" "${generator[@]}" -DCMAKE_CXX_COMPILER="$cxx" \
+    -DCMAKE_CXX_FLAGS="$sanitize $SANITIZE_FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$sanitize" \
+    -DSIMD_ADAMW_NATIVE_TESTS=ON -DSIMD_ADAMW_WERROR=ON "$@" > "$dir.configure.log" || {
+    cat "$dir.configure.log"
+    return 1
+  }
+  cmake --build "$dir" --target fuzz-kernels -j "$(nproc 2> /dev/null || echo 2)" > "$dir.log" || {
+    cat "$dir.log"
+    return 1
+  }
+  cp "$dir/fuzz-kernels" "$output"
 }
 
 find_clang() {
@@ -131,7 +107,7 @@ sanitize=-fsanitize=address,undefined
 if [[ "$engine" == driver ]]; then
   cxx="${CXX:-g++}"
   echo "== building the fuzz driver with $("$cxx" --version | head -n 1) ($sanitize)"
-  build "$cxx" "$OUT/fuzz-kernels-driver" "$sanitize" "$sanitize"
+  build "$cxx" "$OUT/fuzz-kernels-driver" "$sanitize"
   export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1"
   if [[ "$mode" == ci ]]; then
     # Fixed seed and run count: the same inputs on every CI run.
@@ -149,7 +125,7 @@ fi
 
 echo "== building the libFuzzer target with $("$clang" --version | head -n 1)"
 build "$clang" "$OUT/fuzz-kernels" "-fsanitize=fuzzer-no-link,address,undefined" \
-  "-fsanitize=fuzzer,address,undefined" -DSIMD_ADAMW_LIBFUZZER
+  -DSIMD_ADAMW_LIBFUZZER=ON
 export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1"
 echo "== fuzzing for ${seconds}s with libFuzzer (new inputs go to build-fuzz/corpus/)"
 "$OUT/fuzz-kernels" -max_total_time="$seconds" -max_len=256 -timeout=60 -rss_limit_mb=4096 \

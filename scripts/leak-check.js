@@ -3,7 +3,8 @@
 
 /**
  * Drives every entry point of the native addon (every kernel, every flag combination, 1 and 2
- * threads, step and stepAsync, every error path of the binding and of the API) in a plain node
+ * threads, createPlan/runPlan/runPlanAsync with and without the fused control, every error path of
+ * the binding and of the API) in a plain node
  * process, so that LeakSanitizer can check at exit that the addon freed everything it allocated.
  * scripts/test-sanitize.sh runs it under the ASan build with detect_leaks=1; see there why this is
  * not done inside jest. It ends by letting the event loop drain (never process.exit): node frees
@@ -26,8 +27,8 @@ function fail(message) {
   throw new LeakCheckError(`leak-check: ${message}`);
 }
 
-const { AdamW, Adam, adamwStep, adamwStepAsync, backend } = require(path.join(ROOT, 'dist/lib'));
-const { native } = require(path.join(ROOT, 'dist/lib/native'));
+const { AdamW, Adam, adamwStep, adamwStepAsync } = require(path.join(ROOT, 'dist/lib'));
+const { native } = require(path.join(ROOT, 'dist/lib/core/native'));
 
 function checkSetup() {
   const wanted = process.env.SIMD_ADAMW_NATIVE;
@@ -92,58 +93,103 @@ function tensorArrays(length, amsgrad) {
   ];
 }
 
+// A control array asking for the norm, clipping to maxNorm and skipping non-finite steps.
+function control(maxNorm, options) {
+  const array = new Float64Array(native.control.length);
+  array[native.control.maxNorm] = maxNorm;
+  array[native.control.gradScale] = 1;
+  array[native.control.options] = options;
+  return array;
+}
+
 async function main() {
   checkSetup();
-  // The kernels, through the binding: every ISA, every flag combination, lengths around the vector
-  // widths and one long enough to be split across threads, several tensors per call, synchronous
-  // and asynchronous, on 1 and 2 threads.
-  for (const isa of backend.available) {
-    backend.setIsa(isa);
+  const { amsgrad: AMSGRAD } = native.ops.adamw.flags;
+  const perTensor = native.ops.adamw.arrays.length;
+  // The kernels, through plans: every ISA, every flag combination, lengths around the vector
+  // widths and one long enough to be split across threads, several tensors per plan, synchronous
+  // and asynchronous, fused and not, on 1 and 2 threads; plans created and dropped each time.
+  const options = native.control.optionMeasureNorm | native.control.optionSkipNonFinite;
+  for (const isa of native.availableIsas()) {
+    native.setIsa(isa);
     for (let flags = 0; flags < 8; flags++) {
-      const amsgrad = (flags & 1) !== 0;
+      const amsgrad = (flags & AMSGRAD) !== 0;
       const lengths = [0, 1, 3, 15, 16, 17, 33, 1000, 40000];
       const arrays = lengths.flatMap((length) => tensorArrays(length, amsgrad));
-      const scalars = new Float64Array(lengths.flatMap(() => SCALARS));
-      const flagArray = new Uint32Array(lengths.map(() => flags));
+      const plan = native.createPlan('adamw', arrays);
+      const scalars = new Float64Array(SCALARS);
+      const flagArray = new Uint32Array([flags]);
+      const tensorSet = new Uint32Array(lengths.length);
       for (let repeat = 0; repeat < 10; repeat++) {
-        native.step(arrays, scalars, flagArray, 1 + (repeat % 2));
-        await native.stepAsync(arrays, scalars, flagArray, 1 + (repeat % 2));
-        calls += 2;
+        const threads = 1 + (repeat % 2);
+        native.runPlan(plan, scalars, flagArray, tensorSet, threads);
+        await native.runPlanAsync(plan, scalars, flagArray, tensorSet, threads);
+        native.runPlan(plan, scalars, flagArray, tensorSet, threads, control(1e-3, options));
+        await native.runPlanAsync(plan, scalars, flagArray, tensorSet, threads, control(1, 1));
+        calls += 4;
       }
+      native.gradNorm(
+        arrays.filter((_, i) => i % perTensor === 1),
+        2,
+      );
     }
   }
-  backend.setIsa(backend.available[0]);
+  native.setIsa(native.availableIsas()[0]);
 
   // Every error path of the binding (lib/ never sends these; a direct caller could).
   const good = tensorArrays(8, false);
+  const goodPlan = native.createPlan('adamw', good);
   const goodScalars = new Float64Array(SCALARS);
   const goodFlags = new Uint32Array([0]);
+  const goodSet = new Uint32Array(1);
   const shared = new Float32Array(16);
   for (let repeat = 0; repeat < 50; repeat++) {
-    expectThrow('no arguments', () => native.step());
-    expectThrow('no threads', () => native.step(good, goodScalars, goodFlags));
-    expectThrow('threads 0', () => native.step(good, goodScalars, goodFlags, 0));
-    expectThrow('async count mismatch', () =>
-      native.stepAsync(good, goodScalars, new Uint32Array(2), 1),
+    expectThrow('createPlan no arguments', () => native.createPlan());
+    expectThrow('createPlan unknown op', () => native.createPlan('sgd', good));
+    expectThrow('createPlan not an array', () => native.createPlan('adamw', {}));
+    expectThrow('createPlan count', () => native.createPlan('adamw', good.slice(0, 4)));
+    expectThrow('createPlan not a Float32Array', () =>
+      native.createPlan('adamw', [...good.slice(0, 4), new Float64Array(8)]),
     );
-    expectThrow('arrays not an array', () => native.step({}, goodScalars, goodFlags, 1));
-    expectThrow('scalars not typed', () => native.step(good, [1], goodFlags, 1));
-    expectThrow('scalars Float32Array', () => native.step(good, new Float32Array(8), goodFlags, 1));
-    expectThrow('flags Int32Array', () => native.step(good, goodScalars, new Int32Array(1), 1));
-    expectThrow('count mismatch', () => native.step(good, goodScalars, new Uint32Array(2), 1));
-    expectThrow('not a Float32Array', () =>
-      native.step([...good.slice(0, 4), new Float64Array(8)], goodScalars, new Uint32Array([1]), 1),
+    expectThrow('createPlan null grad', () =>
+      native.createPlan('adamw', [good[0], null, ...good.slice(2)]),
     );
-    expectThrow('length mismatch', () =>
-      native.step([good[0], new Float32Array(7), ...good.slice(2)], goodScalars, goodFlags, 1),
+    expectThrow('createPlan length mismatch', () =>
+      native.createPlan('adamw', [good[0], new Float32Array(7), ...good.slice(2)]),
     );
-    expectThrow('overlap', () =>
-      native.step(
-        [shared.subarray(0, 8), shared.subarray(4, 12), ...good.slice(2)],
-        goodScalars,
-        goodFlags,
-        2,
-      ),
+    expectThrow('createPlan overlap', () =>
+      native.createPlan('adamw', [shared.subarray(0, 8), shared.subarray(4, 12), ...good.slice(2)]),
+    );
+    expectThrow('runPlan no arguments', () => native.runPlan());
+    expectThrow('runPlan not a plan', () =>
+      native.runPlan({}, goodScalars, goodFlags, goodSet, 1),
+    );
+    expectThrow('runPlan threads 0', () =>
+      native.runPlan(goodPlan, goodScalars, goodFlags, goodSet, 0),
+    );
+    expectThrow('runPlan scalars Float32Array', () =>
+      native.runPlan(goodPlan, new Float32Array(8), goodFlags, goodSet, 1),
+    );
+    expectThrow('runPlan flags Int32Array', () =>
+      native.runPlan(goodPlan, goodScalars, new Int32Array(1), goodSet, 1),
+    );
+    expectThrow('runPlan scalar count', () =>
+      native.runPlan(goodPlan, new Float64Array(7), goodFlags, goodSet, 1),
+    );
+    expectThrow('runPlan set out of range', () =>
+      native.runPlan(goodPlan, goodScalars, goodFlags, new Uint32Array([1]), 1),
+    );
+    expectThrow('runPlan amsgrad without maxExpAvgSq', () =>
+      native.runPlan(goodPlan, goodScalars, new Uint32Array([AMSGRAD]), goodSet, 1),
+    );
+    expectThrow('runPlan unknown flag', () =>
+      native.runPlan(goodPlan, goodScalars, new Uint32Array([1 << 3]), goodSet, 1),
+    );
+    expectThrow('runPlan bad control', () =>
+      native.runPlan(goodPlan, goodScalars, goodFlags, goodSet, 1, control(-1, 0)),
+    );
+    expectThrow('runPlanAsync count mismatch', () =>
+      native.runPlanAsync(goodPlan, goodScalars, goodFlags, new Uint32Array(2), 1),
     );
     expectThrow('setIsa type', () => native.setIsa(1));
   }
@@ -206,7 +252,7 @@ async function main() {
   }
 
   console.log(
-    `leak-check: ${calls} native steps and ${errors} expected errors on ${backend.available.join(', ')}; ` +
+    `leak-check: ${calls} native steps and ${errors} expected errors on ${native.availableIsas().join(', ')}; ` +
       'LeakSanitizer checks at exit',
   );
 }

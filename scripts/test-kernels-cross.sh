@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Builds the C++ kernel tests and runs them on this machine's architecture and, if the tools are
-# installed, on AArch64 under user-mode emulation. No Node and no addon build needed: the kernels
-# are plain C++.
-#   native/tests/kernel-agreement.cc     every SIMD AdamW kernel gives the scalar kernel's bits,
-#                                        NaNs included
-#   native/tests/grad-norm-agreement.cc  every gradient-norm kernel, on every thread count, gives
-#                                        the canonical order's bits
+# Builds the C++ kernel tests with CMake (-DSIMD_ADAMW_NATIVE_TESTS=ON: every ISA of
+# native/simd/isa-list.h for the target architecture, and every op of native/ops/op-list.h) and
+# runs them on this machine's architecture and, if the tools are installed, on AArch64 under
+# user-mode emulation. No Node and no addon build needed: the kernels are plain C++.
+#   kernel-agreement     every SIMD ISA's adamw kernel gives the scalar ISA's bits, NaNs included
+#   grad-norm-agreement  every gradient-norm kernel, on every thread count, gives the canonical
+#                        order's bits
+#   runner-test          the generic runner (elementwise and per-tensor passes, every thread count
+#                        bitwise the same) and plans (runs checked before any write)
+#   fuzz-kernels         the fuzz corpus (NaN payloads, extreme scalars, odd ranges) and 300
+#                        generated inputs, every SIMD ISA against scalar (no sanitizers here; the
+#                        sanitized fuzz run is scripts/fuzz-kernels.sh)
 #
-#   scripts/test-kernels-cross.sh [--cases N] [--seed S]    (arguments go to both test programs)
+#   scripts/test-kernels-cross.sh [--cases N] [--seed S]    (arguments go to the agreement tests)
 #
-# Native part (x86-64): g++ builds the tests with dispatch.cc and the scalar, SSE2, AVX2 and
-# AVX-512F kernels (each kernel with its own -m flag, as CMakeLists.txt does); CPUID decides at run
-# time which of them this CPU can run, the rest are reported as skipped. On an AArch64 host the
-# native part tests NEON directly.
+# Native part: CPUID decides at run time which compiled ISAs this CPU can run, the rest are
+# reported as skipped. On an AArch64 host the native part tests NEON directly.
 #
 # AArch64 part on an x86-64 host needs a cross compiler and qemu's user-mode emulator. On Debian or
 # Ubuntu:
@@ -22,47 +25,27 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-NATIVE="$ROOT/native"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/simd-adamw-kernels.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
+TESTS=(kernel-agreement grad-norm-agreement runner-test fuzz-kernels)
+CORPUS="$ROOT/native/tests/corpus/fuzz-kernels"
+generator=()
+command -v ninja > /dev/null && generator=(-G Ninja)
 
-# The addon's flags (CMakeLists.txt), so the kernels are compiled as they ship.
-FLAGS=(-std=c++17 -O3 -Wall -Wextra -Wpedantic -Werror -ffp-contract=off -fno-math-errno)
-# What the tests link besides the ISA kernels: dispatch, the norm's threaded driver and the pool.
-COMMON_SOURCES=("$NATIVE/dispatch.cc" "$NATIVE/grad-norm.cc" "$NATIVE/step.cc"
-  "$NATIVE/thread-pool.cc" "$NATIVE/kernels/adamw-scalar.cc" "$NATIVE/kernels/grad-norm-scalar.cc")
-TESTS=(kernel-agreement grad-norm-agreement)
-
-# build <compiler> <output prefix> <arch define> <extra link flags...> -- <kernel file>[:<flag>] ...
-# Compiles the shared sources and the kernels once and links <output prefix>-<test> for each test.
+# build <build dir> <cmake arguments...>: configures and builds the tests with the addon's flags.
 build() {
-  local cxx="$1" output="$2" define="$3"
-  shift 3
-  local link_flags=()
-  while [[ "$1" != "--" ]]; do
-    link_flags+=("$1")
-    shift
-  done
+  local dir="$1"
   shift
-  local objects=() source
-  for source in "${COMMON_SOURCES[@]}"; do
-    objects+=("$output.$(basename "$source").o")
-    "$cxx" "${FLAGS[@]}" "-D$define" -c "$source" -o "${objects[-1]}"
-  done
-  local spec kernel isa_flag
-  for spec in "$@"; do
-    kernel="${spec%%:*}"
-    isa_flag=()
-    [[ "$spec" == *:* ]] && isa_flag=("${spec#*:}")
-    objects+=("$output.$kernel.o")
-    "$cxx" "${FLAGS[@]}" "${isa_flag[@]}" "-D$define" -c "$NATIVE/kernels/$kernel" \
-      -o "${objects[-1]}"
-  done
-  local test
-  for test in "${TESTS[@]}"; do
-    "$cxx" "${FLAGS[@]}" "-D$define" -c "$NATIVE/tests/$test.cc" -o "$output.$test.o"
-    "$cxx" "$output.$test.o" "${objects[@]}" -pthread "${link_flags[@]}" -o "$output-$test"
-  done
+  cmake -S "$ROOT" -B "$dir" "${generator[@]}" -DSIMD_ADAMW_NATIVE_TESTS=ON -DSIMD_ADAMW_WERROR=ON \
+    "$@" > "$dir.configure.log" || {
+    cat "$dir.configure.log"
+    return 1
+  }
+  grep -E "ISAs for" "$dir.configure.log" | sed 's/^-- /   /'
+  cmake --build "$dir" --target "${TESTS[@]}" -j "$(nproc 2> /dev/null || echo 2)" > "$dir.build.log" || {
+    cat "$dir.build.log"
+    return 1
+  }
 }
 
 status=0
@@ -78,7 +61,10 @@ run() {
   local program="${*: -1}" prefix=("${@:1:$#-1}") test log digest
   for test in "${TESTS[@]}"; do
     log="$OUT/$label-$test.log"
-    "${prefix[@]}" "$program-$test" "${ARGS[@]}" | tee "$log" || status=1
+    local args=("${ARGS[@]}")
+    [[ "$test" == runner-test ]] && args=()
+    [[ "$test" == fuzz-kernels ]] && args=(--runs 300 --seed 1 "$CORPUS")
+    "${prefix[@]}" "$program/$test" "${args[@]}" | tee "$log" || status=1
     digest="$(sed -n -E 's/^ *scalar +digests: //p' "$log")"
     [[ -n "$digest" ]] && digests+=("$label:$digest")
     digest="$(sed -n -E 's/^ *norm +digests: //p' "$log")"
@@ -92,15 +78,13 @@ case "$host" in
   x86_64 | amd64)
     cxx="${CXX:-g++}"
     echo "== x86-64 ($("$cxx" --version | head -n 1))"
-    build "$cxx" "$OUT/x86_64" SIMD_ADAMW_X86_64 -- adamw-sse2.cc adamw-avx2.cc:-mavx2 \
-      adamw-avx512f.cc:-mavx512f grad-norm-sse2.cc grad-norm-avx2.cc:-mavx2 \
-      grad-norm-avx512f.cc:-mavx512f
+    build "$OUT/x86_64" -DCMAKE_CXX_COMPILER="$cxx"
     run x86_64 "$OUT/x86_64"
     ;;
   aarch64 | arm64)
     cxx="${CXX:-g++}"
     echo "== aarch64 ($("$cxx" --version | head -n 1))"
-    build "$cxx" "$OUT/aarch64" SIMD_ADAMW_AARCH64 -- adamw-neon.cc grad-norm-neon.cc
+    build "$OUT/aarch64" -DCMAKE_CXX_COMPILER="$cxx"
     run aarch64 "$OUT/aarch64"
     ;;
   *)
@@ -119,8 +103,9 @@ if [[ "$host" != aarch64 && "$host" != arm64 ]]; then
       "(sudo apt-get install -y g++-aarch64-linux-gnu qemu-user)"
   else
     echo "== aarch64 under $(basename "$qemu") ($("$cross" --version | head -n 1))"
-    # Static, so qemu needs no AArch64 sysroot to find the C++ runtime.
-    build "$cross" "$OUT/aarch64" SIMD_ADAMW_AARCH64 -static -- adamw-neon.cc grad-norm-neon.cc
+    # Static (see the toolchain file), so qemu needs no AArch64 sysroot to find the C++ runtime.
+    build "$OUT/aarch64" -DCMAKE_TOOLCHAIN_FILE="$ROOT/native/tests/aarch64-linux-gnu.cmake" \
+      -DCMAKE_CXX_COMPILER="$cross"
     run aarch64 "$qemu" "$OUT/aarch64"
   fi
 fi

@@ -4,7 +4,8 @@
 /**
  * A small tour of the API for valgrind's memcheck (scripts/valgrind-api.sh runs it): every kernel
  * the CPU under valgrind offers, every flag combination, lengths around the vector widths (tails
- * are where masked loads and stores live), a step split across 2 pool threads, stepAsync, the
+ * are where masked loads and stores live), plans run split across 2 pool threads, runPlanAsync and the
+ * fused control, the
  * optimizer classes, adamwStep, and the binding's error paths. Kept tiny: node runs ~50x slower
  * under valgrind.
  */
@@ -12,8 +13,8 @@
 const path = require('path');
 
 const ROOT = path.resolve(__dirname, '..');
-const { AdamW, Adam, adamwStep, adamwStepAsync, backend } = require(path.join(ROOT, 'dist/lib'));
-const { native } = require(path.join(ROOT, 'dist/lib/native'));
+const { AdamW, Adam, adamwStep, adamwStepAsync } = require(path.join(ROOT, 'dist/lib'));
+const { native } = require(path.join(ROOT, 'dist/lib/core/native'));
 
 const LENGTHS = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 33];
 
@@ -36,11 +37,12 @@ function expectError(fn) {
 }
 
 async function main() {
-  for (const isa of backend.available) {
-    backend.setIsa(isa);
-    // The binding directly: all tensors of one call share the flags, so each flag set is one call.
+  const SCALARS = [0.9, 0.1, 0.999, 0.001, 0.99, 0.01, -0.001, 1e-8];
+  for (const isa of native.availableIsas()) {
+    native.setIsa(isa);
+    // The binding directly: one plan per flag set, all tensors in one scalar set.
     for (let flags = 0; flags < 8; flags++) {
-      const amsgrad = (flags & 1) !== 0;
+      const amsgrad = (flags & native.ops.adamw.flags.amsgrad) !== 0;
       const arrays = LENGTHS.flatMap((length, k) => [
         filled(length, k),
         filled(length, k + 1),
@@ -48,20 +50,30 @@ async function main() {
         filled(length, k + 3).map(Math.abs),
         amsgrad ? filled(length, k + 4).map(Math.abs) : null,
       ]);
-      const scalars = new Float64Array(
-        LENGTHS.flatMap(() => [0.9, 0.1, 0.999, 0.001, 0.99, 0.01, -0.001, 1e-8]),
+      const plan = native.createPlan('adamw', arrays);
+      native.runPlan(
+        plan,
+        new Float64Array(SCALARS),
+        new Uint32Array([flags]),
+        new Uint32Array(LENGTHS.length),
+        1,
       );
-      native.step(arrays, scalars, new Uint32Array(LENGTHS.length).fill(flags), 1);
       steps++;
     }
-    // One tensor large enough that the pool splits it across 2 threads, synchronously and not.
-    const large = [0, 1, 2, 3].map((seed) => filled(40000, seed));
-    const largeScalars = new Float64Array([0.9, 0.1, 0.999, 0.001, 0.99, 0.01, -0.001, 1e-8]);
-    native.step([...large, null], largeScalars, new Uint32Array(1), 2);
-    await native.stepAsync([...large, null], largeScalars, new Uint32Array(1), 2);
-    steps += 2;
+    // One tensor large enough that the pool splits it across 2 threads, synchronously and not,
+    // and fused with the control (norm, clip).
+    const large = native.createPlan('adamw', [...[0, 1, 2, 3].map((seed) => filled(40000, seed)), null]);
+    const run = [new Float64Array(SCALARS), new Uint32Array(1), new Uint32Array(1), 2];
+    native.runPlan(large, ...run);
+    await native.runPlanAsync(large, ...run);
+    const control = new Float64Array(native.control.length);
+    control[native.control.maxNorm] = 1;
+    control[native.control.gradScale] = 1;
+    control[native.control.options] = native.control.optionMeasureNorm;
+    await native.runPlanAsync(large, ...run, control);
+    steps += 3;
   }
-  backend.setIsa(backend.available[0]);
+  native.setIsa(native.availableIsas()[0]);
 
   const params = LENGTHS.map((length, k) => ({
     data: filled(length, k),
@@ -104,25 +116,23 @@ async function main() {
 
   // Error paths of the binding: every one throws before a kernel runs.
   const good = [param, grad, expAvg, expAvgSq, null];
+  const plan = native.createPlan('adamw', good);
   const scalars = new Float64Array(8);
-  expectError(() => native.step());
-  expectError(() => native.step(good, scalars, new Uint32Array(1)));
-  expectError(() => native.step(good, scalars, new Uint32Array(2), 1));
-  expectError(() => native.step(good, scalars, new Uint32Array(1), 0));
-  expectError(() => native.stepAsync(good, scalars, new Uint32Array(2), 1));
-  expectError(() =>
-    native.step([param, param, expAvg, expAvgSq, null], scalars, new Uint32Array(1), 1),
-  );
-  expectError(() =>
-    native.step([param, filled(3, 1), expAvg, expAvgSq, null], scalars, new Uint32Array(1), 1),
-  );
-  expectError(() =>
-    native.step([param, grad, expAvg, expAvgSq, null], scalars, new Uint32Array([1]), 1),
-  );
+  const one = new Uint32Array(1);
+  expectError(() => native.createPlan());
+  expectError(() => native.createPlan('adamw', good.slice(1)));
+  expectError(() => native.createPlan('adamw', [param, param, expAvg, expAvgSq, null]));
+  expectError(() => native.createPlan('adamw', [param, filled(3, 1), expAvg, expAvgSq, null]));
+  expectError(() => native.runPlan());
+  expectError(() => native.runPlan(plan, scalars, one, one));
+  expectError(() => native.runPlan(plan, scalars, one, new Uint32Array(2), 1));
+  expectError(() => native.runPlan(plan, scalars, one, one, 0));
+  expectError(() => native.runPlanAsync(plan, scalars, one, new Uint32Array(2), 1));
+  expectError(() => native.runPlan(plan, scalars, new Uint32Array([1]), one, 1));
   expectError(() => adamwStep(param, grad, expAvg, expAvgSq, { step: 0 }));
 
   console.log(
-    `valgrind-api: ${steps} native steps on ${backend.available.join(', ')}, ${errors} expected errors`,
+    `valgrind-api: ${steps} native steps on ${native.availableIsas().join(', ')}, ${errors} expected errors`,
   );
 }
 

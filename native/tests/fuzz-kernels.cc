@@ -20,7 +20,7 @@
 //   padding      0..17 floats before the tensor (alignment)
 //   range        1 byte (< 128: the whole tensor), else begin and end within it
 //   splits       0..3 cut points where the SIMD run is split into separate calls
-//   scalars      1 byte mode (< 128: from plausible hyperparameters, as lib/coefficients.ts does,
+//   scalars      1 byte mode (< 128: from plausible hyperparameters, as lib/ does,
 //                seeded by 8 bytes), else each of the 8 scalars picked from kInterestingFloats or
 //                taken as raw bits
 //   fill         1 byte mode: 0-3 kernel-agreement's fills (ordinary, mixed, extreme, small pool),
@@ -218,7 +218,7 @@ void runInput(const uint8_t* data, size_t size) {
   const Case c = decodeCase(data, size);
   if (!checkScalar(c, gStats.inputs)) fail();
   for (const IsaInfo& isa : compiledIsas()) {
-    if (isa.kernel == adamwScalar || !isa.supported()) continue;
+    if (isScalarIsa(isa) || !isa.supported()) continue;
     const uint64_t problemsBefore = gStats.totals.mismatches + gStats.totals.nonCanonicalNans;
     compareKernels(isa, c, gStats.inputs, gStats.totals);
     if (gStats.totals.mismatches + gStats.totals.nonCanonicalNans != problemsBefore) fail();
@@ -464,7 +464,7 @@ int driver(int argc, char** argv) {
 
   std::string isas;
   for (const IsaInfo& isa : compiledIsas()) {
-    if (isa.kernel != adamwScalar && isa.supported())
+    if (!isScalarIsa(isa) && isa.supported())
       isas += std::string(isas.empty() ? "" : ", ") + isa.name;
   }
   const Totals& t = gStats.totals;

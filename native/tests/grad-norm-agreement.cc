@@ -41,6 +41,9 @@
 namespace simd_adamw {
 namespace {
 
+// The reference ISA (always compiled, always last).
+const IsaInfo& scalarIsa() { return compiledIsas().back(); }
+
 uint32_t bitsOf(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
@@ -264,7 +267,8 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
       const size_t first = blocks > 1 ? (span.length + caseIndex) % blocks : 0;
       for (const size_t from : {size_t{0}, first}) {
         std::vector<double> sums(blocks - from + 1, -1.0);
-        isa.sumSquares(span.data + from * kBlock, span.length - from * kBlock, sums.data());
+        isa.kernels->sumSquares(span.data + from * kBlock, span.length - from * kBlock,
+                                sums.data());
         for (size_t b = from; b < blocks; ++b) {
           const size_t length = std::min(span.length - b * kBlock, kBlock);
           const double expected = referenceBlock(span.data + b * kBlock, length);
@@ -282,7 +286,7 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
     // The whole reduction, on every thread count.
     for (unsigned threads : kThreadCounts) {
       std::vector<double> perSpan;
-      const double got = sumOfSquares(spans, isa.sumSquares, threads, &perSpan);
+      const double got = sumOfSquares(spans, isa.kernels->sumSquares, threads, &perSpan);
       ++totals.checks;
       if (!sameCanonicalSum(got, want)) totals.fail("total", isa.name, caseIndex, got, want);
       for (size_t k = 0; k < spans.size(); ++k) {
@@ -291,7 +295,7 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
           totals.fail("tensor sum", isa.name, caseIndex, perSpan[k], wantPerSpan[k]);
         }
       }
-      if (isa.sumSquares == sumSquaresScalar && threads == 1) results.add(bitsOf(got));
+      if (isa.kernels == scalarIsa().kernels && threads == 1) results.add(bitsOf(got));
     }
   }
 }

@@ -1,12 +1,12 @@
 // Bitwise agreement of every SIMD kernel with the scalar kernel, at the C++ level, without Node.
 //
-// native/kernels/adamw-loop.h has every ISA path give the scalar kernel's bits. This program
-// checks it on random cases: lengths 0..100 and some large ones, arbitrary [begin, end)
-// ranges split into pieces at random points (elements are independent, so a split must not change
-// a bit), unaligned array starts, all sixteen flag combinations (the fused step's gradient factor
-// included), realistic and extreme scalars, and inputs including NaN (quiet and signalling, random
-// payloads and signs), +-Inf, +-0, subnormals and huge values. Elements outside [begin, end) must
-// be left untouched.
+// native/ops/adamw.h, over each ISA's vector layer (native/simd/), gives the scalar ISA's bits.
+// This program checks it on random cases: lengths 0..100 and some large ones, arbitrary [begin,
+// end) ranges split into pieces at random points (elements are independent, so a split must not
+// change a bit), unaligned array starts, all sixteen flag combinations (the fused step's gradient
+// factor included), realistic and extreme scalars, and inputs including NaN (quiet and signalling,
+// random payloads and signs), +-Inf, +-0, subnormals and huge values. Elements outside [begin, end)
+// must be left untouched.
 //
 // It links native/dispatch.cc and so tests every kernel compiled for the target that the CPU can
 // run (CPUID decides on x86-64; AVX paths the CPU lacks are reported as skipped). Built by
@@ -19,7 +19,7 @@
 // "Agree" means: every float of every array, margins included, identical bit for bit to the scalar
 // kernel's (+0 and -0 differ, and so do NaNs with different bits). That includes NaNs because every
 // kernel stores each NaN result as the one canonical quiet NaN 0x7fc00000 (canonicalizeNan in
-// native/kernels/adamw-loop.h), so the program also checks that every NaN a kernel stores, the
+// native/simd/), so the program also checks that every NaN a kernel stores, the
 // scalar kernel's included, is exactly 0x7fc00000.
 //
 // Exit status: 0 when every kernel agrees on every case, 1 on any disagreement or non-canonical
@@ -36,8 +36,8 @@
 #include <string>
 #include <vector>
 
-#include "../adamw.h"
 #include "../dispatch.h"
+#include "adamw-support.h"
 
 namespace simd_adamw {
 namespace {
@@ -186,10 +186,10 @@ void compareKernels(const IsaInfo& isa, const Case& c, uint64_t caseIndex, Total
   const AdamwTensor simdTensor = tensorOf(actual, c);
   size_t from = c.begin;
   for (size_t to : c.splits) {
-    isa.kernel(simdTensor, c.scalars, c.flags, from, to);
+    adamwWith(isa, simdTensor, c.scalars, c.flags, from, to);
     from = to;
   }
-  isa.kernel(simdTensor, c.scalars, c.flags, from, c.end);
+  adamwWith(isa, simdTensor, c.scalars, c.flags, from, c.end);
 
   ++totals.runs;
   totals.elements += c.end - c.begin;
@@ -307,7 +307,7 @@ double power(double base, uint64_t n) {
   return result;
 }
 
-// Scalars as lib/coefficients.ts computes them: in double from plausible hyperparameters, each
+// Scalars as lib/ computes them: in double from plausible hyperparameters, each
 // rounded to float32 once. A fifth of the cases instead get arbitrary (even NaN) scalars.
 AdamwScalars randomScalars(Rng& rng, uint32_t flags) {
   AdamwScalars s{};
@@ -463,7 +463,7 @@ int run(int argc, char** argv) {
   bool allAgree = checkScalarKernel(cases, seed);
   size_t tested = 0;
   for (const IsaInfo& isa : compiledIsas()) {
-    if (isa.kernel == adamwScalar) continue;
+    if (isScalarIsa(isa)) continue;
     if (!isa.supported()) {
       std::printf("  %-8s skipped: this CPU (or its OS) cannot run it\n", isa.name);
       continue;

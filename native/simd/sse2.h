@@ -1,15 +1,20 @@
-// SSE2 AdamW kernel: 4 floats per vector. SSE2 is part of x86-64, so this path runs on every 64-bit
-// x86 CPU. The tail goes through a zero-padded 4-float buffer because SSE2 has no masked load.
+// SSE2 vector layer: 4 floats or 2 doubles per vector. SSE2 is part of x86-64, so this layer runs
+// on every 64-bit x86 CPU. Partial vectors go through a zero-padded buffer: SSE2 has no masked
+// load. The contract every layer meets is in native/simd/scalar.h.
+#pragma once
+
 #include <emmintrin.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
 
-#include "adamw-loop.h"
+#include "canonical-nan.h"
 
 namespace simd_adamw {
 namespace {
 
-struct Sse2Lanes {
+struct F32 {
   static constexpr size_t kWidth = 4;
   using V = __m128;
 
@@ -39,6 +44,7 @@ struct Sse2Lanes {
     const V aIsNan = _mm_cmpunord_ps(a, a);
     return _mm_or_ps(_mm_and_ps(aIsNan, a), _mm_andnot_ps(aIsNan, max));
   }
+  static bool anyNan(V a) { return _mm_movemask_ps(_mm_cmpunord_ps(a, a)) != 0; }
   static V canonicalizeNan(V a) {
     const V isNan = _mm_cmpunord_ps(a, a);
     const V nan = _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(kCanonicalNanBits)));
@@ -46,11 +52,20 @@ struct Sse2Lanes {
   }
 };
 
+struct F64 {
+  static constexpr size_t kWidth = 2;
+  static constexpr size_t kBlocksAtOnce = 1;
+  using V = __m128d;
+
+  static V zero() { return _mm_setzero_pd(); }
+  // Two floats (8 bytes) through an integer load, whose pointer type may alias floats.
+  static V loadWiden(const float* p) {
+    return _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V add(V a, V b) { return _mm_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm_mul_pd(a, b); }
+  static void store(double* p, V v) { _mm_storeu_pd(p, v); }
+};
+
 }  // namespace
-
-void adamwSse2(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags, size_t begin,
-               size_t end) {
-  adamwKernel<Sse2Lanes>(t, s, flags, begin, end);
-}
-
 }  // namespace simd_adamw

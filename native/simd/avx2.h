@@ -1,14 +1,20 @@
-// AVX2 AdamW kernel: 8 floats per vector. Compiled with -mavx2 only (no -mfma: the update must not
-// be fused, to stay bitwise equal to the other paths). Dispatch calls it only when the CPU and the
-// OS support AVX state. The tail uses AVX's masked load/store.
+// AVX2 vector layer: 8 floats or 4 doubles per vector. Compiled with -mavx2 only (no -mfma: a fused
+// multiply-add would round differently from the other layers). Dispatch uses it only when the CPU
+// and the OS support AVX state. Partial vectors use AVX's masked load/store. The contract every
+// layer meets is in native/simd/scalar.h.
+#pragma once
+
 #include <immintrin.h>
 
-#include "adamw-loop.h"
+#include <cstddef>
+#include <cstdint>
+
+#include "canonical-nan.h"
 
 namespace simd_adamw {
 namespace {
 
-struct Avx2Lanes {
+struct F32 {
   static constexpr size_t kWidth = 8;
   using V = __m256;
 
@@ -33,17 +39,24 @@ struct Avx2Lanes {
   static V nanMax(V a, V b) {
     return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
   }
+  static bool anyNan(V a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
   static V canonicalizeNan(V a) {
     const V nan = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(kCanonicalNanBits)));
     return _mm256_blendv_ps(a, nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
   }
 };
 
+struct F64 {
+  static constexpr size_t kWidth = 4;
+  static constexpr size_t kBlocksAtOnce = 2;
+  using V = __m256d;
+
+  static V zero() { return _mm256_setzero_pd(); }
+  static V loadWiden(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+};
+
 }  // namespace
-
-void adamwAvx2(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags, size_t begin,
-               size_t end) {
-  adamwKernel<Avx2Lanes>(t, s, flags, begin, end);
-}
-
 }  // namespace simd_adamw

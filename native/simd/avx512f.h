@@ -1,20 +1,28 @@
-// AVX-512F AdamW kernel: 16 floats per vector. Compiled with -mavx512f only (no FMA contraction:
-// -ffp-contract=off). Dispatch calls it only when the CPU has AVX-512F and the OS saves ZMM state.
-// The tail uses AVX-512 mask registers, which also suppress faults on the lanes past the end.
+// AVX-512F vector layer: 16 floats or 8 doubles per vector. Compiled with -mavx512f only (no FMA
+// contraction: -ffp-contract=off). Dispatch uses it only when the CPU has AVX-512F and the OS saves
+// ZMM state. Partial vectors use mask registers, which also suppress faults on the lanes past the
+// end. The contract every layer meets is in native/simd/scalar.h.
+#pragma once
+
 #include <immintrin.h>
 
-#include "adamw-loop.h"
+#include <cstddef>
+#include <cstdint>
 
-// GCC 12's _mm512_sqrt_ps/_mm512_max_ps pass _mm512_undefined_ps() as the unused merge source and
-// then warn that it may be uninitialized (GCC bug 105593, fixed in GCC 13). Nothing reads it.
+#include "canonical-nan.h"
+
+// GCC 12's _mm512_sqrt_ps/_mm512_max_ps/_mm512_cvtps_pd pass _mm512_undefined_*() as the unused
+// merge source and then warn that it may be uninitialized (GCC bug 105593, fixed in GCC 13).
+// Nothing reads it.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace simd_adamw {
 namespace {
 
-struct Avx512fLanes {
+struct F32 {
   static constexpr size_t kWidth = 16;
   using V = __m512;
 
@@ -38,17 +46,24 @@ struct Avx512fLanes {
   static V nanMax(V a, V b) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
   }
+  static bool anyNan(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
   static V canonicalizeNan(V a) {
     const V nan = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(kCanonicalNanBits)));
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a, nan);
   }
 };
 
+struct F64 {
+  static constexpr size_t kWidth = 8;
+  static constexpr size_t kBlocksAtOnce = 4;
+  using V = __m512d;
+
+  static V zero() { return _mm512_setzero_pd(); }
+  static V loadWiden(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+};
+
 }  // namespace
-
-void adamwAvx512f(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags, size_t begin,
-                  size_t end) {
-  adamwKernel<Avx512fLanes>(t, s, flags, begin, end);
-}
-
 }  // namespace simd_adamw

@@ -1,0 +1,31 @@
+// The one list of elementwise ops. The dispatch table (native/dispatch.cc), the kernels translation
+// unit compiled per ISA (native/kernels/kernels.cc), native.ops (native/binding.cc) and the C++
+// tests read it.
+//
+//   X(id, Descriptor)
+//
+//   id          the op's index in every ISA's table is kOp<id> (enum OpId below)
+//   Descriptor  the op's descriptor struct (name, arrays, scalars, flags) with its algorithm,
+//               `template <class F32, uint32_t kFlags> static void run(job, begin, end)`, written
+//               over the vector layer (see native/ops/adamw.h)
+//
+// Adding an elementwise op is its header (descriptor + algorithm), its #include and one row here.
+#pragma once
+
+#include "adamw.h"
+
+// clang-format off
+#define SIMD_ADAMW_FOREACH_OP(X) \
+  X(Adamw, AdamwOp)
+// clang-format on
+
+namespace simd_adamw {
+
+enum OpId : unsigned {
+#define SIMD_ADAMW_OP_ID(id, descriptor) kOp##id,
+  SIMD_ADAMW_FOREACH_OP(SIMD_ADAMW_OP_ID)
+#undef SIMD_ADAMW_OP_ID
+      kOpCount
+};
+
+}  // namespace simd_adamw

@@ -1,0 +1,97 @@
+// See plan.h.
+#include "plan.h"
+
+#include <utility>
+
+namespace simd_adamw {
+
+Plan::Plan(OpId op, JobList jobs) : op_(op), list_(std::move(jobs)) {
+  list_.layOut();
+  const OpLayout& l = layout();
+  missingFlags_.assign(list_.jobs.size(), 0);
+  for (size_t k = 0; k < list_.jobs.size(); ++k) {
+    for (size_t o = 0; o < l.optionalCount; ++o) {
+      if (list_.jobs[k].arrays[l.optionalArrays[o].array] == nullptr) {
+        missingFlags_[k] |= l.optionalArrays[o].flag;
+      }
+    }
+  }
+}
+
+std::string Plan::check(const PlanRun& run) const {
+  const OpLayout& l = layout();
+  if (run.tensorCount != list_.jobs.size()) {
+    return "runPlan(): tensorSet has " + std::to_string(run.tensorCount) +
+           " elements but the plan has " + std::to_string(list_.jobs.size()) + " tensors";
+  }
+  if (run.scalarCount != run.setCount * l.scalarCount) {
+    return "runPlan(): scalars has " + std::to_string(run.scalarCount) + " elements but " +
+           std::to_string(run.setCount) + " sets of " + std::to_string(l.scalarCount) +
+           " scalars need " + std::to_string(run.setCount * l.scalarCount);
+  }
+  for (size_t s = 0; s < run.setCount; ++s) {
+    if ((run.flags[s] & ~l.publicFlags) != 0) {
+      return "runPlan(): flags[" + std::to_string(s) + "] has unknown bits (" +
+             std::to_string(run.flags[s]) + ")";
+    }
+  }
+  for (size_t k = 0; k < run.tensorCount; ++k) {
+    const uint32_t set = run.tensorSet[k];
+    if (set >= run.setCount) {
+      return "runPlan(): tensorSet[" + std::to_string(k) + "] is " + std::to_string(set) +
+             " but there are " + std::to_string(run.setCount) + " sets";
+    }
+    const uint32_t missing = run.flags[set] & missingFlags_[k];
+    if (missing != 0) {
+      for (size_t o = 0; o < l.optionalCount; ++o) {
+        if ((missing & l.optionalArrays[o].flag) != 0) {
+          return "runPlan(): tensor " + std::to_string(k) + " has no " +
+                 l.arrays[l.optionalArrays[o].array] + " but its set " + std::to_string(set) +
+                 " needs it";
+        }
+      }
+    }
+  }
+  return std::string();
+}
+
+void Plan::load(const PlanRun& run) {
+  const OpLayout& l = layout();
+  const size_t stride = l.scalarCount + 1;
+  setScalars_.resize(run.setCount * stride);
+  setFlags_.assign(run.flags, run.flags + run.setCount);
+  for (size_t s = 0; s < run.setCount; ++s) {
+    float* out = setScalars_.data() + s * stride;
+    for (size_t i = 0; i < l.scalarCount; ++i) {
+      out[i] = static_cast<float>(run.scalars[s * l.scalarCount + i]);
+    }
+    out[l.scalarCount] = 1.0f;
+  }
+  Job* jobs = list_.jobs.data();
+  for (size_t k = 0; k < run.tensorCount; ++k) {
+    const uint32_t set = run.tensorSet[k];
+    jobs[k].scalars = setScalars_.data() + set * stride;
+    jobs[k].flags = setFlags_[set];
+  }
+}
+
+TrainStepResult Plan::run(const IsaInfo& isa, unsigned threads, const TrainStepRequest* request) {
+  TrainStepResult result{0.0, 1.0f, false, false, -1};
+  if (request != nullptr) {
+    result = decideTrainStep(list_, isa.kernels->sumSquares, threads, *request);
+    if (result.skipped) return result;
+    // A factor of exactly 1 leaves the plain kernel, bit for bit the unfused step.
+    if (!(result.gradFactor == 1.0f)) {
+      const OpLayout& l = layout();
+      const size_t stride = l.scalarCount + 1;
+      for (size_t i = l.scalarCount; i < setScalars_.size(); i += stride) {
+        setScalars_[i] = result.gradFactor;
+      }
+      for (Job& job : list_.jobs) job.flags |= l.scaleGradFlag;
+    }
+  }
+  runElementwise(list_, isa.kernels->ops[op_], threads);
+  return result;
+}
+
+}  // namespace simd_adamw

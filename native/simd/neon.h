@@ -1,0 +1,87 @@
+// NEON vector layer (AArch64): 4 floats or 2 doubles per vector. Advanced SIMD is part of the
+// AArch64 baseline, so this layer needs no -m flags. AArch64 (unlike 32-bit Arm NEON) has correctly
+// rounded vector division and square root (FDIV, FSQRT) and double lanes, so every lane performs
+// the same IEEE operations as the scalar layer. Partial vectors go through a zero-padded buffer.
+// The contract every layer meets is in native/simd/scalar.h.
+//
+// No fused multiply-add: vmlaq_* and vfmaq_* are never used (GCC and Clang may emit FMLA, a fused
+// op, for vmlaq_f32 on AArch64); every product is a separate vmulq and every sum a separate vaddq,
+// and -ffp-contract=off keeps the compiler from fusing them itself.
+//
+// Linux runs AArch64 user code with FPCR.FZ = 0 (subnormals kept) and each step is one correctly
+// rounded IEEE operation, so non-NaN results, +-0 and +-Inf included, agree with x86-64 by
+// construction. NaN bits would not: the hardware passes a NaN operand's sign and payload through
+// (FPCR.DN = 0) by rules that differ between AArch64 and x86 (an invalid operation gives 0x7fc00000
+// here, 0xffc00000 on x86), so every NaN result is stored canonicalized (native/ops/adamw.h).
+#pragma once
+
+#include <arm_neon.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "canonical-nan.h"
+
+#if !defined(__aarch64__)
+#error "native/simd/neon.h needs AArch64: 32-bit Arm NEON has no IEEE vector division or doubles"
+#endif
+
+namespace simd_adamw {
+namespace {
+
+struct F32 {
+  static constexpr size_t kWidth = 4;
+  using V = float32x4_t;
+
+  static V load(const float* p) { return vld1q_f32(p); }
+  static void store(float* p, V v) { vst1q_f32(p, v); }
+  static V loadPartial(const float* p, size_t n) {
+    float buffer[kWidth] = {0.0f, 0.0f, 0.0f, 0.0f};
+    std::memcpy(buffer, p, n * sizeof(float));
+    return vld1q_f32(buffer);
+  }
+  static void storePartial(float* p, V v, size_t n) {
+    float buffer[kWidth];
+    vst1q_f32(buffer, v);
+    std::memcpy(p, buffer, n * sizeof(float));
+  }
+
+  static V set1(float x) { return vdupq_n_f32(x); }
+  static V add(V a, V b) { return vaddq_f32(a, b); }
+  static V mul(V a, V b) { return vmulq_f32(a, b); }
+  static V div(V a, V b) { return vdivq_f32(a, b); }
+  static V sqrt(V a) { return vsqrtq_f32(a); }
+  // FNEG flips the sign bit only, NaNs included (no quieting), like the scalar `-a`.
+  static V neg(V a) { return vnegq_f32(a); }
+  // The scalar layer's `isnan(a) ? a : (a > b ? a : b)`, lane by lane: take `a` where a > b or a
+  // is NaN (a != a), else `b`. vmaxq_f32 (FMAX) is not used: it quiets a signalling NaN, prefers
+  // the first signalling NaN, and orders -0 below +0, where the scalar select returns `b` for
+  // equal inputs and passes NaN bits through untouched.
+  static V nanMax(V a, V b) {
+    const uint32x4_t aIsNan = vmvnq_u32(vceqq_f32(a, a));
+    const uint32x4_t takeA = vorrq_u32(vcgtq_f32(a, b), aIsNan);
+    return vbslq_f32(takeA, a, b);
+  }
+  static bool anyNan(V a) { return vmaxvq_u32(vmvnq_u32(vceqq_f32(a, a))) != 0; }
+  static V canonicalizeNan(V a) {
+    const uint32x4_t isNumber = vceqq_f32(a, a);
+    return vbslq_f32(isNumber, a, vreinterpretq_f32_u32(vdupq_n_u32(kCanonicalNanBits)));
+  }
+};
+
+struct F64 {
+  static constexpr size_t kWidth = 2;
+  static constexpr size_t kBlocksAtOnce = 2;
+  using V = float64x2_t;
+
+  static V zero() { return vdupq_n_f64(0.0); }
+  // FCVTL converts exactly.
+  static V loadWiden(const float* p) { return vcvt_f64_f32(vld1_f32(p)); }
+  static V add(V a, V b) { return vaddq_f64(a, b); }
+  static V mul(V a, V b) { return vmulq_f64(a, b); }
+  static void store(double* p, V v) { vst1q_f64(p, v); }
+};
+
+}  // namespace
+}  // namespace simd_adamw

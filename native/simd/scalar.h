@@ -1,0 +1,80 @@
+// The portable vector layer: one float (or double) per "vector". Runs on any CPU and is the
+// reference every SIMD layer must match bit for bit. The compiler may auto-vectorize code written
+// over it; that changes no result, because -ffp-contract=off forbids fusing and the operations stay
+// the same.
+//
+// Every vector layer (native/simd/<isa>.h) defines, in an anonymous namespace (each is compiled
+// into its own translation unit with its own -m flags, and a shared inline function with external
+// linkage would let the linker keep the AVX-512 copy for all):
+//
+//   struct F32                          float32 vectors, for elementwise ops (native/ops/adamw.h)
+//     kWidth, V                         floats per vector, the vector type
+//     load / store                      kWidth floats, any alignment
+//     loadPartial / storePartial        the first n < kWidth floats; other lanes read as 0
+//     set1, add, mul, div, sqrt, neg    IEEE float32, each rounded once (no fused multiply-add)
+//     nanMax(a, b)                      max that returns NaN if either input is NaN, like
+//                                       torch.maximum (a plain SIMD max does not)
+//     anyNan(a)                         true if any lane is NaN
+//     canonicalizeNan(a)                a, with every NaN lane replaced by kCanonicalNanBits
+//   struct F64                          float64 vectors, for reductions (native/ops/sum-squares.h)
+//     kWidth, V, kBlocksAtOnce          doubles per vector; full blocks summed side by side
+//     zero()                            all lanes +0
+//     loadWiden(p)                      kWidth floats from p, each converted to double (exact)
+//     add, mul                          IEEE double, each rounded once
+//     store(p, v)                       kWidth doubles to p
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "canonical-nan.h"
+
+namespace simd_adamw {
+namespace {
+
+struct F32 {
+  static constexpr size_t kWidth = 1;
+  using V = float;
+
+  static V load(const float* p) { return *p; }
+  static void store(float* p, V v) { *p = v; }
+  // Never reached with kWidth == 1 (there is no tail), but the shared loops name them.
+  static V loadPartial(const float* p, size_t) { return *p; }
+  static void storePartial(float* p, V v, size_t) { *p = v; }
+
+  static V set1(float x) { return x; }
+  static V add(V a, V b) { return a + b; }
+  static V mul(V a, V b) { return a * b; }
+  static V div(V a, V b) { return a / b; }
+  static V sqrt(V a) { return std::sqrt(a); }
+  static V neg(V a) { return -a; }
+  // Same result as the SIMD layers' max-then-fix-NaN: NaN in `a` wins, then NaN in `b`, then max.
+  static V nanMax(V a, V b) {
+    if (std::isnan(a)) return a;
+    return a > b ? a : b;
+  }
+  static bool anyNan(V a) { return std::isnan(a); }
+  static V canonicalizeNan(V a) {
+    if (!std::isnan(a)) return a;
+    float nan;
+    std::memcpy(&nan, &kCanonicalNanBits, sizeof nan);
+    return nan;
+  }
+};
+
+struct F64 {
+  static constexpr size_t kWidth = 1;
+  static constexpr size_t kBlocksAtOnce = 1;
+  using V = double;
+
+  static V zero() { return 0.0; }
+  static V loadWiden(const float* p) { return static_cast<double>(*p); }
+  static V add(V a, V b) { return a + b; }
+  static V mul(V a, V b) { return a * b; }
+  static void store(double* p, V v) { *p = v; }
+};
+
+}  // namespace
+}  // namespace simd_adamw
