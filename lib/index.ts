@@ -14,10 +14,14 @@ export { Adam, AdamBase, ADAM_SPEC, AdamW, ADAMW_SPEC } from './optim/adam';
 export type {
   AdamHyperparameters,
   Hyper,
+  OptimizerKind,
   OptimizerOptions,
   OptimizerParamGroup,
+  OptimizerStateDict,
   ParamGroup,
+  ParamGroupStateDict,
   ParamState,
+  ParamStateDict,
 } from './optim/adam';
 export type { Param } from './optim/params';
 export type {
@@ -30,14 +34,7 @@ export type {
   StepScalars,
 } from './optim/spec';
 export type { LiveGroup } from './optim/param-groups';
-export type {
-  GenericStateDict,
-  LrScheduleStateDict,
-  OptimizerKind,
-  OptimizerStateDict,
-  ParamGroupStateDict,
-  ParamStateDict,
-} from './checkpoint/state-dict';
+export type { GenericStateDict, LrScheduleStateDict } from './checkpoint/state-dict';
 export { SafetensorsError } from './format/safetensors';
 export { adamwStep, adamwStepAsync } from './optim/functional';
 export type { AdamwStepOptions } from './optim/functional';

@@ -8,7 +8,6 @@
 import { checkFloat32Array } from '../core/arrays';
 import { checkObject } from '../core/checks';
 import { checkKnownKeys, typeError } from '../core/errors';
-import type { ParamState } from '../optim/adam';
 import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals } from '../optim/internals';
 import { groupValues } from '../optim/param-groups';
@@ -26,27 +25,6 @@ import {
   type ParamValues,
 } from './fit';
 
-/** Which update rule an Adam state belongs to: AdamW's decoupled weight decay or Adam's L2. */
-export type OptimizerKind = 'adamw' | 'adam';
-
-/** One parameter's state in an {@link OptimizerStateDict}: copies, not views. */
-export interface ParamStateDict extends ParamState {
-  /** The param's name, when it has one. */
-  name?: string;
-}
-
-/** One group's hyperparameters in an {@link OptimizerStateDict}. */
-export interface ParamGroupStateDict {
-  /** Indices into `state` of the group's params: the groups list 0, 1, 2, ... in order. */
-  params: number[];
-  lr: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  amsgrad: boolean;
-  maximize: boolean;
-}
-
 /** An attached learning-rate schedule in a state dict. */
 export interface LrScheduleStateDict {
   schedule: LrSchedule;
@@ -62,16 +40,6 @@ export interface GenericStateDict {
   optimizer: string;
   state: ({ step: number; name?: string } & Record<string, unknown>)[];
   paramGroups: ({ params: number[] } & Record<string, unknown>)[];
-  lrSchedule?: LrScheduleStateDict;
-}
-
-/** Everything needed to resume an AdamW or Adam optimizer, as returned by `stateDict()`. */
-export interface OptimizerStateDict {
-  optimizer: OptimizerKind;
-  /** One entry per param, in the optimizer's order (its groups' params, group after group). */
-  state: ParamStateDict[];
-  paramGroups: ParamGroupStateDict[];
-  /** Present when a schedule is attached. Loading a dict without it detaches the optimizer's. */
   lrSchedule?: LrScheduleStateDict;
 }
 

@@ -3,7 +3,7 @@
 // is 'adamw' (native/ops/adamw.h) for both, with Adam's L2 decay as its 'coupled' flag.
 import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
 import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
-import type { OptimizerStateDict } from '../checkpoint/state-dict';
+import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { Param } from './params';
 import type { OptimizerSpec, StepScalars } from './spec';
 
@@ -52,6 +52,39 @@ export interface ParamState extends BaseParamState {
   expAvgSq: Float32Array;
   /** Present only with amsgrad. */
   maxExpAvgSq?: Float32Array;
+}
+
+// The state dict of an AdamW or Adam optimizer (the generic GenericStateDict, typed).
+
+/** Which update rule an Adam state belongs to: AdamW's decoupled weight decay or Adam's L2. */
+export type OptimizerKind = 'adamw' | 'adam';
+
+/** One parameter's state in an {@link OptimizerStateDict}: copies, not views. */
+export interface ParamStateDict extends ParamState {
+  /** The param's name, when it has one. */
+  name?: string;
+}
+
+/** One group's hyperparameters in an {@link OptimizerStateDict}. */
+export interface ParamGroupStateDict {
+  /** Indices into `state` of the group's params: the groups list 0, 1, 2, ... in order. */
+  params: number[];
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  amsgrad: boolean;
+  maximize: boolean;
+}
+
+/** Everything needed to resume an AdamW or Adam optimizer, as returned by `stateDict()`. */
+export interface OptimizerStateDict {
+  optimizer: OptimizerKind;
+  /** One entry per param, in the optimizer's order (its groups' params, group after group). */
+  state: ParamStateDict[];
+  paramGroups: ParamGroupStateDict[];
+  /** Present when a schedule is attached. Loading a dict without it detaches the optimizer's. */
+  lrSchedule?: LrScheduleStateDict;
 }
 
 /**
