@@ -412,9 +412,12 @@ describe('the native control argument is checked before anything changes', () =>
   ] as [string, unknown, string][])('%s', (_, control, type) => {
     const arrays = [0, 1, 2, 3].map(() => new Float32Array(5).fill(0.5));
     const before = bitsOf(arrays);
-    const scalars = new Float64Array(native.SCALARS_PER_TENSOR).fill(0.5);
+    const scalars = new Float64Array(native.ops.adamw!.scalars.length).fill(0.5);
     const flags = new Uint32Array(1);
-    const call = [[...arrays, null], scalars, flags, 1, control] as Parameters<typeof native.step>;
+    const plan = native.createPlan('adamw', [...arrays, null]);
+    const call = [plan, scalars, flags, new Uint32Array(1), 1, control] as Parameters<
+      typeof native.runPlan
+    >;
     // The addon's errors come from Node's own realm, not jest's: compare by name.
     const errorOf = (run: () => unknown): unknown => {
       try {
@@ -424,11 +427,11 @@ describe('the native control argument is checked before anything changes', () =>
       }
       return undefined;
     };
-    expect(errorOf(() => native.step(...call))).toMatchObject({ name: type });
-    expect(errorOf(() => native.stepAsync(...call))).toMatchObject({ name: type });
-    const sixArguments = native.step as (...args: unknown[]) => void;
-    expect(errorOf(() => sixArguments(...call, undefined))).toMatchObject({ name: 'TypeError' });
+    expect(errorOf(() => native.runPlan(...call))).toMatchObject({ name: type });
+    expect(errorOf(() => native.runPlanAsync(...call))).toMatchObject({ name: type });
+    const sevenArguments = native.runPlan as (...args: unknown[]) => void;
+    expect(errorOf(() => sevenArguments(...call, undefined))).toMatchObject({ name: 'TypeError' });
     expect(firstBitDifference(bitsOf(arrays), before)).toBeNull();
-    expect(native.CONTROL_LENGTH).toBe(8);
+    expect(native.control.length).toBe(8);
   });
 });
