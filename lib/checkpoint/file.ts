@@ -118,7 +118,7 @@ export function saveCheckpoint(
   }
   const paramGroups = internals.groups.map((group, g) => {
     const entry: Record<string, unknown> = { params: groupParams[g] };
-    const values = groupValues(spec, group);
+    const values = groupValues(group);
     for (const [key, hyper] of Object.entries(spec.hyperparameters)) {
       const value = values[key];
       entry[hyper.fileKey] = Array.isArray(value) ? [...(value as unknown[])] : value;

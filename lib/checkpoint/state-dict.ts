@@ -59,7 +59,7 @@ export function stateDictOf(internals: OptimizerInternals): GenericStateDict {
   const { spec } = internals;
   const paramGroups = internals.groups.map((group) => {
     const entry: GenericStateDict['paramGroups'][number] = { params: [] };
-    for (const [key, value] of Object.entries(groupValues(spec, group))) {
+    for (const [key, value] of Object.entries(groupValues(group))) {
       entry[key] = copyValue(value);
     }
     return entry;

@@ -87,6 +87,9 @@ interface Variant {
   // This step's scalar set for params at step `step`, or -1.
   step: number;
   set: number;
+  // For decay: false, the group's values it was derived from and the derived values.
+  source: HyperparameterValues | null;
+  values: HyperparameterValues;
 }
 
 // The optimizer's own state arrays. state(p) hands them out, so they are marked untransferable: a
@@ -556,15 +559,25 @@ export abstract class Optimizer<
       if (variant.step !== step) {
         variant.step = step;
         variant.set = sets;
-        let values = groupValues(this.#spec, variant.group);
-        const decayKey = this.#spec.decayKey;
-        if (!variant.decay && decayKey !== undefined) values = { ...values, [decayKey]: 0 };
-        this.#flags[sets] = this.#writeScalars(values, step, this.#scalars, sets);
+        this.#flags[sets] = this.#writeScalars(this.#valuesOf(variant), step, this.#scalars, sets);
         sets++;
       }
       this.#tensorSet[k] = variant.set;
     }
     this.#setCount = sets;
+  }
+
+  // The hyperparameters a variant's params step with: its group's, with the spec's decayKey 0 for
+  // params with decay: false (derived once per change of the group's values).
+  #valuesOf(variant: Variant): HyperparameterValues {
+    const values = groupValues(variant.group);
+    const decayKey = this.#spec.decayKey;
+    if (variant.decay || decayKey === undefined) return values;
+    if (variant.source !== values) {
+      variant.source = values;
+      variant.values = Object.freeze({ ...values, [decayKey]: 0 });
+    }
+    return variant.values;
   }
 
   // This step's scalar sets as the addon reads them: exactly #setCount of them.
@@ -590,7 +603,7 @@ export abstract class Optimizer<
     let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
     if (variant < 0) {
       variant = this.#variants.length;
-      this.#variants.push({ group, decay: v.decay, step: -1, set: 0 });
+      this.#variants.push({ group, decay: v.decay, step: -1, set: 0, source: null, values });
     }
     const slot: Slot = {
       param: v.param,

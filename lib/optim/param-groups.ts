@@ -15,6 +15,10 @@ export interface LiveGroup {
 
 /** Creates a live group over `values` (already validated). `assertIdle(action)` throws while an
  * asynchronous step runs. */
+// Each group's current values as one frozen object, replaced on every assignment: a step reads a
+// group's values once per step, and this makes that one lookup.
+const snapshots = new WeakMap<LiveGroup, { values: HyperparameterValues }>();
+
 export function createParamGroup(
   spec: AnyOptimizerSpec,
   label: string,
@@ -22,31 +26,33 @@ export function createParamGroup(
   initial: HyperparameterValues,
   assertIdle: (action: string) => void,
 ): LiveGroup {
-  const values = new Map<string, unknown>(Object.entries(initial));
+  const current = { values: Object.freeze({ ...initial }) };
   const group = { params: Object.freeze([...params]) };
   for (const [key, entry] of Object.entries(spec.hyperparameters)) {
     Object.defineProperty(group, key, {
       enumerable: true,
-      get: () => values.get(key),
+      get: () => current.values[key],
       set: entry.fixed
         ? undefined
         : (value: unknown) => {
             assertIdle(`set ${label}.${key}`);
-            values.set(key, entry.check(`${label}.${key}`, value));
+            const checked = entry.check(`${label}.${key}`, value);
+            current.values = Object.freeze({ ...current.values, [key]: checked });
           },
     });
   }
   // Only the validated setters can change a group: params and the fixed hyperparameters are
   // read-only, and no other property can be added.
-  return Object.freeze(group) as unknown as LiveGroup;
+  const live = Object.freeze(group) as unknown as LiveGroup;
+  snapshots.set(live, current);
+  return live;
 }
 
-/** A group's current values, by name. */
-export function groupValues(spec: AnyOptimizerSpec, group: LiveGroup): HyperparameterValues {
-  const values: Record<string, unknown> = {};
-  const record = group as unknown as Record<string, unknown>;
-  for (const key of Object.keys(spec.hyperparameters)) values[key] = record[key];
-  return values as HyperparameterValues;
+/** A group's current values, by name (a frozen object; a later assignment makes a new one). */
+export function groupValues(group: LiveGroup): HyperparameterValues {
+  const current = snapshots.get(group);
+  if (current === undefined) throw new Error('simd-adamw: not a param group of this package');
+  return current.values;
 }
 
 /** Sets every mutable hyperparameter of `group` (values already validated). */

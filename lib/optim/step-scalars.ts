@@ -46,10 +46,20 @@ export function scalarWriter(spec: AnyOptimizerSpec, layout: NativeOpLayout): Sc
   check(spec.stepScalars(defaults as HyperparameterValues, 1));
 
   const stride = names.length;
+  // A spec that lists its scalars in the op's order (as the package's own do) is written by
+  // position: reading an object by a varying key costs more than the rest of a small step.
+  const inOrder = Object.keys(spec.stepScalars(defaults as HyperparameterValues, 1).values).every(
+    (name, i) => name === names[i],
+  );
   const writer: ScalarWriter = (values, step, out, set) => {
     const scalars = spec.stepScalars(values, step);
     const offset = set * stride;
-    for (let i = 0; i < stride; i++) out[offset + i] = scalars.values[names[i]] ?? NaN;
+    if (inOrder) {
+      const ordered = Object.values(scalars.values);
+      for (let i = 0; i < stride; i++) out[offset + i] = ordered[i];
+    } else {
+      for (let i = 0; i < stride; i++) out[offset + i] = scalars.values[names[i]] ?? NaN;
+    }
     let word = 0;
     for (let f = 0; f < flagNames.length; f++) if (scalars.flags[flagNames[f]]) word |= bits[f];
     return word;
