@@ -1,0 +1,174 @@
+// Bench-only: the memory roofline of an AdamW step, measured in the same process as the step.
+//
+// Every probe has exactly the kernel's memory traffic per element: read param, grad, expAvg and
+// expAvgSq; write param, expAvg and expAvgSq, with ordinary (cached) stores as the kernel does,
+// since the next step reads those arrays again. Their arithmetic is far below what memory can feed,
+// so their time is what moving the 28 bytes per element costs. No single loop is the fastest way to
+// move those bytes at every size (bench/RESULTS.md once showed the step at 1.13x a probe, which
+// then was no ceiling), so there are four, and the bench takes the fastest median as the roofline:
+//
+//   adamw-pattern            the kernel's access pattern with a few multiplies and adds
+//   adamw-pattern-prefetch   the same with the kernel's software prefetch (one per line, 2 KiB ahead)
+//   add                      p += g; m += g; v += g*g, four 64-byte vectors per stream per iteration
+//   add-prefetch             the same with the software prefetch
+//
+// This file is compiled with -march=native -mprefer-vector-width=512 (native/bench/bench.cmake):
+// the probes are the widest, simplest loops this machine runs. That is acceptable only because
+// the bench addon is never shipped; the released addon dispatches at run time instead.
+//
+// The values stay finite and expAvgSq non-negative (|g| <= 1e-2 in the bench, so even millions of
+// `add` passes stay far from overflow), so the bench can run the real step on the same arrays right
+// after a probe (same pages, same alignment).
+//
+// Threads: a pass is split exactly as a step of the same length (bench-common.h).
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "bench-common.h"
+
+namespace simd_adamw {
+namespace bench {
+namespace {
+
+// Read through volatile so the compiler cannot fold the arithmetic away or specialise on them.
+volatile float gKeep = 0.5f;
+volatile float gMix = 0.5f;
+
+constexpr size_t kFloatsPerLine = 16;
+constexpr size_t kPrefetchAhead = 512;  // floats, as the kernel (native/kernels/adamw-loop.h)
+
+// --- adamw-pattern: the per-element work on [0, count), auto-vectorised.
+inline void patternElements(float* __restrict param, const float* __restrict grad,
+                            float* __restrict expAvg, float* __restrict expAvgSq, size_t count,
+                            float keep, float mix) {
+  for (size_t i = 0; i < count; ++i) {
+    const float g = grad[i];
+    const float m = keep * expAvg[i] + mix * g;
+    const float v = keep * expAvgSq[i] + mix * (g * g);
+    expAvg[i] = m;
+    expAvgSq[i] = v;
+    param[i] = keep * param[i] + mix * (m + v);
+  }
+}
+
+template <bool kPrefetch>
+void patternRange(const FourArrays& a, size_t begin, size_t end) {
+  const float keep = gKeep;
+  const float mix = gMix;
+  size_t i = begin;
+  if (kPrefetch) {
+    // Whole lines while the prefetched address stays inside the arrays.
+    for (; end - i >= kPrefetchAhead + kFloatsPerLine; i += kFloatsPerLine) {
+      __builtin_prefetch(a.param + i + kPrefetchAhead);
+      __builtin_prefetch(a.grad + i + kPrefetchAhead);
+      __builtin_prefetch(a.expAvg + i + kPrefetchAhead);
+      __builtin_prefetch(a.expAvgSq + i + kPrefetchAhead);
+      patternElements(a.param + i, a.grad + i, a.expAvg + i, a.expAvgSq + i, kFloatsPerLine, keep,
+                      mix);
+    }
+  }
+  patternElements(a.param + i, a.grad + i, a.expAvg + i, a.expAvgSq + i, end - i, keep, mix);
+}
+
+// --- add: one 64-byte vector (a cache line of floats) per stream and step of the inner loop,
+// unrolled four times, with GCC vector extensions (lowered to zmm registers under this file's
+// flags). Loads and stores go through memcpy: any alignment, no aliasing assumptions.
+typedef float Line __attribute__((vector_size(64)));
+static_assert(sizeof(Line) == kFloatsPerLine * sizeof(float), "one vector is one cache line");
+constexpr size_t kUnroll = 4;
+constexpr size_t kBlock = kUnroll * kFloatsPerLine;
+
+inline Line loadLine(const float* p) {
+  Line v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void storeLine(float* p, Line v) { std::memcpy(p, &v, sizeof v); }
+
+inline void addLine(const FourArrays& a, size_t i) {
+  const Line g = loadLine(a.grad + i);
+  storeLine(a.param + i, loadLine(a.param + i) + g);
+  storeLine(a.expAvg + i, loadLine(a.expAvg + i) + g);
+  storeLine(a.expAvgSq + i, loadLine(a.expAvgSq + i) + g * g);
+}
+
+template <bool kPrefetch>
+void addRange(const FourArrays& a, size_t begin, size_t end) {
+  size_t i = begin;
+  if (kPrefetch) {
+    for (; end - i >= kPrefetchAhead + kBlock; i += kBlock) {
+      for (size_t line = 0; line < kBlock; line += kFloatsPerLine) {
+        __builtin_prefetch(a.param + i + line + kPrefetchAhead);
+        __builtin_prefetch(a.grad + i + line + kPrefetchAhead);
+        __builtin_prefetch(a.expAvg + i + line + kPrefetchAhead);
+        __builtin_prefetch(a.expAvgSq + i + line + kPrefetchAhead);
+      }
+      for (size_t line = 0; line < kBlock; line += kFloatsPerLine) addLine(a, i + line);
+    }
+  }
+  for (; end - i >= kBlock; i += kBlock) {
+    for (size_t line = 0; line < kBlock; line += kFloatsPerLine) addLine(a, i + line);
+  }
+  for (; i < end; ++i) {
+    const float g = a.grad[i];
+    a.param[i] += g;
+    a.expAvg[i] += g;
+    a.expAvgSq[i] += g * g;
+  }
+}
+
+using ProbeRange = void (*)(const FourArrays&, size_t, size_t);
+
+struct Probe {
+  const char* name;
+  ProbeRange range;
+};
+
+constexpr Probe kProbes[] = {
+    {"adamw-pattern", patternRange<false>},
+    {"adamw-pattern-prefetch", patternRange<true>},
+    {"add", addRange<false>},
+    {"add-prefetch", addRange<true>},
+};
+
+// benchRooflineProbe(param, grad, expAvg, expAvgSq, passes, threads, probe): `passes`
+// back-to-back passes of the named probe, each split as a step would be; timed by the caller.
+Napi::Value BenchRooflineProbe(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 7 || !info[6].IsString()) {
+    throw Napi::TypeError::New(
+        env, "benchRooflineProbe(param, grad, expAvg, expAvgSq, passes, threads, probe: string)");
+  }
+  const std::string name = info[6].As<Napi::String>().Utf8Value();
+  ProbeRange range = nullptr;
+  for (const Probe& probe : kProbes) {
+    if (name == probe.name) range = probe.range;
+  }
+  if (range == nullptr) throw Napi::RangeError::New(env, "Unknown probe '" + name + "'");
+  const FourArrays arrays = fourArrays(info, 0);
+  const uint32_t passes = positiveInteger(env, info[4], "passes");
+  const uint32_t threads = threadCount(env, info[5]);
+  runLikeAStep(arrays.length, threads, passes,
+               [&](size_t begin, size_t end) { range(arrays, begin, end); });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void registerRooflineProbes(Napi::Env env, Napi::Object exports) {
+  Napi::Array names = Napi::Array::New(env);
+  for (uint32_t k = 0; k < sizeof kProbes / sizeof kProbes[0]; ++k) {
+    names.Set(k, Napi::String::New(env, kProbes[k].name));
+  }
+  exports.Set("rooflineProbes", names);
+  exports.Set("benchRooflineProbe",
+              Napi::Function::New(env, BenchRooflineProbe, "benchRooflineProbe"));
+}
+
+}  // namespace bench
+}  // namespace simd_adamw
