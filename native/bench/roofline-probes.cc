@@ -90,35 +90,48 @@ inline Line loadLine(const float* p) {
 
 inline void storeLine(float* p, Line v) { std::memcpy(p, &v, sizeof v); }
 
-inline void addLine(const FourArrays& a, size_t i) {
-  const Line g = loadLine(a.grad + i);
-  storeLine(a.param + i, loadLine(a.param + i) + g);
-  storeLine(a.expAvg + i, loadLine(a.expAvg + i) + g);
-  storeLine(a.expAvgSq + i, loadLine(a.expAvgSq + i) + g * g);
+// One block: all loads first, then the stores, through local restrict pointers, so the compiler
+// neither reloads the array pointers after each store nor orders a load behind a store.
+inline void addBlock(float* __restrict param, const float* __restrict grad,
+                     float* __restrict expAvg, float* __restrict expAvgSq) {
+  Line g[kUnroll], p[kUnroll], m[kUnroll], v[kUnroll];
+  for (size_t u = 0; u < kUnroll; ++u) {
+    g[u] = loadLine(grad + u * kFloatsPerLine);
+    p[u] = loadLine(param + u * kFloatsPerLine);
+    m[u] = loadLine(expAvg + u * kFloatsPerLine);
+    v[u] = loadLine(expAvgSq + u * kFloatsPerLine);
+  }
+  for (size_t u = 0; u < kUnroll; ++u) {
+    storeLine(param + u * kFloatsPerLine, p[u] + g[u]);
+    storeLine(expAvg + u * kFloatsPerLine, m[u] + g[u]);
+    storeLine(expAvgSq + u * kFloatsPerLine, v[u] + g[u] * g[u]);
+  }
 }
 
 template <bool kPrefetch>
 void addRange(const FourArrays& a, size_t begin, size_t end) {
+  float* __restrict param = a.param;
+  const float* __restrict grad = a.grad;
+  float* __restrict expAvg = a.expAvg;
+  float* __restrict expAvgSq = a.expAvgSq;
   size_t i = begin;
   if (kPrefetch) {
     for (; end - i >= kPrefetchAhead + kBlock; i += kBlock) {
       for (size_t line = 0; line < kBlock; line += kFloatsPerLine) {
-        __builtin_prefetch(a.param + i + line + kPrefetchAhead);
-        __builtin_prefetch(a.grad + i + line + kPrefetchAhead);
-        __builtin_prefetch(a.expAvg + i + line + kPrefetchAhead);
-        __builtin_prefetch(a.expAvgSq + i + line + kPrefetchAhead);
+        __builtin_prefetch(param + i + line + kPrefetchAhead);
+        __builtin_prefetch(grad + i + line + kPrefetchAhead);
+        __builtin_prefetch(expAvg + i + line + kPrefetchAhead);
+        __builtin_prefetch(expAvgSq + i + line + kPrefetchAhead);
       }
-      for (size_t line = 0; line < kBlock; line += kFloatsPerLine) addLine(a, i + line);
+      addBlock(param + i, grad + i, expAvg + i, expAvgSq + i);
     }
   }
-  for (; end - i >= kBlock; i += kBlock) {
-    for (size_t line = 0; line < kBlock; line += kFloatsPerLine) addLine(a, i + line);
-  }
+  for (; end - i >= kBlock; i += kBlock) addBlock(param + i, grad + i, expAvg + i, expAvgSq + i);
   for (; i < end; ++i) {
-    const float g = a.grad[i];
-    a.param[i] += g;
-    a.expAvg[i] += g;
-    a.expAvgSq[i] += g * g;
+    const float g = grad[i];
+    param[i] += g;
+    expAvg[i] += g;
+    expAvgSq[i] += g * g;
   }
 }
 
