@@ -67,6 +67,7 @@ function load(): BenchAddon {
     throw new Error(
       `the bench addon simd_adamw_bench.node could not be loaded (${reason}); ` +
         `run \`npx cmake-js compile\` in ${root} (it builds native/bench/bench.cmake)`,
+      { cause: error },
     );
   }
   const exports = addon as Partial<BenchAddon> | null;

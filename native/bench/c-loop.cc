@@ -33,9 +33,8 @@ struct LoopScalars {
 };
 constexpr uint32_t kScalarCount = 7;
 
-void adamwPlainLoop(float* __restrict param, const float* __restrict grad,
-                    float* __restrict expAvg, float* __restrict expAvgSq, size_t count,
-                    LoopScalars s) {
+void adamwPlainLoop(float* __restrict param, const float* __restrict grad, float* __restrict expAvg,
+                    float* __restrict expAvgSq, size_t count, LoopScalars s) {
   for (size_t i = 0; i < count; ++i) {
     const float g = grad[i];
     const float p = param[i] * s.decay;
@@ -56,9 +55,10 @@ Napi::Value BenchCLoop(const Napi::CallbackInfo& info) {
   if (info.Length() != 7 || !info[4].IsTypedArray() ||
       info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
       info[4].As<Napi::Float64Array>().ElementLength() != kScalarCount) {
-    throw Napi::TypeError::New(env,
-                               "benchCLoop(param, grad, expAvg, expAvgSq, scalars: Float64Array(7), "
-                               "passes, threads)");
+    throw Napi::TypeError::New(
+        env,
+        "benchCLoop(param, grad, expAvg, expAvgSq, scalars: Float64Array(7), "
+        "passes, threads)");
   }
   const FourArrays a = fourArrays(info, 0);
   const Napi::Float64Array scalars = info[4].As<Napi::Float64Array>();

@@ -8,8 +8,8 @@
 // then was no ceiling), so there are four, and the bench takes the fastest median as the roofline:
 //
 //   adamw-pattern            the kernel's access pattern with a few multiplies and adds
-//   adamw-pattern-prefetch   the same with the kernel's software prefetch (one per line, 2 KiB ahead)
-//   add                      p += g; m += g; v += g*g, four 64-byte vectors per stream per iteration
+//   adamw-pattern-prefetch   the same with the kernel's prefetch (one per line, 2 KiB ahead)
+//   add                      p += g; m += g; v += g*g, 4 lines per stream per iteration
 //   add-prefetch             the same with the software prefetch
 //
 // This file is compiled with -march=native -mprefer-vector-width=512 (native/bench/bench.cmake):
