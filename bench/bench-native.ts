@@ -7,7 +7,13 @@ import * as path from 'node:path';
 import bindings from 'bindings';
 
 /** The probe loops of native/bench/roofline-probes.cc, all with the step's memory traffic. */
-export type RooflineProbe = 'adamw-pattern' | 'adamw-pattern-prefetch' | 'add' | 'add-prefetch';
+export type RooflineProbe =
+  | 'adamw-pattern'
+  | 'adamw-pattern-prefetch'
+  | 'add'
+  | 'add-prefetch'
+  | 'add-256'
+  | 'add-256-prefetch';
 
 /** What simd_adamw_bench.node exports (native/bench/bench-addon.cc). */
 export interface BenchAddon {

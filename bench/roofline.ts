@@ -1,9 +1,9 @@
 // Question: how fast can any AdamW step be on this machine, at this size and thread count?
 //
 // The bench addon's probes (native/bench/roofline-probes.cc) move exactly the step's bytes (read
-// param, grad, expAvg, expAvgSq; write param, expAvg, expAvgSq) with trivial arithmetic, in four
-// loops: the kernel's access pattern and the plain `p += g; m += g; v += g*g` at the widest
-// vectors, each with and without software prefetch. Which is fastest depends on the size and on
+// param, grad, expAvg, expAvgSq; write param, expAvg, expAvgSq) with trivial arithmetic, in six
+// loops: the kernel's access pattern, and the plain `p += g; m += g; v += g*g` unrolled in the
+// widest vectors and in 256-bit ones, each with and without software prefetch. Which is fastest depends on the size and on
 // what else the machine's memory is serving, so all are measured, interleaved with the step, and
 // the fastest median is the roofline (results.ts); the report names the winner per size. A probe
 // runs the repetitions of a sample inside one native call, so it carries no per-call JavaScript
@@ -17,6 +17,8 @@ const LABELS: Record<RooflineProbe, string> = {
   'adamw-pattern-prefetch': 'probe: AdamW pattern + prefetch',
   add: 'probe: p += g, m += g, v += g*g',
   'add-prefetch': 'probe: p += g, m += g, v += g*g + prefetch',
+  'add-256': 'probe: p += g, m += g, v += g*g, 256-bit',
+  'add-256-prefetch': 'probe: p += g, m += g, v += g*g, 256-bit + prefetch',
 };
 
 export function probeContenders(

@@ -50,12 +50,14 @@ const HYPER = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01
 const SCALARS = cLoopScalars(HYPER, 1);
 
 describe('benchRooflineProbe (bench-only roofline probes)', () => {
-  it('has the four probes the report names', () => {
+  it('has the probes the report names', () => {
     expect(benchNative.rooflineProbes).toEqual([
       'adamw-pattern',
       'adamw-pattern-prefetch',
       'add',
       'add-prefetch',
+      'add-256',
+      'add-256-prefetch',
     ]);
   });
 

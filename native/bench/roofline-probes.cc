@@ -5,12 +5,13 @@
 // since the next step reads those arrays again. Their arithmetic is far below what memory can feed,
 // so their time is what moving the 28 bytes per element costs. No single loop is the fastest way to
 // move those bytes at every size (bench/RESULTS.md once showed the step at 1.13x a probe, which
-// then was no ceiling), so there are four, and the bench takes the fastest median as the roofline:
+// then was no ceiling), so there are six, and the bench takes the fastest median as the roofline:
 //
 //   adamw-pattern            the kernel's access pattern with a few multiplies and adds
 //   adamw-pattern-prefetch   the same with the kernel's prefetch (one per line, 2 KiB ahead)
-//   add                      p += g; m += g; v += g*g, 4 lines per stream per iteration
+//   add                      p += g; m += g; v += g*g, 4 lines per stream per iteration, zmm
 //   add-prefetch             the same with the software prefetch
+//   add-256, add-256-prefetch  the same two in 256-bit vectors
 //
 // This file is compiled with -march=native -mprefer-vector-width=512 (native/bench/bench.cmake):
 // the probes are the widest, simplest loops this machine runs. That is acceptable only because
@@ -74,41 +75,48 @@ void patternRange(const FourArrays& a, size_t begin, size_t end) {
   patternElements(a.param + i, a.grad + i, a.expAvg + i, a.expAvgSq + i, end - i, keep, mix);
 }
 
-// --- add: one 64-byte vector (a cache line of floats) per stream and step of the inner loop,
-// unrolled four times, with GCC vector extensions (lowered to zmm registers under this file's
-// flags). Loads and stores go through memcpy: any alignment, no aliasing assumptions.
-typedef float Line __attribute__((vector_size(64)));
-static_assert(sizeof(Line) == kFloatsPerLine * sizeof(float), "one vector is one cache line");
-constexpr size_t kUnroll = 4;
-constexpr size_t kBlock = kUnroll * kFloatsPerLine;
+// --- add: four cache lines per stream and step of the inner loop, in GCC vector-extension
+// vectors of 64 bytes (zmm registers under this file's flags) or 32 bytes (ymm: on some machines
+// the narrower accesses stream DRAM faster, and the AVX2 kernel must not beat the roofline).
+// Loads and stores go through memcpy: any alignment, no aliasing assumptions.
+typedef float Vec512 __attribute__((vector_size(64)));
+typedef float Vec256 __attribute__((vector_size(32)));
+constexpr size_t kBlock = 4 * kFloatsPerLine;
 
-inline Line loadLine(const float* p) {
-  Line v;
+template <class Vec>
+inline Vec loadVec(const float* p) {
+  Vec v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-inline void storeLine(float* p, Line v) { std::memcpy(p, &v, sizeof v); }
+template <class Vec>
+inline void storeVec(float* p, Vec v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 // One block: all loads first, then the stores, through local restrict pointers, so the compiler
 // neither reloads the array pointers after each store nor orders a load behind a store.
+template <class Vec>
 inline void addBlock(float* __restrict param, const float* __restrict grad,
                      float* __restrict expAvg, float* __restrict expAvgSq) {
-  Line g[kUnroll], p[kUnroll], m[kUnroll], v[kUnroll];
+  constexpr size_t kLanes = sizeof(Vec) / sizeof(float);
+  constexpr size_t kUnroll = kBlock / kLanes;
+  Vec g[kUnroll], p[kUnroll], m[kUnroll], v[kUnroll];
   for (size_t u = 0; u < kUnroll; ++u) {
-    g[u] = loadLine(grad + u * kFloatsPerLine);
-    p[u] = loadLine(param + u * kFloatsPerLine);
-    m[u] = loadLine(expAvg + u * kFloatsPerLine);
-    v[u] = loadLine(expAvgSq + u * kFloatsPerLine);
+    g[u] = loadVec<Vec>(grad + u * kLanes);
+    p[u] = loadVec<Vec>(param + u * kLanes);
+    m[u] = loadVec<Vec>(expAvg + u * kLanes);
+    v[u] = loadVec<Vec>(expAvgSq + u * kLanes);
   }
   for (size_t u = 0; u < kUnroll; ++u) {
-    storeLine(param + u * kFloatsPerLine, p[u] + g[u]);
-    storeLine(expAvg + u * kFloatsPerLine, m[u] + g[u]);
-    storeLine(expAvgSq + u * kFloatsPerLine, v[u] + g[u] * g[u]);
+    storeVec(param + u * kLanes, p[u] + g[u]);
+    storeVec(expAvg + u * kLanes, m[u] + g[u]);
+    storeVec(expAvgSq + u * kLanes, v[u] + g[u] * g[u]);
   }
 }
 
-template <bool kPrefetch>
+template <class Vec, bool kPrefetch>
 void addRange(const FourArrays& a, size_t begin, size_t end) {
   float* __restrict param = a.param;
   const float* __restrict grad = a.grad;
@@ -123,10 +131,11 @@ void addRange(const FourArrays& a, size_t begin, size_t end) {
         __builtin_prefetch(expAvg + i + line + kPrefetchAhead);
         __builtin_prefetch(expAvgSq + i + line + kPrefetchAhead);
       }
-      addBlock(param + i, grad + i, expAvg + i, expAvgSq + i);
+      addBlock<Vec>(param + i, grad + i, expAvg + i, expAvgSq + i);
     }
   }
-  for (; end - i >= kBlock; i += kBlock) addBlock(param + i, grad + i, expAvg + i, expAvgSq + i);
+  for (; end - i >= kBlock; i += kBlock)
+    addBlock<Vec>(param + i, grad + i, expAvg + i, expAvgSq + i);
   for (; i < end; ++i) {
     const float g = grad[i];
     param[i] += g;
@@ -143,10 +152,9 @@ struct Probe {
 };
 
 constexpr Probe kProbes[] = {
-    {"adamw-pattern", patternRange<false>},
-    {"adamw-pattern-prefetch", patternRange<true>},
-    {"add", addRange<false>},
-    {"add-prefetch", addRange<true>},
+    {"adamw-pattern", patternRange<false>}, {"adamw-pattern-prefetch", patternRange<true>},
+    {"add", addRange<Vec512, false>},       {"add-prefetch", addRange<Vec512, true>},
+    {"add-256", addRange<Vec256, false>},   {"add-256-prefetch", addRange<Vec256, true>},
 };
 
 // benchRooflineProbe(param, grad, expAvg, expAvgSq, passes, threads, probe): `passes`
