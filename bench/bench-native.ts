@@ -10,6 +10,8 @@ import bindings from 'bindings';
 export type RooflineProbe =
   | 'adamw-pattern'
   | 'adamw-pattern-prefetch'
+  | 'adamw-pattern-256'
+  | 'adamw-pattern-256-prefetch'
   | 'add'
   | 'add-prefetch'
   | 'add-256'

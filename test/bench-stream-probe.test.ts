@@ -54,6 +54,8 @@ describe('benchRooflineProbe (bench-only roofline probes)', () => {
     expect(benchNative.rooflineProbes).toEqual([
       'adamw-pattern',
       'adamw-pattern-prefetch',
+      'adamw-pattern-256',
+      'adamw-pattern-256-prefetch',
       'add',
       'add-prefetch',
       'add-256',
