@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { backend } from '../lib/index';
+import { cLoopContenders } from './c-loop';
 import { CALL_OVERHEAD_SIZES, callOverheadContenders } from './call-overhead';
 import { rooflineFractionChartSvg, throughputChartSvg } from './chart';
 import { formatSize, parseSize, ThroughputArrays } from './data';
@@ -21,6 +22,7 @@ import {
   measureInterleaved,
   type SampleSettings,
 } from './measure';
+import { MANY_TENSORS_TOTAL, manyTensorContenders } from './many-tensors';
 import { modelStepContenders, smallTransformerShapes, totalLength } from './model-step';
 import { loadTfjsPeer, plainJsContender, torchNote } from './peers';
 import { createProgress } from './progress';
@@ -31,7 +33,15 @@ import { singleTensorContenders } from './single-tensor';
 import { evaluateTargets } from './targets';
 import { threadCounts } from './threads';
 
-const QUESTIONS = ['roofline', 'single-tensor', 'peers', 'model-step', 'call-overhead'] as const;
+const QUESTIONS = [
+  'roofline',
+  'single-tensor',
+  'c-loop',
+  'peers',
+  'model-step',
+  'many-tensors',
+  'call-overhead',
+] as const;
 type Question = (typeof QUESTIONS)[number];
 
 const K = 1 << 10;
@@ -75,7 +85,7 @@ const USAGE = `Usage: npm run bench -- [options]
 
   --quick            fewer, shorter samples and sizes up to 16M (under a minute)
   --only <list>      questions to run, comma-separated: ${QUESTIONS.join(', ')}
-                     (single-tensor and peers always run with the roofline)
+                     (single-tensor, c-loop and peers always run with the roofline)
   --sizes <list>     tensor sizes for the throughput questions, e.g. 4K,64K,16M
   --threads <list>   thread settings for the simd-adamw contenders, e.g. 1 (default: 1 and all)
   --isas <list>      kernels for the single-tensor question, e.g. avx512 (default: all available)
@@ -132,7 +142,9 @@ function parseOptions(argv: readonly string[]): Options {
     if (question === undefined) fail(`unknown question '${name}' in --only`);
     questions.add(question);
   }
-  if (questions.has('single-tensor') || questions.has('peers')) questions.add('roofline');
+  if (['single-tensor', 'c-loop', 'peers'].some((q) => questions.has(q as Question))) {
+    questions.add('roofline');
+  }
   const sizes =
     values.sizes === undefined
       ? mode.sizes
@@ -217,7 +229,7 @@ async function main(): Promise<void> {
   }
   notes.push(
     `Threads: simd-adamw and the roofline ran with the \`threads\` setting at ${threads.join(' and ')}; ` +
-      'a step uses at most one thread per 16K elements (native/step.h), so small tensors run on ' +
+      'a step uses at most one thread per 16K elements (native/runner.h), so small tensors run on ' +
       'fewer threads than the setting. The peers run on one thread.',
   );
 
@@ -228,16 +240,30 @@ async function main(): Promise<void> {
   if (arrays !== undefined) {
     throughputContenders.push(...probeContenders(arrays, threads));
     notes.push(
-      'Roofline: the faster (by median) of two stream probes, plain and with software prefetch, ' +
-        'at the same size and thread setting. The probes run all repetitions of a sample in one ' +
-        'native call, so they carry no per-call cost; simd-adamw rows are timed from JavaScript, ' +
-        'one call per step, so at small sizes their fraction of the roofline includes the call.',
+      'Roofline: the fastest (by median) of eight probes of the bench addon ' +
+        "(native/bench/roofline-probes.cc, -march=native), all with the step's memory traffic: " +
+        'the AdamW access pattern with trivial arithmetic and the plain p += g, m += g, ' +
+        'v += g*g (unrolled), each in the widest (512-bit) and in 256-bit vectors, with and ' +
+        'without software prefetch; at the same ' +
+        'size and thread setting, split as the step is. The probes run all repetitions of a ' +
+        'sample in one native call, so they carry no per-call cost; simd-adamw rows are timed ' +
+        'from JavaScript, one call per step, so at small sizes their fraction of the roofline ' +
+        'includes the call.',
     );
     if (questions.has('single-tensor')) {
       throughputContenders.push(...singleTensorContenders(arrays, isas, threads));
       notes.push(
         'simd-adamw rows: AdamW.step() on one tensor, on the same arrays as the probes, one call ' +
           `per step, lr 1e-3, weight decay 0.01; kernels ${isas.join(', ')}.`,
+      );
+    }
+    if (questions.has('c-loop')) {
+      throughputContenders.push(...cLoopContenders(arrays, threads));
+      notes.push(
+        'plain C AdamW loop: native/bench/c-loop.cc, the same IEEE operations in the same order ' +
+          'as the kernel, -O3 -march=native -ffp-contract=off -fno-math-errno, no NaN ' +
+          'canonicalisation, no prefetch; all repetitions in one native call (no per-call cost), ' +
+          'split across threads as the step is.',
       );
     }
     if (questions.has('peers')) {
@@ -258,6 +284,7 @@ async function main(): Promise<void> {
   const modelContenders = questions.has('model-step')
     ? modelStepContenders(shapes, bestIsa, threads)
     : [];
+  const manyContenders = questions.has('many-tensors') ? manyTensorContenders(bestIsa) : [];
   const callContenders = questions.has('call-overhead') ? callOverheadContenders(bestIsa) : [];
 
   const { rounds } = mode.settings;
@@ -265,6 +292,7 @@ async function main(): Promise<void> {
     rounds *
       (sizes.length * throughputContenders.length +
         modelContenders.length +
+        manyContenders.length +
         CALL_OVERHEAD_SIZES.length * callContenders.length),
   );
   const tick = (label: string): void => {
@@ -273,6 +301,7 @@ async function main(): Promise<void> {
 
   let throughput: Result[] = [];
   let modelStep: Result[] = [];
+  let manyTensors: Result[] = [];
   const callOverhead: Result[] = [];
   try {
     if (throughputContenders.length > 0) {
@@ -290,6 +319,12 @@ async function main(): Promise<void> {
         toResult(m, size),
       );
     }
+    if (manyContenders.length > 0) {
+      progress.section('many small tensors');
+      manyTensors = measureInterleaved(manyContenders, MANY_TENSORS_TOTAL, mode.settings, tick).map(
+        (m) => toResult(m, MANY_TENSORS_TOTAL),
+      );
+    }
     for (const size of callContenders.length > 0 ? CALL_OVERHEAD_SIZES : []) {
       progress.section(`call overhead ${size}`);
       const measured = measureInterleaved(callContenders, size, mode.settings, tick);
@@ -301,7 +336,7 @@ async function main(): Promise<void> {
   }
 
   const targets = evaluateTargets(
-    { throughput, modelStep, callOverhead },
+    { throughput, modelStep, callOverhead, manyTensors },
     bestIsa,
     threads,
     allThreads,
@@ -329,6 +364,7 @@ async function main(): Promise<void> {
         }
       : {}),
     callOverhead,
+    manyTensors,
     targets,
     notes,
   };
@@ -344,7 +380,7 @@ async function writeOutputs(results: BenchResults, options: Options): Promise<vo
   if (options.json !== undefined) fs.writeFileSync(options.json, json);
 
   const { machine, run } = results;
-  const subtitle = `${machine.cpuModel}, ${machine.logicalCpus} CPUs; node ${process.version}; ${run.date.slice(0, 10)}; ${run.command}`;
+  const subtitle = `${machine.name}; node ${process.version}; ${run.date.slice(0, 10)}; ${run.command}`;
   const charts: { throughput?: string; fraction?: string } = {};
   if (results.throughput.length > 0) {
     fs.writeFileSync(

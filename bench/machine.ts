@@ -20,6 +20,55 @@ const FLAGS_OF_INTEREST = [
   'avx512_fp16',
 ];
 
+// CPU families and models to microarchitecture names, for the machine's name in the report (lscpu
+// of a KVM guest often says only "AMD EPYC"). Anything else is named by its model string alone.
+function microarchitecture(vendor: string, family: number, model: number): string | undefined {
+  if (vendor === 'AuthenticAMD') {
+    if (family === 26) return 'Zen 5';
+    if (family === 25) return model < 0x10 || (model >= 0x20 && model < 0x60) ? 'Zen 3' : 'Zen 4';
+    if (family === 23) return model >= 0x30 ? 'Zen 2' : 'Zen';
+    return undefined;
+  }
+  if (vendor === 'GenuineIntel' && family === 6) {
+    const intel: Record<number, string> = {
+      85: 'Skylake/Cascade Lake',
+      106: 'Ice Lake',
+      143: 'Sapphire Rapids',
+      173: 'Granite Rapids',
+      207: 'Emerald Rapids',
+    };
+    return intel[model];
+  }
+  return undefined;
+}
+
+/** "2-core AMD EPYC (Zen 5) KVM guest, AVX-512": who measured, in one phrase. */
+export function machineName(
+  lscpu: ReadonlyMap<string, string>,
+  cpuModel: string,
+  logicalCpus: number,
+): string {
+  const arch = microarchitecture(
+    lscpu.get('Vendor ID') ?? '',
+    Number(lscpu.get('CPU family')),
+    Number(lscpu.get('Model')),
+  );
+  const flags = new Set((lscpu.get('Flags') ?? '').split(/\s+/));
+  const widest = flags.has('avx512f')
+    ? 'AVX-512'
+    : flags.has('avx2')
+      ? 'AVX2'
+      : flags.has('asimd')
+        ? 'NEON'
+        : undefined;
+  const guest = lscpu.get('Hypervisor vendor');
+  return [
+    `${logicalCpus}-CPU ${cpuModel}${arch === undefined || cpuModel.includes(arch) ? '' : ` (${arch})`}`,
+    guest === undefined ? '' : ` ${guest} guest`,
+    widest === undefined ? '' : `, ${widest}`,
+  ].join('');
+}
+
 function run(command: string, args: readonly string[]): string | undefined {
   try {
     return execFileSync(command, args, {
@@ -58,8 +107,10 @@ export function describeMachine(): MachineInfo {
   const hypervisor = lscpu.get('Hypervisor vendor');
   const commit = run('git', ['rev-parse', '--short', 'HEAD']);
   const dirty = (run('git', ['status', '--porcelain', '--untracked-files=no']) ?? '') !== '';
+  const cpuModel = lscpu.get('Model name') ?? os.cpus().at(0)?.model ?? 'unknown';
   return {
-    cpuModel: lscpu.get('Model name') ?? os.cpus().at(0)?.model ?? 'unknown',
+    name: machineName(lscpu, cpuModel, os.availableParallelism()),
+    cpuModel,
     cpuFamilyModel: hypervisor === undefined ? familyModel : `${familyModel}, ${hypervisor} guest`,
     cpuFlags: cpuFlags === '' ? 'unknown' : cpuFlags,
     caches: caches === '' ? 'unknown' : caches,

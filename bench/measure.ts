@@ -16,8 +16,9 @@ export interface Skipped {
   readonly skipped: string;
 }
 
-/** 'roofline' rows are derived from the 'probe' rows (results.ts), never measured directly. */
-export type Family = 'probe' | 'roofline' | 'simd-adamw' | 'peer';
+/** 'roofline' rows are derived from the 'probe' rows (results.ts), never measured directly;
+ * 'c-loop' is the plain C AdamW loop of the bench addon (c-loop.ts). */
+export type Family = 'probe' | 'roofline' | 'simd-adamw' | 'c-loop' | 'peer';
 
 export interface Contender {
   /** Stable id for JSON and targets, e.g. 'simd-adamw/avx512/t1'. */

@@ -66,7 +66,8 @@ function makeParams(shapes: readonly TensorShape[]): Param[] {
   });
 }
 
-function classApiContender(
+/** One AdamW.step() over fresh tensors of `shapes` (filled from the seed), one call per step. */
+export function classApiContender(
   id: string,
   label: string,
   shapes: readonly TensorShape[],

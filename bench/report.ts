@@ -1,7 +1,13 @@
 // Turns results into text: the tables printed at the end of a run and bench/RESULTS.md. Every
 // number comes from a BenchResults; nothing here is typed in by hand.
 import { formatSize } from './data';
-import { findResult, type BenchResults, type Result, type TargetResult } from './results';
+import {
+  findResult,
+  rooflineWinners,
+  type BenchResults,
+  type Result,
+  type TargetResult,
+} from './results';
 import { describeTarget } from './targets';
 
 type Align = 'left' | 'right';
@@ -142,6 +148,61 @@ export function modelStepTable(results: readonly Result[]): string {
   ]);
 }
 
+/** Many small tensors against one of the same total size (many-tensors.ts). */
+export function manyTensorsTable(results: readonly Result[]): string {
+  const one = findResult(results, 'many-tensors/one/t1')?.throughput?.mparamsPerSecond;
+  const rows = results.map((r) => {
+    const t = r.throughput;
+    const timing = r.timing;
+    if (t === undefined || timing === undefined) return [r.contender.label, '-'];
+    return [
+      r.contender.label,
+      `${seconds(timing.medianSeconds)} (${seconds(timing.minSeconds)}-${seconds(timing.maxSeconds)})`,
+      mparams(t.mparamsPerSecond),
+      one === undefined ? '' : `${(t.mparamsPerSecond / one).toFixed(3)}x`,
+    ];
+  });
+  return table(['step, 1 thread', 'time/step (min-max)', 'Mparams/s', 'vs 1 tensor'], rows, [
+    'left',
+    'right',
+    'right',
+    'right',
+  ]);
+}
+
+/** Which probe set the roofline, per thread setting and size. */
+export function rooflineWinnersTable(results: readonly Result[]): string {
+  const winners = rooflineWinners(results);
+  const sizes = [...new Set(results.map((r) => r.size))].sort((a, b) => a - b);
+  const rows = [...winners.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([threads, bySize]) => [
+      threads === 1 ? '1 thread' : `${threads} threads`,
+      ...sizes.map((size) => (bySize.get(size) ?? '-').replace(/^probe: /, '')),
+    ]);
+  return table(['fastest probe', ...sizes.map(formatSize)], rows);
+}
+
+/** Issue 10's rows: measured, target, met or missed. */
+export function issue10Table(targets: readonly TargetResult[]): string {
+  const rows = targets
+    .filter((t) => t.issue === 10)
+    .map((t) => [
+      t.name,
+      t.where,
+      t.measured === undefined ? '-' : `${t.measured.toFixed(2)}x`,
+      `>= ${t.threshold.toFixed(2)}x`,
+      t.met === undefined ? 'not measured' : t.met ? 'met' : 'missed',
+    ]);
+  return table(['row', 'where (medians)', 'measured', 'target', 'result'], rows, [
+    'left',
+    'left',
+    'right',
+    'right',
+    'left',
+  ]);
+}
+
 export function callOverheadTable(results: readonly Result[]): string {
   const rows = results.map((r) => {
     const timing = r.timing;
@@ -197,6 +258,24 @@ export function headlines(results: BenchResults): string[] {
         `${mparams(call.throughput.mparamsPerSecond)} Mparams/s including the call.`,
     );
   }
+  for (const size of [4 * 1024, 64 * 1024]) {
+    const ours = findResult(throughput, `simd-adamw/${best}/t1`, size)?.throughput;
+    const loop = findResult(throughput, 'c-loop/t1', size)?.throughput;
+    if (ours !== undefined && loop !== undefined) {
+      out.push(
+        `${formatSize(size)} params, 1 thread: AdamW.step() from JavaScript ${mparams(ours.mparamsPerSecond)} Mparams/s, ` +
+          `${(ours.mparamsPerSecond / loop.mparamsPerSecond).toFixed(2)}x the plain C loop (${mparams(loop.mparamsPerSecond)} Mparams/s, no call).`,
+      );
+    }
+  }
+  const many = findResult(results.manyTensors, 'many-tensors/many/t1')?.throughput;
+  const oneBig = findResult(results.manyTensors, 'many-tensors/one/t1')?.throughput;
+  if (many !== undefined && oneBig !== undefined) {
+    out.push(
+      `1,024 tensors of 1,024 through AdamW.step(), 1 thread: ${mparams(many.mparamsPerSecond)} Mparams/s, ` +
+        `${(many.mparamsPerSecond / oneBig.mparamsPerSecond).toFixed(2)}x one tensor of 1M.`,
+    );
+  }
   const kernel16M = findResult(throughput, `simd-adamw/${best}/t1`, 16 * 1024 * 1024)?.throughput;
   if (kernel16M !== undefined) {
     const peers: [string, string][] = [
@@ -226,6 +305,7 @@ export function machineTable(results: BenchResults): string {
   return table(
     ['', ''],
     [
+      ['machine', m.name],
       ['CPU', `${m.cpuModel} (${m.cpuFamilyModel})`],
       ['SIMD flags', m.cpuFlags],
       ['caches', m.caches],
@@ -255,9 +335,16 @@ export function terminalReport(results: BenchResults): string {
   }
   if (results.modelStep.length > 0)
     parts.push('Model-shaped step', modelStepTable(results.modelStep));
+  if (results.manyTensors.length > 0) {
+    parts.push('Many small tensors', manyTensorsTable(results.manyTensors));
+  }
   if (results.callOverhead.length > 0) {
     parts.push('Call overhead', callOverheadTable(results.callOverhead));
   }
+  if (results.throughput.length > 0) {
+    parts.push('Fastest probe (the roofline)', rooflineWinnersTable(results.throughput));
+  }
+  parts.push('Issue 10 rows', issue10Table(results.targets));
   parts.push('Targets', targetsTable(results.targets));
   const lines = headlines(results);
   if (lines.length > 0) parts.push('Headline numbers', lines.map((line) => `- ${line}`).join('\n'));
@@ -282,17 +369,28 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
       'run, with the contenders interleaved so that drift on this shared machine hits all of them ' +
       'alike (bench/measure.ts); medians are shown, spreads are in the detail table. One parameter ' +
       'is one float32 element of param, grad, expAvg and expAvgSq: 28 bytes of memory traffic per ' +
-      'step. The roofline is the faster of two stream probes (native/bench/stream-probe.cc): the ' +
-      'same traffic with trivial arithmetic, in the same run, on the same arrays, split across ' +
-      'threads as the step is.',
+      'step. The roofline is the fastest of eight probes of the bench-only addon ' +
+      '(native/bench/roofline-probes.cc): the same traffic with trivial arithmetic, in the same ' +
+      'run, on the same arrays, split across threads as the step is; no contender may beat it ' +
+      'beyond noise. The plain C AdamW loop (native/bench/c-loop.cc) is the same arithmetic as ' +
+      'the kernel, compiled for this machine.',
     '',
     '## Machine and run',
     '',
     machineTable(results),
     '',
+    `Machine: ${results.machine.name}.`,
+    '',
     '## Headline numbers',
     '',
     ...headlines(results).map((line) => `- ${line}`),
+    '',
+    '## Against the plain C loop and the roofline (issue 10)',
+    '',
+    'Measured from JavaScript through `AdamW.step()`, 1 thread, interleaved with the plain C loop ' +
+      'and the probes in the same run; the C loop and the probes have no per-call cost.',
+    '',
+    issue10Table(results.targets),
     '',
     '## Targets',
     '',
@@ -321,6 +419,20 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
             'with at most 2048 elements; one AdamW.step() against one tensor of the same total size.',
       '',
       modelStepTable(results.modelStep),
+      '',
+    );
+  }
+  if (results.throughput.length > 0) {
+    lines.push('## Which probe set the roofline', '', rooflineWinnersTable(results.throughput), '');
+  }
+  if (results.manyTensors.length > 0) {
+    lines.push(
+      '## Many small tensors',
+      '',
+      '1,024 tensors of 1,024 elements against one tensor of 1M (bench/many-tensors.ts): the same ' +
+        'parameters and bytes, one AdamW.step() call each.',
+      '',
+      manyTensorsTable(results.manyTensors),
       '',
     );
   }

@@ -36,6 +36,8 @@ export interface Result {
 }
 
 export interface MachineInfo {
+  /** What the machine is, in a few words: "2-core AMD EPYC (Zen 5) KVM guest, AVX-512". */
+  readonly name: string;
   readonly cpuModel: string;
   readonly cpuFamilyModel: string;
   readonly cpuFlags: string;
@@ -83,6 +85,8 @@ export interface BenchResults {
     readonly small: number;
   };
   readonly callOverhead: readonly Result[];
+  /** 1,024 tensors of 1,024 against one tensor of 1M, 1 thread (many-tensors.ts). */
+  readonly manyTensors: readonly Result[];
   readonly targets: readonly TargetResult[];
   readonly notes: readonly string[];
 }
@@ -111,9 +115,9 @@ export function toResult(measured: MeasuredContender, size: number): Result {
 }
 
 /**
- * Adds the roofline of each size and thread count, the faster of the stream probes by median
- * (its row carries that probe's timing and names it in `roofline.source`), and every other
- * result's fraction of it.
+ * Adds the roofline of each size and thread count, the fastest of the probes by median (its row
+ * carries that probe's timing and names it in `rooflineSource`), and every other result's fraction
+ * of it.
  */
 export function withRoofline(results: readonly Result[]): Result[] {
   const best = new Map<string, Result>();
@@ -135,7 +139,7 @@ export function withRoofline(results: readonly Result[]): Result[] {
         ...probe,
         contender: {
           id: `roofline/t${threads}`,
-          label: 'roofline (faster probe)',
+          label: 'roofline (fastest probe)',
           family: 'roofline',
           threads,
         },
@@ -159,4 +163,16 @@ export function findResult(
   size?: number,
 ): Result | undefined {
   return results.find((r) => r.contender.id === id && (size === undefined || r.size === size));
+}
+
+/** The probe that set the roofline at each size, per thread count: threads -> size -> label. */
+export function rooflineWinners(results: readonly Result[]): Map<number, Map<number, string>> {
+  const winners = new Map<number, Map<number, string>>();
+  for (const r of results) {
+    if (r.contender.family !== 'roofline' || r.rooflineSource === undefined) continue;
+    const bySize = winners.get(r.contender.threads) ?? new Map<number, string>();
+    bySize.set(r.size, r.rooflineSource);
+    winners.set(r.contender.threads, bySize);
+  }
+  return winners;
 }

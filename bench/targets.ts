@@ -1,5 +1,5 @@
-// The speed targets of issue 3 (and issue 4's threading targets once there is more than one
-// thread), evaluated on this run's numbers. A missed target is reported with its ratio; the
+// The speed targets of issue 3, issue 4's threading targets once there is more than one thread, and
+// issue 10's rows against the plain C loop and the roofline, evaluated on this run's numbers. A missed target is reported with its ratio; the
 // thresholds are the issues' and are never adjusted to the results.
 import { formatSize } from './data';
 import { findResult, type Result, type TargetResult } from './results';
@@ -10,6 +10,7 @@ interface Measured {
   readonly throughput: readonly Result[];
   readonly modelStep: readonly Result[];
   readonly callOverhead: readonly Result[];
+  readonly manyTensors: readonly Result[];
 }
 
 function target(
@@ -42,7 +43,7 @@ export function evaluateTargets(
   threadCounts: readonly number[],
   allThreads: number,
 ): TargetResult[] {
-  const { throughput, modelStep, callOverhead } = measured;
+  const { throughput, modelStep, callOverhead, manyTensors } = measured;
   const kernelId = (threads: number): string => `simd-adamw/${bestIsa}/t${threads}`;
   const targets: TargetResult[] = [];
 
@@ -164,6 +165,86 @@ export function evaluateTargets(
       );
     }
   }
+  targets.push(...issue10Targets(throughput, manyTensors, kernelId(1), bestIsa));
+  return targets;
+}
+
+/**
+ * Issue 10: AdamW.step() from JavaScript on 1 thread against the plain C loop (64K, 4K with the
+ * call included), many small tensors against one, the DRAM sizes against the roofline (the C loop
+ * shown there too), and the roofline itself: no contender may beat it beyond noise (5%).
+ */
+function issue10Targets(
+  throughput: readonly Result[],
+  manyTensors: readonly Result[],
+  kernelId: string,
+  bestIsa: string,
+): TargetResult[] {
+  const targets: TargetResult[] = [];
+  const versusCLoop = (size: number, name: string, threshold: number): TargetResult => {
+    const ours = mparams(findResult(throughput, kernelId, size));
+    const loop = mparams(findResult(throughput, 'c-loop/t1', size));
+    const where =
+      ours === undefined || loop === undefined
+        ? `not measured: no ${formatSize(size)} size in this run`
+        : `${formatSize(size)}, AdamW.step() ${bestIsa} ${Math.round(ours)} vs C loop ${Math.round(loop)} Mparams/s`;
+    return target(10, name, where, threshold, 'x', ratio(ours, loop));
+  };
+  targets.push(
+    versusCLoop(64 * 1024, '64K params (L2): AdamW.step() / plain C loop, 1 thread', 0.9),
+    versusCLoop(4 * 1024, '4K params, call included: AdamW.step() / plain C loop, 1 thread', 0.5),
+  );
+  const many = mparams(findResult(manyTensors, 'many-tensors/many/t1'));
+  const one = mparams(findResult(manyTensors, 'many-tensors/one/t1'));
+  targets.push(
+    target(
+      10,
+      '1,024 tensors of 1,024 / 1 tensor of 1M, AdamW.step(), 1 thread',
+      many === undefined || one === undefined
+        ? 'not measured in this run'
+        : `${Math.round(many)} vs ${Math.round(one)} Mparams/s`,
+      0.8,
+      'x',
+      ratio(many, one),
+    ),
+  );
+  for (const size of [...new Set(throughput.map((r) => r.size))].filter((s) => s >= 16 * M)) {
+    const ours = findResult(throughput, kernelId, size);
+    const loop = findResult(throughput, 'c-loop/t1', size)?.fractionOfRoofline;
+    targets.push(
+      target(
+        10,
+        'DRAM: AdamW.step() / roofline, 1 thread',
+        `${formatSize(size)}, ${bestIsa}; C loop ${loop === undefined ? '-' : `${loop.toFixed(2)}x`}`,
+        0.95,
+        'x',
+        ours?.fractionOfRoofline,
+      ),
+    );
+  }
+  // The roofline is a ceiling: roofline / fastest contender, the worst size and thread count.
+  let worst: { value: number; where: string } | undefined;
+  for (const r of throughput) {
+    if (r.contender.family === 'probe' || r.contender.family === 'roofline') continue;
+    const fraction = r.fractionOfRoofline;
+    if (fraction === undefined || fraction <= 0) continue;
+    if (worst === undefined || 1 / fraction < worst.value) {
+      worst = {
+        value: 1 / fraction,
+        where: `worst: ${r.contender.label}, ${formatSize(r.size)}, ${threadWord(r.contender.threads)}`,
+      };
+    }
+  }
+  targets.push(
+    target(
+      10,
+      'roofline is a ceiling: roofline / fastest contender, every size and thread setting',
+      worst?.where ?? 'not measured in this run',
+      0.95,
+      'x',
+      worst?.value,
+    ),
+  );
   return targets;
 }
 

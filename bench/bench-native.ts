@@ -1,0 +1,91 @@
+// Loads the bench-only addon, simd_adamw_bench.node (native/bench/), once. It holds what the bench
+// measures the step against: the roofline probes and the plain C AdamW loop. It is built beside
+// the released addon by `npx cmake-js compile` in a checkout, never shipped, and nothing in lib/
+// loads it. SIMD_ADAMW_BENCH_NATIVE=/path/to/simd_adamw_bench.node loads a specific build.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import bindings from 'bindings';
+
+/** The probe loops of native/bench/roofline-probes.cc, all with the step's memory traffic. */
+export type RooflineProbe =
+  | 'adamw-pattern'
+  | 'adamw-pattern-prefetch'
+  | 'adamw-pattern-256'
+  | 'adamw-pattern-256-prefetch'
+  | 'add'
+  | 'add-prefetch'
+  | 'add-256'
+  | 'add-256-prefetch';
+
+/** What simd_adamw_bench.node exports (native/bench/bench-addon.cc). */
+export interface BenchAddon {
+  /** The probe names, in the order the addon defines them. */
+  readonly rooflineProbes: readonly RooflineProbe[];
+  /**
+   * `passes` back-to-back passes of `probe` over the four arrays (read all four, write param,
+   * expAvg, expAvgSq), each split across up to `threads` threads exactly as a step of the same
+   * length.
+   */
+  benchRooflineProbe(
+    param: Float32Array,
+    grad: Float32Array,
+    expAvg: Float32Array,
+    expAvgSq: Float32Array,
+    passes: number,
+    threads: number,
+    probe: RooflineProbe,
+  ): void;
+  /**
+   * `passes` AdamW updates by the plain C loop (native/bench/c-loop.cc), with the float32
+   * roundings of `scalars` = [beta1, 1 - beta1, beta2, 1 - beta2, decay, negStepSize, epsHat],
+   * split as a step of the same length.
+   */
+  benchCLoop(
+    param: Float32Array,
+    grad: Float32Array,
+    expAvg: Float32Array,
+    expAvgSq: Float32Array,
+    scalars: Float64Array,
+    passes: number,
+    threads: number,
+  ): void;
+  /** The threads a step of `length` elements uses when `threads` are allowed (native/runner.h). */
+  threadsFor(length: number, threads: number): number;
+}
+
+function repoRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return start;
+  }
+}
+
+function load(): BenchAddon {
+  const explicitPath = process.env.SIMD_ADAMW_BENCH_NATIVE;
+  const root = repoRoot(__dirname);
+  let addon: unknown;
+  try {
+    addon =
+      explicitPath !== undefined && explicitPath !== ''
+        ? // eslint-disable-next-line @typescript-eslint/no-require-imports
+          require(path.resolve(explicitPath))
+        : bindings({ bindings: 'simd_adamw_bench.node', module_root: root });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new Error(
+      `the bench addon simd_adamw_bench.node could not be loaded (${reason}); ` +
+        `run \`npx cmake-js compile\` in ${root} (it builds native/bench/bench.cmake)`,
+      { cause: error },
+    );
+  }
+  const exports = addon as Partial<BenchAddon> | null;
+  if (
+    typeof exports?.benchRooflineProbe !== 'function' ||
+    typeof exports.benchCLoop !== 'function'
+  ) {
+    throw new Error('the module loaded as simd_adamw_bench.node is not the bench addon');
+  }
+  return exports as BenchAddon;
+}
+
+export const benchNative: BenchAddon = load();
