@@ -161,9 +161,7 @@ async function main() {
       native.createPlan('adamw', [shared.subarray(0, 8), shared.subarray(4, 12), ...good.slice(2)]),
     );
     expectThrow('runPlan no arguments', () => native.runPlan());
-    expectThrow('runPlan not a plan', () =>
-      native.runPlan({}, goodScalars, goodFlags, goodSet, 1),
-    );
+    expectThrow('runPlan not a plan', () => native.runPlan({}, goodScalars, goodFlags, goodSet, 1));
     expectThrow('runPlan threads 0', () =>
       native.runPlan(goodPlan, goodScalars, goodFlags, goodSet, 0),
     );

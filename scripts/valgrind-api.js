@@ -62,7 +62,10 @@ async function main() {
     }
     // One tensor large enough that the pool splits it across 2 threads, synchronously and not,
     // and fused with the control (norm, clip).
-    const large = native.createPlan('adamw', [...[0, 1, 2, 3].map((seed) => filled(40000, seed)), null]);
+    const large = native.createPlan('adamw', [
+      ...[0, 1, 2, 3].map((seed) => filled(40000, seed)),
+      null,
+    ]);
     const run = [new Float64Array(SCALARS), new Uint32Array(1), new Uint32Array(1), 2];
     native.runPlan(large, ...run);
     await native.runPlanAsync(large, ...run);
