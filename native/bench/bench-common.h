@@ -1,7 +1,7 @@
 // What every export of the bench addon (native/bench/) shares: the argument checks, which protect
 // memory and run before any array is touched, and the split of a pass across threads, which is
-// exactly a step's (native/runner.h), so a probe or the C loop and the step of the same length differ
-// only in their per-element work.
+// exactly a step's (native/runner.h), so a probe or the C loop and the step of the same length
+// differ only in their per-element work.
 #pragma once
 
 #include <napi.h>
