@@ -31,7 +31,6 @@ export type {
   OptimizerSpec,
   StateDtype,
   StateTensorSpec,
-  StepScalars,
 } from './optim/spec';
 export type { LiveGroup } from './optim/param-groups';
 export type { GenericStateDict, LrScheduleStateDict } from './checkpoint/state-dict';

@@ -47,8 +47,22 @@ const LITE_SPEC: OptimizerSpec<LiteHyper> = {
     },
   ],
   decayKey: 'l2',
-  stepScalars: (h, step) =>
-    adamStepScalarsForTest(
+  // The op's scalars in another order than the package's own spec writes them, and its flags in
+  // another bit order: the framework must reorder both.
+  scalars: [
+    'epsHat',
+    'beta1',
+    'oneMinusBeta1',
+    'beta2',
+    'oneMinusBeta2',
+    'decay',
+    'l2',
+    'negStepSize',
+  ],
+  flags: ['coupled', 'maximize', 'amsgrad'],
+  stepScalars: (h, step, out, offset) => {
+    const scratch = new Float64Array(8);
+    const adamFlags = adamStepScalarsForTest(
       {
         lr: h.lr,
         betas: [h.momentum, h.smoothing],
@@ -59,7 +73,14 @@ const LITE_SPEC: OptimizerSpec<LiteHyper> = {
       },
       step,
       false,
-    ),
+      scratch,
+      0,
+    );
+    out[offset] = scratch[7]!;
+    out.set(scratch.subarray(0, 7), offset + 1);
+    // adam's bits: amsgrad 1, maximize 2, coupled 4; ours: coupled 1, maximize 2, amsgrad 4.
+    return ((adamFlags & 4) >> 2) | (adamFlags & 2) | ((adamFlags & 1) << 2);
+  },
 };
 
 interface LiteState extends BaseParamState {
@@ -200,10 +221,7 @@ describe('an optimizer declared by a spec outside the package', () => {
           {
             ...LITE_SPEC,
             className: 'Broken',
-            stepScalars: (h: LiteHyper, step: number) => {
-              const { values, flags } = LITE_SPEC.stepScalars(h, step);
-              return { values: { ...values, extra: 1 }, flags };
-            },
+            scalars: [...LITE_SPEC.scalars.slice(1), 'extra'],
           } as OptimizerSpec<LiteHyper>,
           p,
           undefined,

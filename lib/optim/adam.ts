@@ -5,7 +5,7 @@ import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
 import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { Param } from './params';
-import type { OptimizerSpec, StepScalars } from './spec';
+import type { OptimizerSpec } from './spec';
 
 /** Options of Adam and AdamW; every field has PyTorch's default. */
 export interface Hyper {
@@ -87,9 +87,24 @@ export interface OptimizerStateDict {
   lrSchedule?: LrScheduleStateDict;
 }
 
+/** The adamw op's scalars, in the order {@link adamStepScalars} writes them. */
+export const ADAM_SCALARS = [
+  'beta1',
+  'oneMinusBeta1',
+  'beta2',
+  'oneMinusBeta2',
+  'decay',
+  'l2',
+  'negStepSize',
+  'epsHat',
+] as const;
+/** The adamw op's flags, bit i = ADAM_FLAGS[i]. */
+export const ADAM_FLAGS = ['amsgrad', 'maximize', 'coupled'] as const;
+
 /**
- * The op's scalars for step `step` (1-based), in double precision as PyTorch computes them in
- * Python; the addon rounds each to float32 once, and none is derived from another float32 value
+ * Writes the op's scalars for step `step` (1-based) to out[offset ..] (ADAM_SCALARS' order) and
+ * returns the flags (ADAM_FLAGS' bits), in double precision as PyTorch computes them in Python;
+ * the addon rounds each to float32 once, and none is derived from another float32 value
  * (1 - beta2 from float32(0.9999) would be off by 1.7e-4 relative, which the golden tests catch).
  *
  * PyTorch's update is p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps). Multiplying numerator and
@@ -100,25 +115,23 @@ export function adamStepScalars(
   h: Readonly<AdamHyperparameters>,
   step: number,
   decoupled: boolean,
-): StepScalars {
+  out: Float64Array,
+  offset: number,
+): number {
   const [beta1, beta2] = h.betas;
   const biasCorrection1 = 1 - beta1 ** step;
   const sqrtBiasCorrection2 = Math.sqrt(1 - beta2 ** step);
   // Adam's L2 term only exists when weightDecay != 0 (as in PyTorch), so 0 * Inf never makes a NaN.
   const coupled = !decoupled && h.weightDecay !== 0;
-  return {
-    values: {
-      beta1,
-      oneMinusBeta1: 1 - beta1,
-      beta2,
-      oneMinusBeta2: 1 - beta2,
-      decay: decoupled ? 1 - h.lr * h.weightDecay : 1,
-      l2: coupled ? h.weightDecay : 0,
-      negStepSize: -(h.lr / biasCorrection1) * sqrtBiasCorrection2,
-      epsHat: h.eps * sqrtBiasCorrection2,
-    },
-    flags: { amsgrad: h.amsgrad, maximize: h.maximize, coupled },
-  };
+  out[offset] = beta1;
+  out[offset + 1] = 1 - beta1;
+  out[offset + 2] = beta2;
+  out[offset + 3] = 1 - beta2;
+  out[offset + 4] = decoupled ? 1 - h.lr * h.weightDecay : 1;
+  out[offset + 5] = coupled ? h.weightDecay : 0;
+  out[offset + 6] = -(h.lr / biasCorrection1) * sqrtBiasCorrection2;
+  out[offset + 7] = h.eps * sqrtBiasCorrection2;
+  return (h.amsgrad ? 1 : 0) | (h.maximize ? 2 : 0) | (coupled ? 4 : 0);
 }
 
 function adamSpec(
@@ -156,8 +169,14 @@ function adamSpec(
       },
     ],
     decayKey: 'weightDecay',
-    stepScalars: (h: Readonly<AdamHyperparameters>, step: number) =>
-      adamStepScalars(h, step, decoupled),
+    scalars: ADAM_SCALARS,
+    flags: ADAM_FLAGS,
+    stepScalars: (
+      h: Readonly<AdamHyperparameters>,
+      step: number,
+      out: Float64Array,
+      offset: number,
+    ) => adamStepScalars(h, step, decoupled, out, offset),
   };
   return Object.freeze(spec);
 }

@@ -92,13 +92,17 @@ interface Variant {
   values: HyperparameterValues;
 }
 
-// The optimizer's own state arrays. state(p) hands them out, so they are marked untransferable: a
-// structuredClone or postMessage that lists one copies it (Node 20) or throws (Node 21+) instead of
-// detaching the optimizer's memory, perhaps while a stepAsync is writing it.
-function newStateArray(length: number): Float32Array {
-  const array = new Float32Array(length);
-  markAsUntransferable(array.buffer);
-  return array;
+// The optimizer's own state: one buffer per state tensor of the spec, each param's tensor a view
+// of it, laid end to end in param order. A step then walks each state tensor as one contiguous
+// stream, which the hardware prefetcher follows from one small tensor into the next (separate
+// allocations for hundreds of bias vectors stepped at about half the speed of one large tensor).
+// state(p) hands the views out, so the buffers are marked untransferable: a structuredClone or
+// postMessage that lists one copies it (Node 20) or throws (Node 21+) instead of detaching the
+// optimizer's memory, perhaps while a stepAsync is writing it.
+function newStateArena(length: number): Float32Array {
+  const arena = new Float32Array(length);
+  markAsUntransferable(arena.buffer);
+  return arena;
 }
 
 function isGroupList(value: readonly unknown[]): boolean {
@@ -214,6 +218,7 @@ export abstract class Optimizer<
     const groupInputs: unknown[] = groupList ? params : [{ params }];
     const names = new Set<string>();
     const seen = new Set<unknown>();
+    const pending: { v: ValidatedParam; g: number; values: HyperparameterValues }[] = [];
     for (const [g, groupInput] of groupInputs.entries()) {
       const groupLabel = `paramGroups[${g}]`;
       if (!isPlainObject(groupInput) || !Array.isArray(groupInput.params)) {
@@ -237,8 +242,9 @@ export abstract class Optimizer<
         },
       );
       this.#groups.push(group);
-      for (const v of validated) this.#addSlot(v, g, values);
+      for (const v of validated) pending.push({ v, g, values });
     }
+    this.#addSlots(pending);
     this.#groupsView = Object.freeze([...this.#groups]) as readonly G[];
     this.#checkOverlap(this.#slots);
     const n = this.#slots.length;
@@ -598,33 +604,49 @@ export abstract class Optimizer<
     if (this.#inFlight) throw stepInFlightError(action);
   }
 
-  #addSlot(v: ValidatedParam, groupIndex: number, values: HyperparameterValues): void {
-    const group = this.#groups[groupIndex];
-    let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
-    if (variant < 0) {
-      variant = this.#variants.length;
-      this.#variants.push({ group, decay: v.decay, step: -1, set: 0, source: null, values });
+  // Every param's slot, its state tensors as views of one arena per state tensor of the spec.
+  #addSlots(
+    pending: readonly { v: ValidatedParam; g: number; values: HyperparameterValues }[],
+  ): void {
+    const spec = this.#spec;
+    const present = pending.map(({ values }) =>
+      spec.state.map((tensor) => tensor.presentWhen === undefined || tensor.presentWhen(values)),
+    );
+    const arenas = spec.state.map((tensor, i) => {
+      if (STATE_DTYPE_BYTES[tensor.dtype] !== Float32Array.BYTES_PER_ELEMENT) {
+        throw new Error(`simd-adamw: state dtype ${tensor.dtype} is not supported`);
+      }
+      let total = 0;
+      for (const [k, { v }] of pending.entries()) if (present[k][i]) total += v.length;
+      return { array: newStateArena(total), next: 0 };
+    });
+    for (const [k, { v, g, values }] of pending.entries()) {
+      const group = this.#groups[g];
+      let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
+      if (variant < 0) {
+        variant = this.#variants.length;
+        this.#variants.push({ group, decay: v.decay, step: -1, set: 0, source: null, values });
+      }
+      const slot: Slot = {
+        param: v.param,
+        label: v.label,
+        groupIndex: g,
+        length: v.length,
+        decay: v.decay,
+        variant,
+        step: 0,
+        state: arenas.map((arena, i) => {
+          if (!present[k][i]) return null;
+          const view = arena.array.subarray(arena.next, arena.next + v.length);
+          arena.next += v.length;
+          return view;
+        }),
+        data: v.data,
+        grad: v.grad,
+      };
+      this.#slots.push(slot);
+      this.#slotOf.set(v.param, slot);
     }
-    const slot: Slot = {
-      param: v.param,
-      label: v.label,
-      groupIndex,
-      length: v.length,
-      decay: v.decay,
-      variant,
-      step: 0,
-      state: this.#spec.state.map((tensor) => {
-        if (tensor.presentWhen !== undefined && !tensor.presentWhen(values)) return null;
-        if (STATE_DTYPE_BYTES[tensor.dtype] !== Float32Array.BYTES_PER_ELEMENT) {
-          throw new Error(`simd-adamw: state dtype ${tensor.dtype} is not supported`);
-        }
-        return newStateArray(v.length);
-      }),
-      data: v.data,
-      grad: v.grad,
-    };
-    this.#slots.push(slot);
-    this.#slotOf.set(v.param, slot);
   }
 
   // No two arrays of the step may share memory: not data with grad, not two params' arrays, not a

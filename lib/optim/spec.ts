@@ -45,12 +45,6 @@ export interface StateTensorSpec<H> {
   presentWhen?(h: Readonly<H>): boolean;
 }
 
-/** What one step of one tensor runs with: the op's scalars by name, and its flags. */
-export interface StepScalars {
-  readonly values: Readonly<Record<string, number>>;
-  readonly flags: Readonly<Record<string, boolean>>;
-}
-
 /** The declaration of an optimizer. */
 export interface OptimizerSpec<H extends BaseHyperparameters> {
   /** The class name, for messages: 'AdamW'. */
@@ -64,11 +58,17 @@ export interface OptimizerSpec<H extends BaseHyperparameters> {
   readonly op: string;
   /** The hyperparameter that a param with `decay: false` sees as 0 (weight decay), if any. */
   readonly decayKey?: string;
+  /** The op's per-step scalars, by name, in the order stepScalars writes them. */
+  readonly scalars: readonly string[];
+  /** The op's flags, by name: bit i of stepScalars' result is flags[i]. */
+  readonly flags: readonly string[];
   /**
-   * The op's scalars and flags for one step of a tensor whose group has hyperparameters `h`, at
-   * 1-based step `step`: computed in double precision, each rounded to float32 once natively.
+   * Writes the scalars of one step of a tensor whose group has hyperparameters `h`, at 1-based
+   * step `step`, to out[offset ..] in the order of `scalars` (double precision; the addon rounds
+   * each to float32 once), and returns its flags (bit i: flags[i]). It runs once per group every
+   * step, so it allocates nothing. The names are matched to the native op's once, at first use.
    */
-  stepScalars(h: Readonly<H>, step: number): StepScalars;
+  stepScalars(h: Readonly<H>, step: number, out: Float64Array, offset: number): number;
 }
 
 /** Any optimizer's spec, seen by the generic code (which reads hyperparameters by name). The

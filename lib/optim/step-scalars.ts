@@ -5,10 +5,10 @@
 // the op are matched by name once, when the first optimizer of a spec is created.
 import type { NativeOpLayout } from '../core/native';
 import type { HyperparameterValues } from './hyperparameters';
-import { type AnyOptimizerSpec, type StepScalars } from './spec';
+import type { AnyOptimizerSpec } from './spec';
 
 /** Writes scalar set `set` (its scalars in `out`) for a tensor with hyperparameters `values` at
- * 1-based step `step`; returns its flags word. */
+ * 1-based step `step`; returns its flags word in the op's bits. */
 export type ScalarWriter = (
   values: HyperparameterValues,
   step: number,
@@ -18,51 +18,47 @@ export type ScalarWriter = (
 
 const writers = new WeakMap<AnyOptimizerSpec, ScalarWriter>();
 
-function sameNames(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().join() === [...b].sort().join();
-}
-
-/** The writer of `spec`'s scalars for `layout`; throws if they do not describe the same names. */
+/** The writer of `spec`'s scalars for `layout`; throws if they do not name the same scalars and
+ * flags. */
 export function scalarWriter(spec: AnyOptimizerSpec, layout: NativeOpLayout): ScalarWriter {
   const cached = writers.get(spec);
   if (cached !== undefined) return cached;
   const names = layout.scalars;
   const flagNames = Object.keys(layout.flags);
-  const bits = flagNames.map((name) => layout.flags[name] ?? 0);
-  const check = (scalars: StepScalars): void => {
-    if (
-      !sameNames(Object.keys(scalars.values), names) ||
-      !sameNames(Object.keys(scalars.flags), flagNames)
-    ) {
-      throw new Error(
-        `simd-adamw: ${spec.className}'s scalars (${Object.keys(scalars.values).join(', ')}; ` +
-          `flags ${Object.keys(scalars.flags).join(', ')}) do not match native op '${spec.op}' ` +
-          `(${names.join(', ')}; flags ${flagNames.join(', ')})`,
-      );
-    }
-  };
-  const defaults: Record<string, unknown> = {};
-  for (const [key, entry] of Object.entries(spec.hyperparameters)) defaults[key] = entry.default;
-  check(spec.stepScalars(defaults as HyperparameterValues, 1));
-
+  const position = spec.scalars.map((name) => names.indexOf(name));
+  const bits = spec.flags.map((name) => layout.flags[name] ?? -1);
+  if (
+    spec.scalars.length !== names.length ||
+    new Set(position).size !== names.length ||
+    position.includes(-1) ||
+    spec.flags.length !== flagNames.length ||
+    bits.includes(-1)
+  ) {
+    throw new Error(
+      `simd-adamw: ${spec.className}'s scalars (${spec.scalars.join(', ')}; flags ` +
+        `${spec.flags.join(', ')}) do not match native op '${spec.op}' (${names.join(', ')}; ` +
+        `flags ${flagNames.join(', ')})`,
+    );
+  }
   const stride = names.length;
-  // A spec that lists its scalars in the op's order (as the package's own do) is written by
-  // position: reading an object by a varying key costs more than the rest of a small step.
-  const inOrder = Object.keys(spec.stepScalars(defaults as HyperparameterValues, 1).values).every(
-    (name, i) => name === names[i],
-  );
+  // A spec that lists its scalars and flags in the op's order (as the package's own do) writes
+  // straight into the addon's array; another is written to a scratch set and reordered.
+  const sameScalars = position.every((p, i) => p === i);
+  const sameFlags = bits.every((bit, i) => bit === 1 << i);
+  const scratch = new Float64Array(stride);
   const writer: ScalarWriter = (values, step, out, set) => {
-    const scalars = spec.stepScalars(values, step);
     const offset = set * stride;
-    if (inOrder) {
-      const ordered = Object.values(scalars.values);
-      for (let i = 0; i < stride; i++) out[offset + i] = ordered[i];
+    let word: number;
+    if (sameScalars) {
+      word = spec.stepScalars(values, step, out, offset);
     } else {
-      for (let i = 0; i < stride; i++) out[offset + i] = scalars.values[names[i]] ?? NaN;
+      word = spec.stepScalars(values, step, scratch, 0);
+      for (let i = 0; i < stride; i++) out[offset + position[i]] = scratch[i];
     }
-    let word = 0;
-    for (let f = 0; f < flagNames.length; f++) if (scalars.flags[flagNames[f]]) word |= bits[f];
-    return word;
+    if (sameFlags) return word;
+    let opWord = 0;
+    for (let i = 0; i < bits.length; i++) if ((word >> i) & 1) opWord |= bits[i];
+    return opWord;
   };
   writers.set(spec, writer);
   return writer;
