@@ -1,5 +1,5 @@
 // Every kernel this CPU can run gives bitwise the same results as the portable scalar kernel
-// (issue 2: "Every ISA path gives bitwise-identical results for the same inputs"), for adamwStep and
+// ("every ISA path gives bitwise-identical results for the same inputs"), for adamwStep and
 // for the classes, on random lengths, byte offsets, buffers (ArrayBuffer and SharedArrayBuffer),
 // hyperparameters, step counts and gradients full of special values. Results are compared as raw
 // bits, NaNs included: a NaN's sign and payload are part of the result.

@@ -1,4 +1,4 @@
-// Loading the native addon (lib/native.ts), in child processes on the built package: when the binary
+// Loading the native addon (lib/core/native.ts), in child processes on the built package: when the binary
 // is missing (npm 11 skips the install scripts of dependencies that are not approved) or
 // SIMD_ADAMW_NATIVE names one that cannot be loaded, the error says how to build it.
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// The safetensors format layer (lib/safetensors.ts): files it writes are what the specification
+// The safetensors format layer (lib/format/safetensors.ts): files it writes are what the specification
 // describes (checked by an independent reader written here from the spec, since neither Python's
 // `safetensors` nor `torch` is installed on the machines this runs on), it reads files built by
 // hand from the spec, and it turns every malformed, truncated or corrupted file into a

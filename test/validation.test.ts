@@ -1,4 +1,4 @@
-// Bad input (issue 2, "Bad input"): every argument of adamwStep, the class constructors, step() and
+// Bad input: every argument of adamwStep, the class constructors, step() and
 // the paramGroups setters is validated before any array is touched. Each rejection is checked for
 // its error class (TypeError for a wrong type, RangeError for a wrong value or length), for a
 // message that names the argument as the caller wrote it, and for leaving every array unchanged.

@@ -2,7 +2,7 @@
 //
 // The default is every core this process may use (os.availableParallelism()). A step never uses
 // more threads than its size warrants: below about 16K elements per thread the addon stays on the
-// calling thread (native/step.h), so a high setting never makes small steps slower.
+// calling thread (native/runner.h), so a high setting never makes small steps slower.
 import * as os from 'node:os';
 
 import { native } from './native';

@@ -1,7 +1,7 @@
 // Bench-only contender: the AdamW update as a plain C++ loop, the question being how close the
 // dispatched SIMD kernel comes to what the compiler makes of the obvious loop.
 //
-// The same IEEE operations, in the same order, as native/kernels/adamw-loop.h for AdamW without
+// The same IEEE operations, in the same order, as native/ops/adamw.h for AdamW without
 // amsgrad, maximize or gradient scaling:
 //   p = p * decay
 //   m = beta1 * m + oneMinusBeta1 * g
@@ -48,7 +48,7 @@ void adamwPlainLoop(float* __restrict param, const float* __restrict grad, float
 
 // benchCLoop(param, grad, expAvg, expAvgSq, scalars, passes, threads): `passes` updates with the
 // float32 roundings of scalars = Float64Array [beta1, 1 - beta1, beta2, 1 - beta2, decay,
-// negStepSize, epsHat] (lib/coefficients.ts computes them in double as PyTorch does), each split
+// negStepSize, epsHat] (lib/optim/adam.ts computes them in double as PyTorch does), each split
 // as a step would be; timed by the caller.
 Napi::Value BenchCLoop(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();

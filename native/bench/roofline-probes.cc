@@ -41,7 +41,7 @@ volatile float gKeep = 0.5f;
 volatile float gMix = 0.5f;
 
 constexpr size_t kFloatsPerLine = 16;
-constexpr size_t kPrefetchAhead = 512;  // floats, as the kernel (native/kernels/adamw-loop.h)
+constexpr size_t kPrefetchAhead = 512;  // floats, as the kernel (native/ops/adamw.h)
 
 // --- adamw-pattern: the per-element work on [0, count), auto-vectorised.
 inline void patternElements(float* __restrict param, const float* __restrict grad,
