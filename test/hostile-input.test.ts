@@ -5,6 +5,7 @@
 import {
   Adam,
   AdamW,
+  Optimizer,
   adamwStep,
   adamwStepAsync,
   type AdamwStepOptions,
@@ -557,6 +558,71 @@ function states(optimizer: AdamW | Adam, params: Param[]): Float32Array[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+describe('code that runs in the middle of a step or a load', () => {
+  // A spec's stepScalars is its author's code. It runs before the step reads and checks the
+  // arrays, so whatever it does to them is caught by the checks (the plan does not re-read its
+  // arrays, so anything after the checks would reach the kernel).
+  test("a spec's stepScalars that shrinks a param's buffer: RangeError, no crash, nothing written", () => {
+    const buffer = resizableBuffer(4 * 1024, 4 * 1024);
+    const data = new Float32Array(buffer);
+    data.fill(0.5);
+    const p: Param = { data, grad: new Float32Array(1024).fill(0.1) };
+    let attack = false;
+    const spec = {
+      ...AdamW.spec,
+      className: 'Shrinking',
+      stepScalars: (...args: Parameters<typeof AdamW.spec.stepScalars>) => {
+        if (attack) buffer.resize(0);
+        return AdamW.spec.stepScalars(...args);
+      },
+    };
+    class Shrinking extends Optimizer {
+      constructor(params: Param[]) {
+        super(spec, params, undefined);
+      }
+    }
+    const optimizer = new Shrinking([p]);
+    optimizer.step();
+    attack = true;
+    expect(() => optimizer.step()).toThrow(
+      new RangeError(
+        'Expected a Float32Array of 1024 elements for params[0].data but received a Float32Array of 0 elements',
+      ),
+    );
+  });
+
+  test.each(['detach', 'shrink'] as const)(
+    'loadStateDict: a getter that %ss a state array already read: an error or a full load, never half of one',
+    (attack) => {
+      const a = param(8, 1, 'a');
+      const b = param(8, 3, 'b');
+      const optimizer = new AdamW([a, b], { lr: 0.5 });
+      optimizer.step();
+      const sd = optimizer.stateDict();
+      const buffer = resizableBuffer(32, 32);
+      const expAvg = new Float32Array(buffer);
+      expAvg.set(sd.state[0]!.expAvg);
+      const saved = { ...sd.state[0]!, expAvg };
+      const second = { ...sd.state[1]! };
+      Object.defineProperty(second, 'step', {
+        enumerable: true,
+        get() {
+          if (attack === 'detach') detach(buffer);
+          else buffer.resize(8);
+          return sd.state[1]!.step;
+        },
+      });
+      optimizer.paramGroups[0]!.lr = 0.25;
+      const before = states(optimizer, [a, b]).map(bits);
+      expect(() => {
+        optimizer.loadStateDict({ ...sd, state: [saved, second] });
+      }).toThrow(/Expected a Float32Array (of 8 elements )?for stateDict\.state\[0\]\.expAvg/);
+      expect(optimizer.paramGroups[0]!.lr).toBe(0.25); // nothing of the dict applied
+      expect(states(optimizer, [a, b]).map(bits)).toEqual(before);
+    },
+  );
+});
+
 describe('detached and resized buffers', () => {
   test('adamwStep with a detached grad: TypeError', () => {
     const a = stepArrays(5);

@@ -123,7 +123,10 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
   if (!Array.isArray(state)) throw typeError('stateDict.state', 'an array of param states', state);
   checkParamCount(internals, 'stateDict.state', state.length);
   const stateKeys = ['name', 'step', ...spec.state.map((tensor) => tensor.name)];
-  const params = (state as unknown[]).map((entryValue, k): ParamValues => {
+  // First every field of every entry is read (a getter, or a param's name getter, is the caller's
+  // code and could detach or shrink an array already checked), then the arrays are checked back to
+  // back and copied, with no caller code in between.
+  const entries = (state as unknown[]).map((entryValue, k) => {
     const name = `stateDict.state[${k}]`;
     const slot = internals.slots[k];
     const entry = checkObject(name, entryValue);
@@ -134,7 +137,14 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
       throw typeError(`${name}.name`, 'a string or undefined', entryName);
     }
     checkNameFits(slot, k, entryName, `${name}.name`);
-    const step = checkStepCount(`${name}.step`, fields.step);
+    return { name, fields, step: checkStepCount(`${name}.step`, fields.step) };
+  });
+  const schedule =
+    lrSchedule === undefined
+      ? null
+      : checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length);
+  const params = entries.map(({ name, fields, step }, k): ParamValues => {
+    const slot = internals.slots[k];
     const arrays = spec.state.map((tensor, i) => {
       const saved = fields[tensor.name];
       if (slot.state[i] === null) {
@@ -151,9 +161,5 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     });
     return { step, state: arrays };
   });
-  const schedule =
-    lrSchedule === undefined
-      ? null
-      : checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length);
   applyState(internals, groups, params, schedule);
 }

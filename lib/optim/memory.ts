@@ -9,7 +9,7 @@ export interface MemoryBreakdown {
   params: number;
   /** Bytes of the gradient arrays (owned by the caller). */
   grads: number;
-  /** Bytes of optimizer state this optimizer allocated (AdamW: expAvg, expAvgSq, maxExpAvgSq). */
+  /** Bytes of optimizer state this optimizer allocated: the state tensors its spec declares. */
   state: number;
   /** params + grads + state. */
   total: number;

@@ -89,7 +89,7 @@ interface Variant {
   set: number;
   // For decay: false, the group's values it was derived from and the derived values.
   source: HyperparameterValues | null;
-  values: HyperparameterValues;
+  values: HyperparameterValues | null;
 }
 
 // The optimizer's own state: one buffer per state tensor of the spec, each param's tensor a view
@@ -488,11 +488,15 @@ export abstract class Optimizer<
   // was replaced) and writes this step's scalar sets; changes no array. Returns the step's lr
   // (the first group's).
   #prepareStep(): number {
+    // The scalars first: a spec's stepScalars is code of the spec's author, so it runs before the
+    // arrays are read and checked, never between the checks and the native call.
+    this.#writeScalarSets();
     const slots = this.#slots;
     const current = this.#current;
     // Every param's data and grad are read once, all before any is checked: reading them can run
     // the caller's getters, which could detach or resize an array already checked. From the first
-    // check to the native call no code of the caller runs, so the kernel updates what was checked.
+    // check to the native call no code of the caller runs, so the kernel updates what was checked
+    // (the plan does not re-read its arrays: these checks are what keeps it in bounds).
     for (let k = 0; k < slots.length; k++) {
       const param = slots[k].param;
       current[2 * k] = param.data;
@@ -509,12 +513,12 @@ export abstract class Optimizer<
       }
     }
     if (replaced) this.#adoptReplacedArrays();
-    this.#writeScalarSets();
     return this.#groups[0]?.lr ?? 0;
   }
 
   // True if every array of the slot still has the slot's length (the intrinsic getter: an own
-  // `length` property cannot fake it). A detached buffer reads as 0.
+  // `length` property cannot fake it). A detached buffer reads as 0; for a param of length 0 that
+  // is indistinguishable from attached, and harmless: the addon touches no element of it.
   #lengthsHold(slot: Slot): boolean {
     const n = slot.length;
     if (lengthOf(slot.data) !== n || lengthOf(slot.grad) !== n) return false;
@@ -554,7 +558,8 @@ export abstract class Optimizer<
     this.#plan = this.#createPlan();
   }
 
-  // One scalar set per (group, decay, step) that some param needs this step.
+  // The scalar sets of this step: a new one whenever a param's (group, decay, step) differs from
+  // the last one written for its variant, so params with equal step counts share one.
   #writeScalarSets(): void {
     const variants = this.#variants;
     for (const variant of variants) variant.step = -1;
@@ -579,7 +584,7 @@ export abstract class Optimizer<
     const values = groupValues(variant.group);
     const decayKey = this.#spec.decayKey;
     if (variant.decay || decayKey === undefined) return values;
-    if (variant.source !== values) {
+    if (variant.source !== values || variant.values === null) {
       variant.source = values;
       variant.values = Object.freeze({ ...values, [decayKey]: 0 });
     }
@@ -620,12 +625,19 @@ export abstract class Optimizer<
       for (const [k, { v }] of pending.entries()) if (present[k][i]) total += v.length;
       return { array: newStateArena(total), next: 0 };
     });
-    for (const [k, { v, g, values }] of pending.entries()) {
+    for (const [k, { v, g }] of pending.entries()) {
       const group = this.#groups[g];
       let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
       if (variant < 0) {
         variant = this.#variants.length;
-        this.#variants.push({ group, decay: v.decay, step: -1, set: 0, source: null, values });
+        this.#variants.push({
+          group,
+          decay: v.decay,
+          step: -1,
+          set: 0,
+          source: null,
+          values: null,
+        });
       }
       const slot: Slot = {
         param: v.param,

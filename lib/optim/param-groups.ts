@@ -13,12 +13,12 @@ export interface LiveGroup {
   readonly lr: number;
 }
 
-/** Creates a live group over `values` (already validated). `assertIdle(action)` throws while an
- * asynchronous step runs. */
 // Each group's current values as one frozen object, replaced on every assignment: a step reads a
 // group's values once per step, and this makes that one lookup.
 const snapshots = new WeakMap<LiveGroup, { values: HyperparameterValues }>();
 
+/** Creates a live group over `initial` (already validated). `assertIdle(action)` throws while an
+ * asynchronous step runs. */
 export function createParamGroup(
   spec: AnyOptimizerSpec,
   label: string,

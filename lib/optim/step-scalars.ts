@@ -19,7 +19,7 @@ export type ScalarWriter = (
 const writers = new WeakMap<AnyOptimizerSpec, ScalarWriter>();
 
 /** The writer of `spec`'s scalars for `layout`; throws if they do not name the same scalars and
- * flags. */
+ * flags, or if the spec's names collide with the state dict's own keys. */
 export function scalarWriter(spec: AnyOptimizerSpec, layout: NativeOpLayout): ScalarWriter {
   const cached = writers.get(spec);
   if (cached !== undefined) return cached;
@@ -32,12 +32,27 @@ export function scalarWriter(spec: AnyOptimizerSpec, layout: NativeOpLayout): Sc
     new Set(position).size !== names.length ||
     position.includes(-1) ||
     spec.flags.length !== flagNames.length ||
+    new Set(spec.flags).size !== flagNames.length ||
     bits.includes(-1)
   ) {
     throw new Error(
       `simd-adamw: ${spec.className}'s scalars (${spec.scalars.join(', ')}; flags ` +
         `${spec.flags.join(', ')}) do not match native op '${spec.op}' (${names.join(', ')}; ` +
         `flags ${flagNames.join(', ')})`,
+    );
+  }
+  // State tensor names share state dict entries with `step` and `name`, hyperparameter names share
+  // group entries with `params`.
+  const stateNames = spec.state.map((tensor) => tensor.name);
+  const hyperNames = Object.keys(spec.hyperparameters);
+  if (
+    new Set(stateNames).size !== stateNames.length ||
+    stateNames.some((name) => name === 'step' || name === 'name') ||
+    hyperNames.includes('params')
+  ) {
+    throw new Error(
+      `simd-adamw: ${spec.className}'s state (${stateNames.join(', ')}) or hyperparameters ` +
+        `(${hyperNames.join(', ')}) reuse a name (step, name, params, or each other)`,
     );
   }
   const stride = names.length;
