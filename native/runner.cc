@@ -17,6 +17,23 @@ size_t jobAt(const JobList& list, size_t element) {
   return k == 0 ? 0 : k - 1;
 }
 
+// Before a tensor is updated, the first KiB of each array of the next one is prefetched. A small
+// tensor's arrays are each a new stream for the hardware prefetcher, which has to see a few misses
+// before it runs ahead, and with hundreds of bias-sized tensors that start-up is most of the time.
+// Measured on the development machine (Zen 5, 1 thread, AdamW.step() on 1,024 tensors of 1,024 in
+// separate allocations against one tensor of 1M): 0.37-0.40x without, 0.60-0.75x with 16 lines;
+// 8 lines and 32 or more did no better. Only addresses inside the next tensor's arrays are formed.
+constexpr size_t kNextTensorPrefetchLines = 16;
+constexpr size_t kFloatsPerLine = 16;
+
+void prefetchStart(const Job& job) {
+  const size_t lines = std::min(job.length / kFloatsPerLine, kNextTensorPrefetchLines);
+  for (const float* array : job.arrays) {
+    if (array == nullptr) continue;
+    for (size_t l = 0; l < lines; ++l) __builtin_prefetch(array + l * kFloatsPerLine);
+  }
+}
+
 }  // namespace
 
 unsigned threadsFor(size_t totalElements, unsigned threads) {
@@ -44,6 +61,7 @@ void runElementwise(const JobList& list, ElementwiseKernel kernel, unsigned thre
     for (size_t k = jobAt(list, begin); k < count && first[k] < end; ++k) {
       const size_t jobBegin = std::max(begin, first[k]) - first[k];
       const size_t jobEnd = std::min(end, first[k + 1]) - first[k];
+      if (k + 1 < count) prefetchStart(jobs[k + 1]);
       if (jobBegin < jobEnd) kernel(jobs[k], jobBegin, jobEnd);
     }
   };
