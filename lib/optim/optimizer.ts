@@ -163,6 +163,8 @@ export abstract class Optimizer<
   #setCount = 0; // scalar sets written for the coming step
   // data and grad of every param as read at the start of a step, reused between steps.
   readonly #current: unknown[];
+  // The buffers behind every param's state tensors (see newStateArena), with their lengths.
+  #arenas: readonly { array: Float32Array; length: number }[] = [];
   #threads: number;
   #inFlight = false;
   // The fused step's request and result (train/step-options.ts), reused between steps.
@@ -457,7 +459,8 @@ export abstract class Optimizer<
 
   // After a step that changed the state: step counts, then the schedule.
   #finishStep(): void {
-    for (const slot of this.#slots) slot.step += 1;
+    const slots = this.#slots;
+    for (let k = 0; k < slots.length; k++) slots[k].step += 1;
     const schedule = this.#schedule;
     if (schedule !== null) {
       this.#schedule = Object.freeze({ ...schedule, position: schedule.position + 1 });
@@ -502,6 +505,13 @@ export abstract class Optimizer<
       current[2 * k] = param.data;
       current[2 * k + 1] = param.grad;
     }
+    // Every state tensor is a fixed-length view of an arena that cannot be resized, so one look at
+    // each arena tells whether any of them was detached (through a buffer state() handed out).
+    for (const arena of this.#arenas) {
+      if (lengthOf(arena.array) !== arena.length) {
+        for (const slot of slots) this.#checkArrays(slot, slot.data, slot.grad);
+      }
+    }
     let replaced = false;
     for (let k = 0; k < slots.length; k++) {
       const slot = slots[k];
@@ -516,14 +526,12 @@ export abstract class Optimizer<
     return this.#groups[0]?.lr ?? 0;
   }
 
-  // True if every array of the slot still has the slot's length (the intrinsic getter: an own
+  // True if the param's data and grad still have its length (the intrinsic getter: an own
   // `length` property cannot fake it). A detached buffer reads as 0; for a param of length 0 that
   // is indistinguishable from attached, and harmless: the addon touches no element of it.
   #lengthsHold(slot: Slot): boolean {
     const n = slot.length;
-    if (lengthOf(slot.data) !== n || lengthOf(slot.grad) !== n) return false;
-    for (const array of slot.state) if (array !== null && lengthOf(array) !== n) return false;
-    return true;
+    return lengthOf(slot.data) === n && lengthOf(slot.grad) === n;
   }
 
   // The full check of a param's arrays; throws with the array's name.
@@ -560,11 +568,15 @@ export abstract class Optimizer<
 
   // The scalar sets of this step: a new one whenever a param's (group, decay, step) differs from
   // the last one written for its variant, so params with equal step counts share one.
+  // (Index loops over locals: this runs for every param of every step.)
   #writeScalarSets(): void {
     const variants = this.#variants;
+    const slots = this.#slots;
+    const tensorSet = this.#tensorSet;
     for (const variant of variants) variant.step = -1;
     let sets = 0;
-    for (const [k, slot] of this.#slots.entries()) {
+    for (let k = 0; k < slots.length; k++) {
+      const slot = slots[k];
       const variant = variants[slot.variant];
       const step = slot.step + 1;
       if (variant.step !== step) {
@@ -573,7 +585,7 @@ export abstract class Optimizer<
         this.#flags[sets] = this.#writeScalars(this.#valuesOf(variant), step, this.#scalars, sets);
         sets++;
       }
-      this.#tensorSet[k] = variant.set;
+      tensorSet[k] = variant.set;
     }
     this.#setCount = sets;
   }
@@ -625,6 +637,7 @@ export abstract class Optimizer<
       for (const [k, { v }] of pending.entries()) if (present[k][i]) total += v.length;
       return { array: newStateArena(total), next: 0 };
     });
+    this.#arenas = arenas.map(({ array }) => ({ array, length: array.length }));
     for (const [k, { v, g }] of pending.entries()) {
       const group = this.#groups[g];
       let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
