@@ -15,7 +15,10 @@ export type RooflineProbe =
   | 'add'
   | 'add-prefetch'
   | 'add-256'
-  | 'add-256-prefetch';
+  | 'add-256-prefetch'
+  | 'adamw-pattern-256-prefetch-far'
+  | 'add-prefetch-far'
+  | 'add-256-prefetch-far';
 
 /** What simd_adamw_bench.node exports (native/bench/bench-addon.cc). */
 export interface BenchAddon {

@@ -240,11 +240,11 @@ async function main(): Promise<void> {
   if (arrays !== undefined) {
     throughputContenders.push(...probeContenders(arrays, threads));
     notes.push(
-      'Roofline: the fastest (by median) of eight probes of the bench addon ' +
+      'Roofline: the fastest (by median) of eleven probes of the bench addon ' +
         "(native/bench/roofline-probes.cc, -march=native), all with the step's memory traffic: " +
         'the AdamW access pattern with trivial arithmetic and the plain p += g, m += g, ' +
         'v += g*g (unrolled), each in the widest (512-bit) and in 256-bit vectors, with and ' +
-        'without software prefetch; at the same ' +
+        'without software prefetch (2 KiB ahead, as the kernel, and 8 KiB ahead); at the same ' +
         'size and thread setting, split as the step is. The probes run all repetitions of a ' +
         'sample in one native call, so they carry no per-call cost; simd-adamw rows are timed ' +
         'from JavaScript, one call per step, so at small sizes their fraction of the roofline ' +

@@ -369,7 +369,7 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
       'run, with the contenders interleaved so that drift on this shared machine hits all of them ' +
       'alike (bench/measure.ts); medians are shown, spreads are in the detail table. One parameter ' +
       'is one float32 element of param, grad, expAvg and expAvgSq: 28 bytes of memory traffic per ' +
-      'step. The roofline is the fastest of eight probes of the bench-only addon ' +
+      'step. The roofline is the fastest of eleven probes of the bench-only addon ' +
       '(native/bench/roofline-probes.cc): the same traffic with trivial arithmetic, in the same ' +
       'run, on the same arrays, split across threads as the step is; no contender may beat it ' +
       'beyond noise. The plain C AdamW loop (native/bench/c-loop.cc) is the same arithmetic as ' +

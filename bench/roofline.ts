@@ -21,6 +21,9 @@ const LABELS: Record<RooflineProbe, string> = {
   'add-prefetch': 'probe: p += g, m += g, v += g*g + prefetch',
   'add-256': 'probe: p += g, m += g, v += g*g, 256-bit',
   'add-256-prefetch': 'probe: p += g, m += g, v += g*g, 256-bit + prefetch',
+  'adamw-pattern-256-prefetch-far': 'probe: AdamW pattern, 256-bit + prefetch 8 KiB ahead',
+  'add-prefetch-far': 'probe: p += g, m += g, v += g*g + prefetch 8 KiB ahead',
+  'add-256-prefetch-far': 'probe: p += g, m += g, v += g*g, 256-bit + prefetch 8 KiB ahead',
 };
 
 export function probeContenders(

@@ -60,6 +60,9 @@ describe('benchRooflineProbe (bench-only roofline probes)', () => {
       'add-prefetch',
       'add-256',
       'add-256-prefetch',
+      'adamw-pattern-256-prefetch-far',
+      'add-prefetch-far',
+      'add-256-prefetch-far',
     ]);
   });
 

@@ -5,7 +5,8 @@
 // since the next step reads those arrays again. Their arithmetic is far below what memory can feed,
 // so their time is what moving the 28 bytes per element costs. No single loop is the fastest way to
 // move those bytes at every size (bench/RESULTS.md once showed the step at 1.13x a probe, which
-// then was no ceiling), so there are eight, and the bench takes the fastest median as the roofline:
+// then was no ceiling), so there are eleven, and the bench takes the fastest median as the
+// roofline:
 //
 //   adamw-pattern            the kernel's access pattern with a few multiplies and adds
 //   adamw-pattern-prefetch   the same with the kernel's prefetch (one per line, 2 KiB ahead)
@@ -13,6 +14,11 @@
 //   add                      p += g; m += g; v += g*g, 4 lines per stream per iteration, zmm
 //   add-prefetch             the same with the software prefetch
 //   add-256, add-256-prefetch  the same two in 256-bit vectors
+//   adamw-pattern-256-prefetch-far, add-256-prefetch-far, add-prefetch-far  the prefetching ones
+//                            with the prefetch 8 KiB ahead instead of 2 KiB: a loop this light
+//                            catches up with a 2 KiB prefetch, which the kernel, doing more work
+//                            per line, does not (the AVX2 kernel once beat every other probe at 64M
+//                            by 8% on the Zen 5 machine)
 //
 // This file is compiled with -march=native -mprefer-vector-width=512 (native/bench/bench.cmake):
 // the probes are the widest, simplest loops this machine runs. That is acceptable only because
@@ -42,6 +48,7 @@ volatile float gMix = 0.5f;
 
 constexpr size_t kFloatsPerLine = 16;
 constexpr size_t kPrefetchAhead = 512;  // floats, as the kernel (native/ops/adamw.h)
+constexpr size_t kPrefetchFar = 4 * kPrefetchAhead;
 
 // --- adamw-pattern: the per-element work on [0, count), auto-vectorised.
 inline void patternElements(float* __restrict param, const float* __restrict grad,
@@ -117,7 +124,7 @@ inline void addBlock(float* __restrict param, const float* __restrict grad,
   }
 }
 
-template <class Vec, bool kPrefetch>
+template <class Vec, bool kPrefetch, size_t kAhead = kPrefetchAhead>
 void addRange(const FourArrays& a, size_t begin, size_t end) {
   float* __restrict param = a.param;
   const float* __restrict grad = a.grad;
@@ -125,12 +132,12 @@ void addRange(const FourArrays& a, size_t begin, size_t end) {
   float* __restrict expAvgSq = a.expAvgSq;
   size_t i = begin;
   if (kPrefetch) {
-    for (; end - i >= kPrefetchAhead + kBlock; i += kBlock) {
+    for (; end - i >= kAhead + kBlock; i += kBlock) {
       for (size_t line = 0; line < kBlock; line += kFloatsPerLine) {
-        __builtin_prefetch(param + i + line + kPrefetchAhead);
-        __builtin_prefetch(grad + i + line + kPrefetchAhead);
-        __builtin_prefetch(expAvg + i + line + kPrefetchAhead);
-        __builtin_prefetch(expAvgSq + i + line + kPrefetchAhead);
+        __builtin_prefetch(param + i + line + kAhead);
+        __builtin_prefetch(grad + i + line + kAhead);
+        __builtin_prefetch(expAvg + i + line + kAhead);
+        __builtin_prefetch(expAvgSq + i + line + kAhead);
       }
       addBlock<Vec>(param + i, grad + i, expAvg + i, expAvgSq + i);
     }
@@ -159,7 +166,7 @@ inline void patternVec256(float* __restrict param, const float* __restrict grad,
   storeVec(param, keep * loadVec<Vec256>(param) + mix * (m + v));
 }
 
-template <bool kPrefetch>
+template <bool kPrefetch, size_t kAhead = kPrefetchAhead>
 void pattern256Range(const FourArrays& a, size_t begin, size_t end) {
   constexpr size_t kLanes = sizeof(Vec256) / sizeof(float);
   float* __restrict param = a.param;
@@ -172,11 +179,11 @@ void pattern256Range(const FourArrays& a, size_t begin, size_t end) {
   const Vec256 mixV = mix - Vec256{};
   size_t i = begin;
   if (kPrefetch) {
-    for (; end - i >= kPrefetchAhead + kFloatsPerLine; i += kFloatsPerLine) {
-      __builtin_prefetch(param + i + kPrefetchAhead);
-      __builtin_prefetch(grad + i + kPrefetchAhead);
-      __builtin_prefetch(expAvg + i + kPrefetchAhead);
-      __builtin_prefetch(expAvgSq + i + kPrefetchAhead);
+    for (; end - i >= kAhead + kFloatsPerLine; i += kFloatsPerLine) {
+      __builtin_prefetch(param + i + kAhead);
+      __builtin_prefetch(grad + i + kAhead);
+      __builtin_prefetch(expAvg + i + kAhead);
+      __builtin_prefetch(expAvgSq + i + kAhead);
       for (size_t v = 0; v < kFloatsPerLine; v += kLanes) {
         patternVec256(param + i + v, grad + i + v, expAvg + i + v, expAvgSq + i + v, keepV, mixV);
       }
@@ -204,6 +211,9 @@ constexpr Probe kProbes[] = {
     {"add-prefetch", addRange<Vec512, true>},
     {"add-256", addRange<Vec256, false>},
     {"add-256-prefetch", addRange<Vec256, true>},
+    {"adamw-pattern-256-prefetch-far", pattern256Range<true, kPrefetchFar>},
+    {"add-prefetch-far", addRange<Vec512, true, kPrefetchFar>},
+    {"add-256-prefetch-far", addRange<Vec256, true, kPrefetchFar>},
 };
 
 // benchRooflineProbe(param, grad, expAvg, expAvgSq, passes, threads, probe): `passes`
