@@ -44,6 +44,17 @@ export interface NativePlan {
   readonly [planBrand]: true;
 }
 
+/** What runPlan and runPlanAsync take: the plan, this step's scalar sets (scalars and a flags
+ * word each), each tensor's set, the thread limit, and the fused step's control if any. */
+export type RunPlanArguments = [
+  plan: NativePlan,
+  scalars: Float64Array,
+  flags: Uint32Array,
+  tensorSet: Uint32Array,
+  threads: number,
+  control?: Float64Array,
+];
+
 export interface NativeAddon {
   readonly ops: Readonly<Partial<Record<string, NativeOpLayout>>>;
   readonly control: ControlLayout;
@@ -62,23 +73,9 @@ export interface NativeAddon {
    * is written. The plan does not re-read its arrays: the caller makes sure each is still the same
    * length (a detached or shrunk buffer reads as 0), and makes a new plan when not.
    */
-  runPlan(
-    plan: NativePlan,
-    scalars: Float64Array,
-    flags: Uint32Array,
-    tensorSet: Uint32Array,
-    threads: number,
-    control?: Float64Array,
-  ): void;
+  runPlan(...args: RunPlanArguments): void;
   /** {@link runPlan} on a libuv worker thread; argument errors throw synchronously. */
-  runPlanAsync(
-    plan: NativePlan,
-    scalars: Float64Array,
-    flags: Uint32Array,
-    tensorSet: Uint32Array,
-    threads: number,
-    control?: Float64Array,
-  ): Promise<void>;
+  runPlanAsync(...args: RunPlanArguments): Promise<void>;
   /** The L2 norm of all the arrays' elements, from the canonical double-precision sum of squares
    * (native/ops/sum-squares.h): bitwise the same on every ISA and thread count. */
   gradNorm(grads: readonly Float32Array[], threads: number): number;
