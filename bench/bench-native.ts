@@ -4,7 +4,6 @@
 // loads it. SIMD_ADAMW_BENCH_NATIVE=/path/to/simd_adamw_bench.node loads a specific build.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import bindings from 'bindings';
 
 /** The probe loops of native/bench/roofline-probes.cc, all with the step's memory traffic. */
 export type RooflineProbe =
@@ -72,7 +71,8 @@ function load(): BenchAddon {
       explicitPath !== undefined && explicitPath !== ''
         ? // eslint-disable-next-line @typescript-eslint/no-require-imports
           require(path.resolve(explicitPath))
-        : bindings({ bindings: 'simd_adamw_bench.node', module_root: root });
+        : // eslint-disable-next-line @typescript-eslint/no-require-imports
+          require(path.join(root, 'build', 'Release', 'simd_adamw_bench.node'));
   } catch (error) {
     const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
     throw new Error(

@@ -26,43 +26,73 @@ function temporaryDir(): string {
   return dir;
 }
 
-/** Asserts a failed load whose message explains both ways to get the binary built in `root`. */
+/** Asserts a failed load whose message says how to build from source in `root`. */
 function expectBuildInstructions(stderr: string, root: string): void {
-  expect(stderr).toContain('simd-adamw: could not load the native addon');
-  expect(stderr).toContain(`cd ${root} && npx cmake-js compile`);
-  expect(stderr).toContain('npm install-scripts approve simd-adamw && npm rebuild simd-adamw');
+  expect(stderr).toContain(
+    `cd ${root} && npm install --no-save cmake-js@8 node-addon-api@8 && npx cmake-js compile`,
+  );
+  expect(stderr).toContain(
+    'or point SIMD_ADAMW_NATIVE at a simd_adamw.node built for this platform',
+  );
 }
 
-describe('a native binary that cannot be loaded', () => {
-  test('SIMD_ADAMW_NATIVE=/nonexistent/simd_adamw.node: loading fails and says how to build', () => {
+const PLATFORM = `${process.platform}-${process.arch}`;
+
+/** A copy of the package as npm installs it (package.json and dist/lib/, no build/), to which a
+ * test adds the binaries it wants; returns its root. */
+function installedCopy(binaries: { build?: string; prebuild?: string } = {}): string {
+  const root = temporaryDir();
+  fs.copyFileSync(path.join(PACKAGE_ROOT, 'package.json'), path.join(root, 'package.json'));
+  fs.cpSync(path.dirname(DIST_ENTRY), path.join(root, 'dist', 'lib'), { recursive: true });
+  const place = (from: string | undefined, ...to: string[]) => {
+    if (from === undefined) return;
+    fs.mkdirSync(path.join(root, ...to.slice(0, -1)), { recursive: true });
+    fs.copyFileSync(from, path.join(root, ...to));
+  };
+  place(binaries.build, 'build', 'Release', 'simd_adamw.node');
+  place(binaries.prebuild, 'prebuilds', PLATFORM, 'simd_adamw.node');
+  return root;
+}
+
+function notAnAddon(): string {
+  const fake = path.join(temporaryDir(), 'simd_adamw.node');
+  fs.writeFileSync(fake, 'not an ELF file\n');
+  return fake;
+}
+
+describe('no native binary, or one that cannot be loaded', () => {
+  test('SIMD_ADAMW_NATIVE=/nonexistent/simd_adamw.node: fails, names what it tried, says how to build', () => {
     const result = runNode(printBackendScript(), {
       SIMD_ADAMW_NATIVE: '/nonexistent/simd_adamw.node',
     });
     expect(result.status).not.toBe(0);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toContain('SIMD_ADAMW_NATIVE=/nonexistent/simd_adamw.node');
+    expect(result.stderr).toContain(`simd-adamw: no native addon for ${PLATFORM}`);
+    expect(result.stderr).toContain('/nonexistent/simd_adamw.node (SIMD_ADAMW_NATIVE)');
     expectBuildInstructions(result.stderr, PACKAGE_ROOT);
   });
 
-  test('an installed copy whose install script did not run (no build/): same guidance, for that copy', () => {
-    // What npm leaves when it skips the install script: package.json and dist/, no build/.
-    const root = temporaryDir();
-    fs.copyFileSync(path.join(PACKAGE_ROOT, 'package.json'), path.join(root, 'package.json'));
-    fs.cpSync(path.dirname(DIST_ENTRY), path.join(root, 'dist', 'lib'), { recursive: true });
-    const result = runNode(printBackendScript(path.join(root, 'dist', 'lib', 'index.js')), {
-      NODE_PATH: path.join(PACKAGE_ROOT, 'node_modules'), // for `bindings`
-    });
+  test('an installed copy with neither a build nor a prebuild: names both places, for that copy', () => {
+    const root = installedCopy();
+    const result = runNode(printBackendScript(path.join(root, 'dist', 'lib', 'index.js')));
     expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain(`build/Release/simd_adamw.node under ${root}`);
+    expect(result.stderr).toContain(
+      `${path.join(root, 'build', 'Release', 'simd_adamw.node')} (a build from source)`,
+    );
+    expect(result.stderr).toContain(
+      `${path.join(root, 'prebuilds', PLATFORM, 'simd_adamw.node')} (the ${PLATFORM} prebuild)`,
+    );
+    expect(result.stderr).toContain('prebuilt binaries ship for linux-x64 and linux-arm64');
     expectBuildInstructions(result.stderr, root);
   });
 
-  test('a file that is not a shared library: same guidance', () => {
-    const fake = path.join(temporaryDir(), 'simd_adamw.node');
-    fs.writeFileSync(fake, 'not an ELF file\n');
+  test('a file that is not a shared library: fails with the reason, says how to build', () => {
+    const fake = notAnAddon();
     const result = runNode(printBackendScript(), { SIMD_ADAMW_NATIVE: fake });
     expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain(`SIMD_ADAMW_NATIVE=${fake}`);
+    expect(result.stderr).toContain(
+      `simd-adamw: could not load the native addon (SIMD_ADAMW_NATIVE=${fake})`,
+    );
     expectBuildInstructions(result.stderr, PACKAGE_ROOT);
   });
 
@@ -72,15 +102,46 @@ describe('a native binary that cannot be loaded', () => {
     const result = runNode(printBackendScript(), { SIMD_ADAMW_NATIVE: fake });
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(`SIMD_ADAMW_NATIVE=${fake}`);
+    expect(result.stderr).toContain("the module loaded is not this version's addon");
     expectBuildInstructions(result.stderr, PACKAGE_ROOT);
+  });
+
+  test('a broken build from source is an error, not a silent fall back to the prebuild', () => {
+    const root = installedCopy({ build: notAnAddon(), prebuild: BUILT_ADDON });
+    const result = runNode(printBackendScript(path.join(root, 'dist', 'lib', 'index.js')));
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(', a build from source)');
+    expectBuildInstructions(result.stderr, root);
   });
 });
 
-describe('SIMD_ADAMW_NATIVE naming a good build', () => {
-  test('loads it', () => {
-    const result = runNode(printBackendScript(), { SIMD_ADAMW_NATIVE: BUILT_ADDON });
+describe('a binary that loads', () => {
+  const expectLoaded = (result: { status: number | null; stdout: string; stderr: string }) => {
     expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: '' });
     const { isa, available } = JSON.parse(result.stdout) as { isa: string; available: string[] };
     expect(available).toContain(isa);
+  };
+
+  test('SIMD_ADAMW_NATIVE naming a good build: loads it', () => {
+    expectLoaded(runNode(printBackendScript(), { SIMD_ADAMW_NATIVE: BUILT_ADDON }));
+  });
+
+  test("an installed copy with only the platform's prebuild: loads it (no compiler involved)", () => {
+    const root = installedCopy({ prebuild: BUILT_ADDON });
+    expectLoaded(runNode(printBackendScript(path.join(root, 'dist', 'lib', 'index.js'))));
+  });
+
+  test('a build from source comes before the prebuild', () => {
+    const root = installedCopy({ build: BUILT_ADDON, prebuild: notAnAddon() });
+    expectLoaded(runNode(printBackendScript(path.join(root, 'dist', 'lib', 'index.js'))));
+  });
+
+  test('SIMD_ADAMW_NATIVE comes before both', () => {
+    const root = installedCopy({ build: notAnAddon(), prebuild: notAnAddon() });
+    expectLoaded(
+      runNode(printBackendScript(path.join(root, 'dist', 'lib', 'index.js')), {
+        SIMD_ADAMW_NATIVE: BUILT_ADDON,
+      }),
+    );
   });
 });

@@ -1,14 +1,19 @@
-// Loads the compiled addon, once, explains what to do when it is missing, and types what it exports.
+// Loads the compiled addon, once, explains what to do when there is none, and types what it
+// exports.
 //
 // The addon (native/binding.cc) declares its own layouts: each op's arrays, scalars and flags
 // (native.ops) and the fused step's control array (native.control) come from it as data, so this
 // package states none of those numbers a second time. Only this file loads the addon.
 //
-// SIMD_ADAMW_NATIVE=/path/to/simd_adamw.node loads a specific build instead (a sanitizer or debug
-// build, for example); otherwise build/Release/simd_adamw.node under the package root.
+// Which binary, in order (the first that exists is loaded; a broken one is an error, not a reason
+// to try the next):
+//   1. SIMD_ADAMW_NATIVE=/path/to/simd_adamw.node, an explicit file (a sanitizer or debug build);
+//   2. build/Release/simd_adamw.node under the package root: a build from source (the repo itself,
+//      or a platform without a prebuilt binary);
+//   3. prebuilds/<platform>-<arch>/simd_adamw.node: the binary shipped in the package (prebuildify's
+//      layout; linux-x64 and linux-arm64), so installing needs no compiler and no install script.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import bindings from 'bindings';
 
 /** How one native op lays out a tensor's arrays and a scalar set (declared in native/ops/). */
 export interface NativeOpLayout {
@@ -115,14 +120,66 @@ const REQUIRED_FUNCTIONS = [
 ];
 const REQUIRED_DATA = ['ops', 'control', 'MAX_THREADS'];
 
+/** The platform's prebuild folder name, as prebuildify names it: linux-x64, linux-arm64, ... */
+export const PREBUILD_PLATFORM = `${process.platform}-${process.arch}`;
+// musl (Alpine) reports linux too, but the prebuilds need glibc: they do not match there. Node's
+// report names the glibc it runs on (as detect-libc reads it); asked once, it costs a millisecond.
+let musl: boolean | undefined;
+function isMusl(): boolean {
+  if (musl === undefined) {
+    musl = false;
+    if (process.platform === 'linux') {
+      const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+      musl = report.header?.glibcVersionRuntime === undefined;
+    }
+  }
+  return musl;
+}
+
+/** Where the addon can be, in the order the loader tries them. */
+export function addonCandidates(
+  root: string = packageRoot,
+  env: NodeJS.ProcessEnv = process.env,
+): { source: string; file: string }[] {
+  const explicit = env.SIMD_ADAMW_NATIVE;
+  if (explicit !== undefined && explicit !== '') {
+    return [{ source: 'SIMD_ADAMW_NATIVE', file: path.resolve(explicit) }];
+  }
+  const candidates = [
+    { source: 'a build from source', file: path.join(root, 'build', 'Release', 'simd_adamw.node') },
+  ];
+  if (!isMusl()) {
+    candidates.push({
+      source: `the ${PREBUILD_PLATFORM} prebuild`,
+      file: path.join(root, 'prebuilds', PREBUILD_PLATFORM, 'simd_adamw.node'),
+    });
+  }
+  return candidates;
+}
+
+function buildInstructions(root: string): string {
+  return (
+    `  build it from source (needs cmake >= 3.15 and a C++17 compiler):\n` +
+    `    cd ${root} && npm install --no-save cmake-js@8 node-addon-api@8 && npx cmake-js compile\n` +
+    '  or point SIMD_ADAMW_NATIVE at a simd_adamw.node built for this platform.'
+  );
+}
+
 function loadAddon(): NativeAddon {
-  const explicitPath = process.env.SIMD_ADAMW_NATIVE;
+  const candidates = addonCandidates();
+  const found = candidates.find(({ file }) => fs.existsSync(file));
+  if (found === undefined) {
+    throw new Error(
+      `simd-adamw: no native addon for ${PREBUILD_PLATFORM}${isMusl() ? ' (musl)' : ''} ` +
+        '(prebuilt binaries ship for linux-x64 and linux-arm64 with glibc). Tried:\n' +
+        candidates.map(({ source, file }) => `  ${file} (${source})`).join('\n') +
+        '\nTo use it here:\n' +
+        buildInstructions(packageRoot),
+    );
+  }
   try {
-    const addon: unknown =
-      explicitPath !== undefined && explicitPath !== ''
-        ? // eslint-disable-next-line @typescript-eslint/no-require-imports
-          require(path.resolve(explicitPath))
-        : bindings({ bindings: 'simd_adamw.node', module_root: packageRoot });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon: unknown = require(found.file);
     const exports = (addon ?? {}) as Record<string, unknown>;
     const missing = [
       ...REQUIRED_FUNCTIONS.filter((name) => typeof exports[name] !== 'function'),
@@ -135,16 +192,14 @@ function loadAddon(): NativeAddon {
     }
     return addon as NativeAddon;
   } catch (cause) {
-    const tried =
-      explicitPath !== undefined && explicitPath !== ''
-        ? `SIMD_ADAMW_NATIVE=${explicitPath}`
-        : `build/Release/simd_adamw.node under ${packageRoot}`;
+    const where =
+      found.source === 'SIMD_ADAMW_NATIVE'
+        ? `SIMD_ADAMW_NATIVE=${process.env.SIMD_ADAMW_NATIVE ?? ''}`
+        : `${found.file}, ${found.source}`;
     throw new Error(
-      `simd-adamw: could not load the native addon (${tried}).\n` +
-        'It is compiled when the package is installed; if npm skipped the install script ' +
-        '(npm 11 runs dependency install scripts only when approved), either:\n' +
-        `  - build it: cd ${packageRoot} && npx cmake-js compile   (needs cmake >= 3.15 and a C++17 compiler)\n` +
-        '  - or approve the script and reinstall: npm install-scripts approve simd-adamw && npm rebuild simd-adamw',
+      `simd-adamw: could not load the native addon (${where}): ` +
+        `${cause instanceof Error ? cause.message : String(cause)}\nTo fix it:\n` +
+        buildInstructions(packageRoot),
       { cause },
     );
   }
