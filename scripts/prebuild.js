@@ -79,7 +79,10 @@ for (const target of targets) {
   const built = path.join(out, 'Release', 'simd_adamw.node');
   const destination = path.join(ROOT, 'prebuilds', target.platform, 'simd_adamw.node');
   fs.mkdirSync(path.dirname(destination), { recursive: true });
-  fs.copyFileSync(built, destination);
+  // A new file renamed over the old one: a process that has the old one loaded keeps its mapping
+  // (writing over it in place would change code under that process).
+  fs.copyFileSync(built, `${destination}.tmp`);
+  fs.renameSync(`${destination}.tmp`, destination);
   const objdump =
     target.platform === 'linux-arm64' && process.arch === 'x64'
       ? 'aarch64-linux-gnu-objdump'
