@@ -121,7 +121,7 @@ const REQUIRED_FUNCTIONS = [
 const REQUIRED_DATA = ['ops', 'control', 'MAX_THREADS'];
 
 /** The platform's prebuild folder name, as prebuildify names it: linux-x64, linux-arm64, ... */
-export const PREBUILD_PLATFORM = `${process.platform}-${process.arch}`;
+const PREBUILD_PLATFORM = `${process.platform}-${process.arch}`;
 // musl (Alpine) reports linux too, but the prebuilds need glibc: they do not match there. Node's
 // report names the glibc it runs on (as detect-libc reads it); asked once, it costs a millisecond.
 let musl: boolean | undefined;
@@ -137,7 +137,7 @@ function isMusl(): boolean {
 }
 
 /** Where the addon can be, in the order the loader tries them. */
-export function addonCandidates(
+function addonCandidates(
   root: string = packageRoot,
   env: NodeJS.ProcessEnv = process.env,
 ): { source: string; file: string }[] {
