@@ -50,7 +50,7 @@ import {
   checkParamCount,
   checkPartition,
 } from './fit';
-import { scheduleStateDict } from './state-dict';
+import { copyValue, scheduleStateDict } from './state-dict';
 
 const FORMAT = 'simd-adamw.optimizer';
 const FORMAT_VERSION = '1';
@@ -121,7 +121,7 @@ export function saveCheckpoint(
     const values = groupValues(group);
     for (const [key, hyper] of Object.entries(spec.hyperparameters)) {
       const value = values[key];
-      entry[hyper.fileKey] = Array.isArray(value) ? [...(value as unknown[])] : value;
+      entry[hyper.fileKey] = copyValue(value);
     }
     return entry;
   });

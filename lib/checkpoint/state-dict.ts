@@ -45,8 +45,8 @@ export interface GenericStateDict {
 
 const STATE_DICT_KEYS = ['optimizer', 'state', 'paramGroups', 'lrSchedule'];
 
-/** A hyperparameter value as a state dict holds it: arrays copied (and so not frozen). */
-function copyValue(value: unknown): unknown {
+/** A hyperparameter value as a state dict or file holds it: arrays copied (and so not frozen). */
+export function copyValue(value: unknown): unknown {
   return Array.isArray(value) ? [...(value as unknown[])] : value;
 }
 

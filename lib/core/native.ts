@@ -137,11 +137,9 @@ function isMusl(): boolean {
 }
 
 /** Where the addon can be, in the order the loader tries them. */
-function addonCandidates(
-  root: string = packageRoot,
-  env: NodeJS.ProcessEnv = process.env,
-): { source: string; file: string }[] {
-  const explicit = env.SIMD_ADAMW_NATIVE;
+function addonCandidates(): { source: string; file: string }[] {
+  const root = packageRoot;
+  const explicit = process.env.SIMD_ADAMW_NATIVE;
   if (explicit !== undefined && explicit !== '') {
     return [{ source: 'SIMD_ADAMW_NATIVE', file: path.resolve(explicit) }];
   }

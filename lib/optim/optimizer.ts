@@ -105,6 +105,11 @@ function newStateArena(length: number): Float32Array {
   return arena;
 }
 
+// How messages name a param's state tensor: "state of fc.bias (expAvg)".
+function stateLabel(slot: Slot, tensor: string): string {
+  return `state of ${slot.label} (${tensor})`;
+}
+
 function isGroupList(value: readonly unknown[]): boolean {
   return value.length > 0 && isPlainObject(value[0]) && 'params' in value[0];
 }
@@ -543,7 +548,7 @@ export abstract class Optimizer<
     for (const [i, tensor] of this.#spec.state.entries()) {
       const array = slot.state[i];
       if (array !== null) {
-        checkFloat32Array(`state of ${slot.label} (${tensor.name})`, array, slot.length);
+        checkFloat32Array(stateLabel(slot, tensor.name), array, slot.length);
       }
     }
     return {
@@ -690,7 +695,7 @@ export abstract class Optimizer<
       for (const [i, tensor] of this.#spec.state.entries()) {
         const array = slot.state[i];
         if (array !== null) {
-          arrays.push({ name: `state of ${slot.label} (${tensor.name})`, array });
+          arrays.push({ name: stateLabel(slot, tensor.name), array });
         }
       }
     }
