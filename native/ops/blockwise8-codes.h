@@ -18,31 +18,33 @@
 //
 // The search. Code k is the nearest to y, ties to the lower index, exactly when
 // m[k-1] < y <= m[k] with m[k] = (map[k] + map[k+1]) / 2 the real midpoints, so the code of y is
-// the number of midpoints strictly below y. Two facts make that cheap and exact:
+// the number of midpoints strictly below y. Three facts make that cheap and exact:
 //  1. Each m[k] is exact in double (a sum of two neighbouring float32 codes needs fewer than 53
 //     bits), and for a float y, y > m[k] if and only if y > f[k] with f[k] the largest float32 <=
 //     m[k] (m rounded toward -inf): if y > m[k] then y > f[k] since m[k] >= f[k]; if y > f[k] then
 //     y is at least the float after f[k], which exceeds m[k] since f[k] is the largest float not
-//     above it. So one float32 compare with a precomputed f[k] decides a midpoint exactly.
-//  2. A bucket table indexed by the top bits of y's float pattern gives the count of midpoints
-//     below the bucket's lowest float, so only the first midpoint at or above it is left to
-//     compare. That is exact if no bucket holds two midpoints: the buckets are 2^16 float patterns
-//     wide (128 per binade), and neighbouring midpoints are at least 88474 = 1.35 * 2^16 patterns
-//     apart (the unsigned map; the signed map's are 176947 apart). Magnitudes below 2^-23
-//     share the first bucket of their sign (no midpoint is that small: the smallest is 1.6e-7), so
-//     a map has 2 * 2945 buckets. makeDynamicMap builds the tables from the map values with exact
-//     operations; native/tests/blockwise8-codes-test.cc checks the one-midpoint property and
-//     compares the search with a brute-force nearest scan for every float y in [-1, 1].
-// The per-element work is a division, integer clamps and shifts, two table loads and a compare:
-// a loop without branches that GCC vectorizes (with gathers where the ISA has them), and the same
-// bits on every ISA because every step is exact or one IEEE operation.
+//     above it. So comparing y with the float f[k] decides a midpoint exactly.
+//  2. Buckets of 2^16 consecutive float patterns (128 per binade; magnitudes below 2^-23 share the
+//     first bucket of their sign, and |y| = 1 has its own), ordered by value: a table gives, per
+//     bucket, the number of midpoints below its lowest float. Neighbouring f[k] are at least
+//     88474 = 1.35 * 2^16 patterns apart (the unsigned map; the signed map's 176947), so a bucket
+//     holds at most one f[k], and one compare finishes the count.
+//  3. Inside a bucket the float order is the order of the low 16 bits of the pattern (complemented
+//     for negative values), so that compare is an integer compare with a 16-bit key stored in the
+//     same table entry: the search is one table load per element, 2 * 2945 entries per map.
+// The tables are built by the compiler from the map values with exact operations
+// (blockwise8_detail::makeDynamicMap; it refuses to compile if a bucket holds two midpoints), and
+// native/tests/blockwise8-codes-test.cc compares the search with an exact reference for every
+// float y in [-1, 1] and with a brute-force nearest scan on a sample. The per-element work is a
+// division, integer clamps, shifts and a compare, and a table load: a loop without branches that
+// GCC vectorizes (a gather where the ISA has one), with the same bits on every ISA because every
+// step is exact or one IEEE operation.
 //
-// Everything here has internal linkage (an anonymous namespace): kernels.cc includes this header
-// once per ISA with that ISA's -m flags, and the AVX-512 copy of a function must never be linked in
-// place of the SSE2 one.
+// The tables are constexpr data (one copy); the functions have internal linkage (an anonymous
+// namespace): kernels.cc includes this header once per ISA with that ISA's -m flags, and the
+// AVX-512 copy of a function must never be linked in place of the SSE2 one.
 #pragma once
 
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -190,17 +192,136 @@ inline constexpr float kUnsignedDynamicMap[256] = {
 // clang-format on
 // END dynamic maps
 
-namespace {
-
 namespace blockwise8_detail {
 
 constexpr uint32_t kBucketShift = 16;
+constexpr uint32_t kKeyMask = (1u << kBucketShift) - 1;  // a float's position within its bucket
 constexpr uint32_t kSmallBits = 0x34000000u;  // 2^-23: smaller magnitudes share the first bucket
 constexpr uint32_t kOneBits = 0x3f800000u;    // 1.0f: |y| <= 1
 constexpr int32_t kBucketsPerSign =
     static_cast<int32_t>((kOneBits - kSmallBits) >> kBucketShift) + 1;
-static_assert(((kOneBits - kSmallBits) & ((1u << kBucketShift) - 1)) == 0,
+static_assert(((kOneBits - kSmallBits) & kKeyMask) == 0,
               "1.0f starts a bucket, so the last bucket holds only |y| = 1");
+
+}  // namespace blockwise8_detail
+
+// A dynamic map and the tables of its exact nearest-code search (see the top of the file), built
+// by the compiler (blockwise8_detail::makeDynamicMap below).
+struct DynamicMap {
+  static constexpr int32_t kBuckets = 2 * blockwise8_detail::kBucketsPerSign;
+  const float* values;         // the 256 codes' values, ascending
+  float midpointBelow[255];    // [k] = the midpoint of values[k] and values[k + 1], rounded toward
+                               // -inf to float32 (y > it exactly when y is above the midpoint)
+  uint32_t buckets[kBuckets];  // (the code of the bucket's lowest float) << 16 | (the key of the
+                               // midpoint above that code if it is in the bucket, else 0xffff)
+  uint8_t zeroCode;            // the code of 0 (an all-zero block's codes)
+};
+
+namespace blockwise8_detail {
+
+// A bucket's lowest and highest float with |y| <= 1, as float32 bit patterns.
+struct BucketRange {
+  uint32_t lowest, highest;
+};
+
+// Negative values are in buckets [0, kBucketsPerSign) (most negative first), the others in
+// [kBucketsPerSign, 2 * kBucketsPerSign), so bucket order is value order (-0 counts as negative,
+// which is harmless: no midpoint lies near 0).
+constexpr BucketRange bucketRange(int32_t j) {
+  const bool negative = j < kBucketsPerSign;
+  const uint32_t u =
+      static_cast<uint32_t>(negative ? kBucketsPerSign - 1 - j : j - kBucketsPerSign);
+  const uint32_t low = u == 0 ? 0u : kSmallBits + (u << kBucketShift);
+  uint32_t high = kSmallBits + ((u + 1) << kBucketShift) - 1;
+  high = high > kOneBits ? kOneBits : high;
+  return negative ? BucketRange{high | 0x80000000u, low | 0x80000000u} : BucketRange{low, high};
+}
+
+// The position of float pattern `bits` within its bucket, increasing with the value for both signs.
+constexpr uint32_t keyInBucket(uint32_t bits) { return (bits ^ (0u - (bits >> 31))) & kKeyMask; }
+
+// Float pattern -> an unsigned integer in value order (for patterns other than NaN).
+constexpr uint32_t orderKey(uint32_t bits) { return bits >> 31 ? ~bits : bits | 0x80000000u; }
+
+// Float <-> bits in a constant expression (std::memcpy is not constexpr in C++17), by exact
+// arithmetic; floatOfBits takes any finite pattern, bitsOfNormal a normal float or +0.
+constexpr double twoTo(int e) {
+  double power = 1;
+  for (; e > 0; --e) power *= 2;
+  for (; e < 0; ++e) power /= 2;
+  return power;
+}
+constexpr float floatOfBits(uint32_t bits) {
+  const int exponent = static_cast<int>((bits >> 23) & 0xff);
+  const double mantissa = bits & 0x7fffffu;
+  const double magnitude =
+      exponent == 0 ? mantissa * twoTo(-149) : (mantissa + 8388608.0) * twoTo(exponent - 150);
+  return static_cast<float>(bits >> 31 ? -magnitude : magnitude);
+}
+constexpr uint32_t bitsOfNormal(float x) {
+  if (x == 0) return 0;
+  double fraction = x < 0 ? -static_cast<double>(x) : x;
+  int exponent = 0;
+  for (; fraction >= 2; fraction /= 2) ++exponent;
+  for (; fraction < 1; fraction *= 2) --exponent;
+  return (x < 0 ? 0x80000000u : 0u) | static_cast<uint32_t>(exponent + 127) << 23 |
+         static_cast<uint32_t>((fraction - 1) * 8388608.0);
+}
+
+// Not constexpr, and never defined: makeDynamicMap calls them when the search would not be exact,
+// which makes the map's constant initialization fail to compile.
+void dynamicMapMidpointOutsideTheBuckets();
+void dynamicMapBucketWithTwoMidpoints();
+
+// The search tables of an ascending 256-value map. Every step is exact: the double sum of two
+// floats (fewer than 53 bits), the halving, the float rounding corrected to round toward -inf,
+// integer compares of bit patterns. Evaluated by the compiler only (the maps are constexpr).
+constexpr DynamicMap makeDynamicMap(const float* values) {
+  DynamicMap map{};
+  map.values = values;
+  uint32_t below[256] = {};  // order keys of midpointBelow; [255] = above everything
+  for (size_t k = 0; k < 255; ++k) {
+    const double midpoint = (static_cast<double>(values[k]) + values[k + 1]) / 2;
+    float rounded = static_cast<float>(midpoint);
+    if (static_cast<double>(rounded) > midpoint) {
+      const uint32_t bits = bitsOfNormal(rounded);  // one pattern further from 0 if negative
+      rounded = floatOfBits(rounded > 0 ? bits - 1 : bits + 1);
+    }
+    map.midpointBelow[k] = rounded;
+    const uint32_t bits = bitsOfNormal(rounded);
+    // The search clamps magnitudes to [2^-23, 1], so no midpoint may be outside that range.
+    if ((bits & 0x7fffffffu) < kSmallBits || (bits & 0x7fffffffu) >= kOneBits) {
+      dynamicMapMidpointOutsideTheBuckets();
+    }
+    below[k] = orderKey(bits);
+  }
+  below[255] = 0xffffffffu;
+  int32_t code = 0;  // the number of midpoints below the current bucket's lowest float
+  for (int32_t j = 0; j < DynamicMap::kBuckets; ++j) {
+    const BucketRange range = bucketRange(j);
+    while (code < 255 && below[code] < orderKey(range.lowest)) ++code;
+    uint32_t key = kKeyMask;  // no midpoint in the bucket: no key is greater
+    if (below[code] < orderKey(range.highest)) {
+      key = keyInBucket(bitsOfNormal(map.midpointBelow[code]));
+      if (below[code + 1] < orderKey(range.highest)) dynamicMapBucketWithTwoMidpoints();
+    }
+    map.buckets[j] = static_cast<uint32_t>(code) << 16 | key;
+  }
+  int32_t zero = 0;
+  while (zero < 255 && below[zero] < orderKey(0)) ++zero;
+  map.zeroCode = static_cast<uint8_t>(zero);
+  return map;
+}
+
+}  // namespace blockwise8_detail
+
+inline constexpr DynamicMap kSignedDynamicMapSearch =
+    blockwise8_detail::makeDynamicMap(kSignedDynamicMap);
+inline constexpr DynamicMap kUnsignedDynamicMapSearch =
+    blockwise8_detail::makeDynamicMap(kUnsignedDynamicMap);
+
+namespace blockwise8_detail {
+namespace {
 
 inline uint32_t bitsOf(float x) {
   uint32_t bits;
@@ -214,93 +335,51 @@ inline float floatOf(uint32_t bits) {
   return x;
 }
 
-// The bucket of float pattern `bits`: negative values in buckets [0, kBucketsPerSign) (more
-// negative first), non-negative ones in [kBucketsPerSign, 2 * kBucketsPerSign), so bucket order is
-// value order (-0 counts as negative, which is harmless: no midpoint lies near 0).
-inline int32_t bucketOf(uint32_t bits) {
-  uint32_t magnitude = bits & 0x7fffffffu;
-  magnitude = magnitude < kSmallBits ? kSmallBits : magnitude;
-  magnitude = magnitude > kOneBits ? kOneBits : magnitude;
-  const int32_t u = static_cast<int32_t>((magnitude - kSmallBits) >> kBucketShift);
-  const int32_t negative = -static_cast<int32_t>(bits >> 31);  // 0 or -1 (all ones)
-  return kBucketsPerSign + (u ^ negative);                     // u ^ -1 = -u - 1
+// codes[j] = the nearest code of values[j] / absmax. One table load per element: the bucket of y
+// (its float pattern's top bits, magnitudes clamped to the buckets' range) gives a code and the
+// key of the one midpoint that may lie in the bucket, and y's own key decides whether y is above
+// it. Every pointer is restrict so that GCC vectorizes the table load as a gather.
+inline void nearestCodes(const uint32_t* __restrict buckets, const float* __restrict values,
+                         float absmax, size_t n, uint8_t* __restrict codes) {
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t bits = bitsOf(values[j] / absmax);
+    uint32_t magnitude = bits & 0x7fffffffu;
+    magnitude = magnitude < kSmallBits ? kSmallBits : magnitude;
+    magnitude = magnitude > kOneBits ? kOneBits : magnitude;
+    const int32_t negative = -static_cast<int32_t>(bits >> 31);  // 0 or -1 (all ones)
+    const int32_t u = static_cast<int32_t>((magnitude - kSmallBits) >> kBucketShift);
+    const uint32_t entry = buckets[kBucketsPerSign + (u ^ negative)];  // u ^ -1 = -u - 1
+    const uint32_t key = (magnitude ^ static_cast<uint32_t>(negative)) & kKeyMask;
+    codes[j] = static_cast<uint8_t>((entry >> 16) + (key > (entry & kKeyMask) ? 1 : 0));
+  }
 }
 
+}  // namespace
 }  // namespace blockwise8_detail
 
-// A dynamic map and the tables of its exact nearest-code search (see the top of the file).
-struct DynamicMap {
-  static constexpr int32_t kBuckets = 2 * blockwise8_detail::kBucketsPerSign;
-  const float* values;           // the 256 codes' values, ascending
-  float midpointBelow[256];      // [k] = midpoint of values[k], values[k + 1] rounded toward -inf;
-                                 // [255] = +inf, so code 255 is never passed
-  int32_t bucketCode[kBuckets];  // the code of the lowest float of each bucket
-  uint8_t zeroCode;              // the code of 0 (an all-zero block's codes)
-};
+namespace {
 
-// The lowest and highest float |y| <= 1 of bucket j (what makeDynamicMap and the test need).
-inline void dynamicMapBucketRange(int32_t j, float* lowest, float* highest) {
-  using namespace blockwise8_detail;
-  const bool negative = j < kBucketsPerSign;
-  const int32_t u = negative ? kBucketsPerSign - 1 - j : j - kBucketsPerSign;
-  const uint32_t low = u == 0 ? 0u : kSmallBits + (static_cast<uint32_t>(u) << kBucketShift);
-  uint32_t high = kSmallBits + (static_cast<uint32_t>(u + 1) << kBucketShift) - 1;
-  high = high > kOneBits ? kOneBits : high;
-  *lowest = negative ? -floatOf(high) : floatOf(low);
-  *highest = negative ? -floatOf(low) : floatOf(high);
-}
-
-// Builds the search tables of an ascending 256-value map. Every step is exact: the double sum of
-// two floats, the halving, the float rounding corrected to round toward -inf, float compares.
-inline DynamicMap makeDynamicMap(const float* values) {
-  DynamicMap map{};
-  map.values = values;
-  for (size_t k = 0; k + 1 < 256; ++k) {
-    const double midpoint = (static_cast<double>(values[k]) + values[k + 1]) / 2;
-    float below = static_cast<float>(midpoint);
-    if (static_cast<double>(below) > midpoint) below = std::nextafter(below, -INFINITY);
-    map.midpointBelow[k] = below;
-  }
-  map.midpointBelow[255] = INFINITY;
-  for (int32_t j = 0; j < DynamicMap::kBuckets; ++j) {
-    float lowest, highest;
-    dynamicMapBucketRange(j, &lowest, &highest);
-    int32_t code = 0;
-    while (code < 255 && lowest > map.midpointBelow[code]) ++code;
-    map.bucketCode[j] = code;
-  }
-  int32_t zero = 0;
-  while (zero < 255 && 0.0f > map.midpointBelow[zero]) ++zero;
-  map.zeroCode = static_cast<uint8_t>(zero);
-  return map;
-}
-
-inline const DynamicMap& signedDynamicMap() {
-  static const DynamicMap map = makeDynamicMap(kSignedDynamicMap);
-  return map;
-}
-
-inline const DynamicMap& unsignedDynamicMap() {
-  static const DynamicMap map = makeDynamicMap(kUnsignedDynamicMap);
-  return map;
-}
+inline const DynamicMap& signedDynamicMap() { return kSignedDynamicMapSearch; }
+inline const DynamicMap& unsignedDynamicMap() { return kUnsignedDynamicMapSearch; }
 
 // The index of the map value nearest to y (|y| <= 1), ties to the lower index.
 inline uint8_t nearestCode(const DynamicMap& map, float y) {
-  const int32_t code = map.bucketCode[blockwise8_detail::bucketOf(blockwise8_detail::bitsOf(y))];
-  return static_cast<uint8_t>(code + (y > map.midpointBelow[code] ? 1 : 0));
+  uint8_t code;
+  blockwise8_detail::nearestCodes(map.buckets, &y, 1.0f, 1, &code);  // y / 1 is y
+  return code;
 }
 
 // out[j] = map.values[codes[j]] * absmax, j < n.
-inline void dequantizeBlock(const DynamicMap& map, const uint8_t* codes, float absmax, size_t n,
-                            float* out) {
-  const float* values = map.values;
+inline void dequantizeBlock(const DynamicMap& map, const uint8_t* __restrict codes, float absmax,
+                            size_t n, float* __restrict out) {
+  const float* __restrict values = map.values;
   for (size_t j = 0; j < n; ++j) out[j] = values[codes[j]] * absmax;
 }
 
 // Returns absmax = max |values[j]| (values finite) and sets codes[j] to the nearest code of
 // values[j] / absmax, j < n (every code the map's 0 when absmax is 0).
-inline float quantizeBlock(const DynamicMap& map, const float* values, size_t n, uint8_t* codes) {
+inline float quantizeBlock(const DynamicMap& map, const float* __restrict values, size_t n,
+                           uint8_t* __restrict codes) {
   // Finite magnitudes order like their bit patterns: an integer max, which vectorizes everywhere.
   uint32_t maxBits = 0;
   for (size_t j = 0; j < n; ++j) {
@@ -310,9 +389,9 @@ inline float quantizeBlock(const DynamicMap& map, const float* values, size_t n,
   const float absmax = blockwise8_detail::floatOf(maxBits);
   if (maxBits == 0) {
     std::memset(codes, map.zeroCode, n);
-    return absmax;
+  } else {
+    blockwise8_detail::nearestCodes(map.buckets, values, absmax, n, codes);
   }
-  for (size_t j = 0; j < n; ++j) codes[j] = nearestCode(map, values[j] / absmax);
   return absmax;
 }
 

@@ -39,6 +39,9 @@ bool expect(bool ok, const std::string& what) {
   return ok;
 }
 
+// "ok", or "FAILED" when a check failed since `before` (the failure count then).
+const char* verdict(int before) { return gFailures == before ? "ok" : "FAILED"; }
+
 uint32_t bitsOf(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
@@ -55,6 +58,13 @@ std::string hex(float x) {
   char text[64];
   std::snprintf(text, sizeof text, "%a (0x%08x)", static_cast<double>(x), bitsOf(x));
   return text;
+}
+
+// The lowest and highest float (|y| <= 1) of search bucket j.
+void bucketRange(int32_t j, float* lowest, float* highest) {
+  const blockwise8_detail::BucketRange range = blockwise8_detail::bucketRange(j);
+  *lowest = floatOf(range.lowest);
+  *highest = floatOf(range.highest);
 }
 
 struct NamedMap {
@@ -108,8 +118,9 @@ using CodesFn = void (*)(const DynamicMap&, const float*, size_t, uint8_t*);
 using QuantizeFn = float (*)(const DynamicMap&, const float*, size_t, uint8_t*);
 using DequantizeFn = void (*)(const DynamicMap&, const uint8_t*, float, size_t, float*);
 
+// The codes of y values (absmax 1: y / 1 is y), through quantizeBlock's loop.
 void codesBaseline(const DynamicMap& map, const float* y, size_t n, uint8_t* codes) {
-  for (size_t j = 0; j < n; ++j) codes[j] = nearestCode(map, y[j]);
+  blockwise8_detail::nearestCodes(map.buckets, y, 1.0f, n, codes);
 }
 float quantizeBaseline(const DynamicMap& map, const float* v, size_t n, uint8_t* codes) {
   return quantizeBlock(map, v, n, codes);
@@ -160,6 +171,7 @@ std::vector<Variant> variants() {
 // ---- checks -----------------------------------------------------------------------------------
 
 void checkTables(const NamedMap& m) {
+  const int before = gFailures;
   const float* v = m.values;
   for (int k = 0; k + 1 < 256; ++k) {
     expect(v[k] < v[k + 1], std::string(m.name) + ": ascending at " + std::to_string(k));
@@ -179,17 +191,22 @@ void checkTables(const NamedMap& m) {
   expect(m.values[m.map.zeroCode] == 0.0f, std::string(m.name) + ": zeroCode is the code of 0");
 
   const std::vector<double> mid = midpoints(v);
+  int ties = 0;
   for (int k = 0; k < 255; ++k) {
     const std::string at = std::string(m.name) + " midpoint " + std::to_string(k);
     // Exact: the double sum loses nothing (TwoSum error 0) and the halving is exact.
     const Exact sum = exactDifference(v[k], -static_cast<double>(v[k + 1]));
     expect(sum.lo == 0 && sum.hi / 2 == mid[k], at + ": exact in double");
     const float below = m.map.midpointBelow[k];
+    if (static_cast<double>(below) == mid[k]) {
+      // A float exactly halfway between two codes: the tie goes to the lower index.
+      ++ties;
+      expect(nearestCode(m.map, below) == k && bruteNearest(v, below) == k, at + ": tie");
+    }
     expect(static_cast<double>(below) <= mid[k] &&
                static_cast<double>(std::nextafter(below, INFINITY)) > mid[k],
            at + ": midpointBelow is the largest float <= the midpoint, " + hex(below));
   }
-  expect(m.map.midpointBelow[255] == INFINITY, std::string(m.name) + ": sentinel");
 
   // Every bucket: its code is the count of midpoints below its lowest float, and the next midpoint
   // after that one is not below its highest float (so one compare decides).
@@ -203,24 +220,39 @@ void checkTables(const NamedMap& m) {
   }
   for (int32_t j = 0; j < DynamicMap::kBuckets; ++j) {
     float lowest, highest;
-    dynamicMapBucketRange(j, &lowest, &highest);
-    int below = 0;
-    for (int k = 0; k < 255; ++k) below += mid[k] < lowest ? 1 : 0;
-    const int32_t code = m.map.bucketCode[j];
+    bucketRange(j, &lowest, &highest);
+    int below = 0, inside = 0, first = -1;
+    for (int k = 0; k < 255; ++k) {
+      below += mid[k] < lowest ? 1 : 0;
+      if (lowest <= mid[k] && mid[k] < highest) {
+        ++inside;
+        if (first < 0) first = k;
+      }
+    }
+    const uint32_t entry = m.map.buckets[j];
     const std::string at = std::string(m.name) + " bucket " + std::to_string(j) + " [" +
                            hex(lowest) + ", " + hex(highest) + "]";
-    expect(code == below, at + ": code " + std::to_string(code) + " != " + std::to_string(below));
-    expect(code + 1 >= 255 || !(mid[code + 1] < highest), at + ": holds two midpoints");
+    expect(static_cast<int>(entry >> 16) == below,
+           at + ": code " + std::to_string(entry >> 16) + " != " + std::to_string(below));
+    expect(inside <= 1, at + ": holds two midpoints");
+    // The key: the position of the one midpoint's rounded float in the bucket, or 0xffff. (The
+    // rounded float of a midpoint in [lowest, highest) is in [lowest, highest] too.)
+    const uint32_t key =
+        inside ? blockwise8_detail::keyInBucket(bitsOf(m.map.midpointBelow[first])) : 0xffffu;
+    expect((entry & 0xffffu) == key, at + ": key");
     if (j > 0) {
       float previousLowest, previousHighest;
-      dynamicMapBucketRange(j - 1, &previousLowest, &previousHighest);
+      bucketRange(j - 1, &previousLowest, &previousHighest);
       expect(std::nextafter(previousHighest, INFINITY) == lowest ||
-                 (previousHighest == -0.0f && lowest == 0.0f),
+                 (bitsOf(previousHighest) == 0x80000000u && bitsOf(lowest) == 0),
              at + ": buckets tile [-1, 1]");
     }
   }
-  std::printf("  %-8s tables ok; closest midpoints %.0f float patterns apart (buckets: %u)\n",
-              m.name, closest, 1u << 16);
+  expect(ties > 0, std::string(m.name) + ": some midpoints are floats (ties to check)");
+  std::printf(
+      "  %-8s tables %s; %d midpoints are floats (ties); closest midpoints %.0f float "
+      "patterns apart (buckets: %u)\n",
+      m.name, verdict(before), ties, closest, 1u << 16);
 }
 
 // Checks the search at the given y values against the brute-force scan.
@@ -239,6 +271,7 @@ size_t checkAgainstBrute(const NamedMap& m, const std::vector<float>& ys) {
 }
 
 void checkSample(const NamedMap& m) {
+  const int before = gFailures;
   std::vector<float> ys;
   auto around = [&](float center) {
     const uint32_t c = bitsOf(center);
@@ -257,7 +290,7 @@ void checkSample(const NamedMap& m) {
   }
   for (int32_t j = 0; j < DynamicMap::kBuckets; ++j) {
     float lowest, highest;
-    dynamicMapBucketRange(j, &lowest, &highest);
+    bucketRange(j, &lowest, &highest);
     around(lowest);
     around(highest);
   }
@@ -271,12 +304,14 @@ void checkSample(const NamedMap& m) {
     ys.push_back(-floatOf(static_cast<uint32_t>(bits)));
   }
   checked += checkAgainstBrute(m, ys);
-  std::printf("  %-8s brute-force nearest scan agrees on %zu values\n", m.name, checked);
+  std::printf("  %-8s brute-force nearest scan on %zu values: %s\n", m.name, checked,
+              verdict(before));
 }
 
 // Every float in [-1, 1]: the search against a merge that walks the exact double midpoints in
 // step with y (patterns of one sign are monotone in |y|), so each y costs O(1) on average.
 void checkExhaustive(const NamedMap& m) {
+  const int before = gFailures;
   const std::vector<double> mid = midpoints(m.values);
   constexpr size_t kBatch = 1 << 14;
   std::vector<float> ys(kBatch);
@@ -302,16 +337,18 @@ void checkExhaustive(const NamedMap& m) {
         } else {
           while (reference < 255 && mid[reference] < y) ++reference;
         }
-        if (codes[i] != reference) {
-          expect(false, std::string(m.name) + ": y = " + hex(ys[i]) + " gives code " +
-                            std::to_string(codes[i]) + ", exact is " + std::to_string(reference));
+        if (codes[i] != reference) {  // reported even past expect's cap: the sweep stops here
+          ++gFailures;
+          std::printf("  FAIL: %s: y = %s gives code %d, exact is %d; sweep stopped\n", m.name,
+                      hex(ys[i]).c_str(), codes[i], reference);
           return;
         }
       }
       checked += n;
     }
   }
-  std::printf("  %-8s every float in [-1, 1] (%zu values): exact\n", m.name, checked);
+  std::printf("  %-8s every float in [-1, 1] (%zu values) against the exact merge: %s\n", m.name,
+              checked, verdict(before));
 }
 
 // The bound of the issue for code k: half the larger gap to a neighbour, or at an end of the map
@@ -375,6 +412,7 @@ void checkBlock(const NamedMap& m, const std::vector<float>& x, const std::strin
 }
 
 void checkBlocks(const NamedMap& m, std::mt19937& rng) {
+  const int before = gFailures;
   std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
   std::uniform_int_distribution<int> exponent(-30, 30);
   int blocks = 0;
@@ -428,8 +466,8 @@ void checkBlocks(const NamedMap& m, std::mt19937& rng) {
     checkBlock(m, x, "-absmax");
     ++blocks;
   }
-  std::printf("  %-8s %d blocks: absmax, codes, tails and round-trip bound ok on every variant\n",
-              m.name, blocks);
+  std::printf("  %-8s %d blocks (absmax, codes, tails, round-trip bound; every variant): %s\n",
+              m.name, blocks, verdict(before));
 }
 
 // Every variant gives the baseline's codes on a large varied input.
