@@ -59,7 +59,7 @@ const LITE_SPEC: OptimizerSpec<LiteHyper> = {
     'l2',
     'negStepSize',
   ],
-  flags: ['coupled', 'maximize', 'amsgrad'],
+  flags: ['coupled', 'maximize', 'amsgrad', 'stochasticRounding'],
   stepScalars: (h, step, out, offset) => {
     const scratch = new Float64Array(8);
     const adamFlags = adamStepScalarsForTest(

@@ -99,7 +99,7 @@ export const ADAM_SCALARS = [
   'epsHat',
 ] as const;
 /** The adamw op's flags, bit i = ADAM_FLAGS[i]. */
-export const ADAM_FLAGS = ['amsgrad', 'maximize', 'coupled'] as const;
+export const ADAM_FLAGS = ['amsgrad', 'maximize', 'coupled', 'stochasticRounding'] as const;
 
 /**
  * Writes the op's scalars for step `step` (1-based) to out[offset ..] (ADAM_SCALARS' order) and

@@ -181,7 +181,7 @@ function prepareCall(
   const spec = isDecoupled ? ADAMW_SPEC : ADAM_SPEC;
   const flags = new Uint32Array([writeScalarsOf(spec)(hyperparameters, stepCount, scalars, 0)]);
   return {
-    plan: native.createPlan(spec.op, [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq]),
+    plan: native.createPlan(spec.op, [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq, null]),
     named: arrays,
     scalars,
     flags,

@@ -197,6 +197,8 @@ export abstract class Optimizer<
       if (a === 0) return -1;
       if (a === 1) return -2;
       const index = spec.state.findIndex((tensor) => tensor.name === name);
+      // A per-tensor array this optimizer does not use yet (paramBf16): always null (slot.state[-3]).
+      if (index < 0 && this.#layout.optionalArrays[name] === 'tensor') return -3;
       if (index < 0) throw new Error(`simd-adamw: ${spec.className} has no state '${name}'`);
       return index;
     });
