@@ -684,6 +684,29 @@ describe('stochastic rounding', () => {
     expect(roundedUp / total).toBeLessThan(0.8);
   });
 
+  test('stepAsync rounds as step does, with bf16 grads and dataBf16', async () => {
+    const make = () =>
+      makeParams(43).map((p) => ({
+        ...p,
+        grad: rneAll(p.grad as Float32Array),
+        gradDtype: 'bfloat16' as const,
+        dataBf16: new Uint16Array(p.data.length),
+      }));
+    const sync = make();
+    const async = make();
+    const options = { stateDtype: 'bfloat16' as const, stochasticRounding: true, seed: 9 };
+    const a = new AdamW(sync, options);
+    const b = new AdamW(async, options);
+    for (let t = 0; t < 2; t++) {
+      a.step({ clipGradNorm: 0.5 });
+      await b.stepAsync({ clipGradNorm: 0.5 });
+    }
+    expect(everything(b, async)).toEqual(everything(a, sync));
+    expect(async.map((p) => Array.from(p.dataBf16))).toEqual(
+      sync.map((p) => Array.from(p.dataBf16)),
+    );
+  });
+
   test('bf16 groups round stochastically, others are unaffected', () => {
     const a = makeParams(19);
     const b = a.map(copyParam);
