@@ -879,6 +879,31 @@ describe('checkpoints and state dicts', () => {
     expect(entry.expAvg.codes).not.toBe(state.expAvg.codes);
     expect(Array.from(entry.expAvg.codes)).toEqual(Array.from(state.expAvg.codes));
     expect(sd.paramGroups[0]!.stateDtype).toBe('blockwise8');
+    // A getter of the pair runs before any array is checked: detaching an array it hands back is
+    // caught, and nothing changes.
+    const before = everything(optimizer, [p!]);
+    const absmax = entry.expAvg.absmax.slice();
+    const hostile = {
+      ...sd,
+      state: [
+        {
+          ...entry,
+          expAvg: {
+            get codes() {
+              structuredClone(absmax.buffer, { transfer: [absmax.buffer as ArrayBuffer] });
+              return entry.expAvg.codes;
+            },
+            absmax,
+          },
+        },
+      ],
+    };
+    expect(thrown(() => optimizer.loadStateDict(hostile as typeof sd))).toEqual({
+      name: 'TypeError',
+      message:
+        'Expected a Float32Array for stateDict.state[0].expAvg.absmax but received a Float32Array whose ArrayBuffer is detached',
+    });
+    expect(everything(optimizer, [p!])).toEqual(before);
     // A dict whose absmax is one block short is refused.
     const short = {
       ...sd,
