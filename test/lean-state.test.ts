@@ -491,6 +491,37 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     expect(group.stateDtype).toBe('bfloat16');
   });
 
+  test("a grad or dataBf16 over the optimizer's own lean state is an overlap, nothing written", () => {
+    // p1's absmax has ceil(4396 / 256) = 18 floats: the bytes of 36 bf16 values.
+    const params = [param(36, 1, 'p0'), param(4396, 2, 'p1'), param(36, 3, 'p2')];
+    const optimizer = new AdamW([
+      { params: [params[0]!, params[2]!], stateDtype: 'bfloat16' },
+      { params: [params[1]!], stateDtype: 'blockwise8' },
+    ]);
+    optimizer.step();
+    const before = everything(optimizer, params);
+    const bf16 = optimizer.state(params[0]!);
+    const b8 = optimizer.state(params[1]!);
+    if (bf16.dtype !== 'bfloat16' || b8.dtype !== 'blockwise8') throw new Error('dtypes');
+    params[2]!.grad = bf16.expAvgSq;
+    params[2]!.gradDtype = 'bfloat16';
+    expect(thrown(() => optimizer.step())).toEqual({
+      name: 'RangeError',
+      message:
+        'Expected state of p0 (expAvgSq) and p2.grad not to overlap in memory but they share bytes',
+    });
+    params[2]!.grad = params[2]!.data.slice();
+    delete params[2]!.gradDtype;
+    const { absmax } = b8.expAvg;
+    params[0]!.dataBf16 = new Uint16Array(absmax.buffer, absmax.byteOffset, 36);
+    expect(thrown(() => optimizer.step())).toEqual({
+      name: 'RangeError',
+      message:
+        'Expected p0.dataBf16 and state of p1 (expAvg).absmax not to overlap in memory but they share bytes',
+    });
+    expect(everything(optimizer, params)).toEqual(before);
+  });
+
   // A replacement between steps is checked at step(), with every array unchanged.
   test.each<[string, (p: AnyParam, other: AnyParam) => void, string, RegExp]>([
     [
