@@ -7,7 +7,9 @@
 // correctly rounded float32 division, so |y| <= 1; an all-zero block has absmax 0 and every code is
 // the map's 0), and code = the index of the map value nearest to y in exact real arithmetic, ties
 // to the lower index. That makes the codes a pure function of the float32 values, the same on every
-// ISA, and the same codes bitsandbytes stores wherever its own rounding is exact.
+// ISA. A code means what bitsandbytes' code means (the same map bits times absmax), so states
+// convert both ways without loss; only a value within a rounding error of a midpoint may get
+// another code from bitsandbytes' own kernels, which round differently on the way.
 //
 // Why the maps are constants. bitsandbytes builds them with create_dynamic_map(signed,
 // max_exponent_bits=7, total_bits=8), whose torch.linspace uses fused multiply-add on x86-64 and
@@ -36,7 +38,7 @@
 // (blockwise8_detail::makeDynamicMap; it refuses to compile if a bucket holds two midpoints), and
 // native/tests/blockwise8-codes-test.cc compares the search with an exact reference for every
 // float y in [-1, 1] and with a brute-force nearest scan on a sample. The per-element work is a
-// division, integer clamps, shifts and a compare, and a table load: a loop without branches that
+// division, integer clamps, shifts and adds, and a table load: a loop without branches that
 // GCC vectorizes (a gather where the ISA has one), with the same bits on every ISA because every
 // step is exact or one IEEE operation.
 //
