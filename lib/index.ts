@@ -23,6 +23,8 @@ export type {
   ParamGroup,
   ParamGroupStateDict,
   ParamState,
+  ParamStateOf,
+  KeptStateDtype,
   ParamStateDict,
   ParamStateFloat32,
 } from './optim/adam';

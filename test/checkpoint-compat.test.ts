@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { Adam, type AdamBase, AdamW, cosineWithWarmup, type Param } from '../lib';
+import { Adam, type AdamBase, AdamW, cosineWithWarmup, type Param, type StateDtype } from '../lib';
 import { f32 } from './helpers/float32-state';
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'checkpoint-0.1.0');
@@ -46,7 +46,11 @@ function paramsAtSave(expected: Expected): Param[] {
   });
 }
 
-function resumeAndCompare(expected: Expected, params: Param[], optimizer: AdamBase): void {
+function resumeAndCompare(
+  expected: Expected,
+  params: Param[],
+  optimizer: AdamBase<StateDtype>,
+): void {
   for (const grads of expected.gradsAfterSave) {
     for (const [i, param] of params.entries()) param.grad.set(fromHex(grads[i]!));
     optimizer.step();
@@ -109,7 +113,7 @@ describe('an AdamW checkpoint written by 0.1.0', () => {
       params: group.params.map((p) => ({ ...p, data: p.data.slice(), grad: p.grad.slice() })),
       stateDtype: 'bfloat16' as const,
     }));
-    const optimizer = new AdamW(groups);
+    const optimizer = new AdamW<'bfloat16'>(groups);
     expect(() => {
       optimizer.loadFrom(file);
     }).toThrow(

@@ -86,7 +86,12 @@ function setGrads(params: readonly AnyParam[], seed: number): void {
   }
 }
 
-function train(optimizer: AdamW, params: readonly AnyParam[], from: number, steps: number): void {
+function train(
+  optimizer: AdamW<StateDtype>,
+  params: readonly AnyParam[],
+  from: number,
+  steps: number,
+): void {
   for (let t = from; t < from + steps; t++) {
     setGrads(params, t);
     optimizer.step();
@@ -107,7 +112,7 @@ function stateBits(state: ParamState): unknown {
   return Object.fromEntries(Object.entries(state).map(([key, value]) => [key, plain(value)]));
 }
 
-function everything(optimizer: AdamW, params: readonly AnyParam[]): unknown {
+function everything(optimizer: AdamW<StateDtype>, params: readonly AnyParam[]): unknown {
   return params.map((p) => ({
     data: bitsArray(p.data),
     state: stateBits(optimizer.state(p)),
@@ -134,11 +139,44 @@ function makeParams(seed = 1): AnyParam[] {
 // ---------------------------------------------------------------------------------------------
 
 describe('state(p) and stateFloat32(p)', () => {
+  // Compile-time as much as run time: tsc (npm run typecheck) fails if these types drift.
+  test('state(p) is typed by the state dtypes an optimizer can hold (float32 unless declared, as in 0.1.0)', () => {
+    const p = param(8, 1);
+    const plain = new AdamW([p]);
+    const expAvg: Float32Array = plain.state(p).expAvg;
+    expect(expAvg).toBeInstanceOf(Float32Array);
+
+    const q = param(8, 2);
+    const bf16 = new AdamW([q], { stateDtype: 'bfloat16' });
+    const bf16State = bf16.state(q);
+    const bits: Uint16Array = bf16State.expAvg;
+    expect([bf16State.dtype, bits]).toEqual(['bfloat16', expect.any(Uint16Array)]);
+
+    // A blockwise8 param under min8bitSize keeps float32 state, so the type says either.
+    const r = param(8, 3);
+    const b8 = new AdamW([r], { stateDtype: 'blockwise8' });
+    const b8Dtype: 'blockwise8' | 'float32' = b8.state(r).dtype;
+    // @ts-expect-error not necessarily blockwise8
+    const onlyBlockwise8: 'blockwise8' = b8.state(r).dtype;
+    expect([b8Dtype, onlyBlockwise8]).toEqual(['float32', 'float32']);
+
+    // Groups of other dtypes than the default need the type spelled out.
+    const s1 = param(8, 4);
+    const s2 = param(8, 5);
+    // @ts-expect-error 'bfloat16' is not one of the declared dtypes ('float32')
+    expect(() => new AdamW([{ params: [s1], stateDtype: 'bfloat16' }])).not.toThrow();
+    const mixed = new AdamW<'float32' | 'bfloat16'>([
+      { params: [s1], stateDtype: 'bfloat16' },
+      { params: [s2] },
+    ]);
+    expect([mixed.state(s1).dtype, mixed.state(s2).dtype]).toEqual(['bfloat16', 'float32']);
+  });
+
   test.each(DTYPES)(
     '%s: the dtype, array types and lengths; amsgrad follows the dtype',
     (dtype) => {
       const params = makeParams();
-      const optimizer = new AdamW(params, { stateDtype: dtype, amsgrad: true });
+      const optimizer = new AdamW<StateDtype>(params, { stateDtype: dtype, amsgrad: true });
       optimizer.step();
       for (const p of params) {
         const n = p.data.length;
@@ -166,7 +204,7 @@ describe('state(p) and stateFloat32(p)', () => {
 
   test('views, not copies: a second state(p) returns the same arrays', () => {
     const [p] = makeParams();
-    const optimizer = new AdamW([p!], { stateDtype: 'blockwise8' });
+    const optimizer = new AdamW<StateDtype>([p!], { stateDtype: 'blockwise8' });
     const first = optimizer.state(p!);
     const second = optimizer.state(p!);
     expect(second.expAvg).toBe(first.expAvg);
@@ -179,8 +217,8 @@ describe('state(p) and stateFloat32(p)', () => {
   test('bfloat16: one step from zero state stores RNE of the float32 moments', () => {
     const a = makeParams(3);
     const b = a.map(copyParam);
-    const lean = new AdamW(a, { stateDtype: 'bfloat16', amsgrad: true });
-    const full = new AdamW(b, { amsgrad: true });
+    const lean = new AdamW<StateDtype>(a, { stateDtype: 'bfloat16', amsgrad: true });
+    const full = new AdamW<StateDtype>(b, { amsgrad: true });
     lean.step();
     full.step();
     for (const [k, p] of a.entries()) {
@@ -204,8 +242,8 @@ describe('state(p) and stateFloat32(p)', () => {
   test('blockwise8: stateFloat32 is map[code] * absmax, and within half a code gap of float32', () => {
     const a = makeParams(5);
     const b = a.map(copyParam);
-    const lean = new AdamW(a, { stateDtype: 'blockwise8' });
-    const full = new AdamW(b);
+    const lean = new AdamW<StateDtype>(a, { stateDtype: 'blockwise8' });
+    const full = new AdamW<StateDtype>(b);
     lean.step();
     full.step();
     const maps = { expAvg: native.dynamicMaps.signed, expAvgSq: native.dynamicMaps.unsigned };
@@ -248,7 +286,7 @@ describe('state(p) and stateFloat32(p)', () => {
 
   test('stateFloat32 returns copies: later steps do not change them', () => {
     const [p] = makeParams();
-    const optimizer = new AdamW([p!], { stateDtype: 'bfloat16' });
+    const optimizer = new AdamW<StateDtype>([p!], { stateDtype: 'bfloat16' });
     optimizer.step();
     const copy = optimizer.stateFloat32(p!);
     const before = bitsArray(copy.expAvg);
@@ -260,7 +298,7 @@ describe('state(p) and stateFloat32(p)', () => {
   test('a blockwise8 param keeps float32 state below min8bitSize, blockwise8 from it on', () => {
     const small = param(100, 1);
     const exact = param(100, 2);
-    const optimizer = new AdamW(
+    const optimizer = new AdamW<StateDtype>(
       [
         { params: [small], stateDtype: 'blockwise8' },
         { params: [exact], stateDtype: 'blockwise8' },
@@ -269,7 +307,10 @@ describe('state(p) and stateFloat32(p)', () => {
     );
     expect(optimizer.state(small).dtype).toBe('blockwise8');
     expect(optimizer.min8bitSize).toBe(100);
-    const other = new AdamW([param(100, 3)], { stateDtype: 'blockwise8', min8bitSize: 101 });
+    const other = new AdamW<StateDtype>([param(100, 3)], {
+      stateDtype: 'blockwise8',
+      min8bitSize: 101,
+    });
     expect(other.state(other.paramGroups[0]!.params[0]!).dtype).toBe('float32');
   });
 });
@@ -279,7 +320,7 @@ describe('state(p) and stateFloat32(p)', () => {
 describe('memory() and estimateMemory()', () => {
   test.each(DTYPES)('%s: memory() is exact, absmax and the float32 fallback included', (dtype) => {
     const params = makeParams();
-    const optimizer = new AdamW([
+    const optimizer = new AdamW<StateDtype>([
       { params: params.slice(0, 2), stateDtype: dtype },
       { params: params.slice(2), stateDtype: dtype, amsgrad: true },
     ]);
@@ -322,7 +363,7 @@ describe('memory() and estimateMemory()', () => {
       gradDtype: 'bfloat16',
       dataBf16: new Uint16Array(n),
     };
-    const report = new AdamW([p], { stateDtype: 'bfloat16' }).memory();
+    const report = new AdamW<StateDtype>([p], { stateDtype: 'bfloat16' }).memory();
     expect(report).toMatchObject({
       paramCount: n,
       params: 6 * n,
@@ -382,14 +423,17 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
   test.each<[string, () => unknown, string, string]>([
     [
       'a Uint16Array grad without gradDtype',
-      () => new AdamW([{ data: new Float32Array(4), grad: new Uint16Array(4) } as AnyParam]),
+      () =>
+        new AdamW<StateDtype>([
+          { data: new Float32Array(4), grad: new Uint16Array(4) } as AnyParam,
+        ]),
       'TypeError',
       "Expected 'bfloat16' or 'float16' (params[0].grad is a Uint16Array) for params[0].gradDtype but received undefined",
     ],
     [
       "gradDtype 'bfloat16' on a Float32Array grad",
       () =>
-        new AdamW([
+        new AdamW<StateDtype>([
           { data: new Float32Array(4), grad: new Float32Array(4), gradDtype: 'bfloat16' },
         ]),
       'TypeError',
@@ -398,7 +442,7 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     [
       'an unknown gradDtype',
       () =>
-        new AdamW([
+        new AdamW<StateDtype>([
           { data: new Float32Array(4), grad: new Uint16Array(4), gradDtype: 'fp16' as 'float16' },
         ]),
       'RangeError',
@@ -407,14 +451,16 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     [
       'a bf16 grad of the wrong length',
       () =>
-        new AdamW([{ data: new Float32Array(4), grad: new Uint16Array(3), gradDtype: 'bfloat16' }]),
+        new AdamW<StateDtype>([
+          { data: new Float32Array(4), grad: new Uint16Array(3), gradDtype: 'bfloat16' },
+        ]),
       'RangeError',
       'Expected a Uint16Array of bfloat16 bits of 4 elements for params[0].grad but received a Uint16Array of 3 elements',
     ],
     [
       'a dataBf16 of the wrong length',
       () =>
-        new AdamW([
+        new AdamW<StateDtype>([
           { data: new Float32Array(4), grad: new Float32Array(4), dataBf16: new Uint16Array(5) },
         ]),
       'RangeError',
@@ -423,7 +469,7 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     [
       'a dataBf16 that is a Float32Array',
       () =>
-        new AdamW([
+        new AdamW<StateDtype>([
           {
             data: new Float32Array(4),
             grad: new Float32Array(4),
@@ -437,7 +483,7 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
       'a dataBf16 overlapping the param',
       () => {
         const data = new Float32Array(4);
-        return new AdamW([
+        return new AdamW<StateDtype>([
           { data, grad: new Float32Array(4), dataBf16: new Uint16Array(data.buffer, 8, 4) },
         ]);
       },
@@ -446,21 +492,23 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     ],
     [
       'an unknown stateDtype',
-      () => new AdamW([param(4, 1)], { stateDtype: 'fp8' as StateDtype }),
+      () => new AdamW<StateDtype>([param(4, 1)], { stateDtype: 'fp8' as StateDtype }),
       'RangeError',
       "Expected 'float32', 'bfloat16' or 'blockwise8' for defaults.stateDtype but received 'fp8' of type string",
     ],
     [
       'an unknown stateDtype on a group',
       () =>
-        new AdamW([{ params: [param(4, 1)], stateDtype: 'int8' as StateDtype }] as ParamGroup[]),
+        new AdamW<StateDtype>([
+          { params: [param(4, 1)], stateDtype: 'int8' as StateDtype },
+        ] as ParamGroup<StateDtype>[]),
       'RangeError',
       "Expected 'float32', 'bfloat16' or 'blockwise8' for paramGroups[0].stateDtype but received 'int8' of type string",
     ],
     [
       'stochasticRounding with no bfloat16 group',
       () =>
-        new AdamW([{ params: [param(4, 1)], stateDtype: 'blockwise8' }], {
+        new AdamW<StateDtype>([{ params: [param(4, 1)], stateDtype: 'blockwise8' }], {
           stochasticRounding: true,
         }),
       'RangeError',
@@ -468,13 +516,13 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     ],
     [
       'a seed outside [0, 2^32)',
-      () => new AdamW([param(4, 1)], { stateDtype: 'bfloat16', seed: 2 ** 32 }),
+      () => new AdamW<StateDtype>([param(4, 1)], { stateDtype: 'bfloat16', seed: 2 ** 32 }),
       'RangeError',
       'Expected an integer in [0, 4294967295] for defaults.seed but received 4294967296 of type number',
     ],
     [
       'a negative min8bitSize',
-      () => new AdamW([param(4, 1)], { min8bitSize: -1 }),
+      () => new AdamW<StateDtype>([param(4, 1)], { min8bitSize: -1 }),
       'RangeError',
       'Expected an integer >= 0 for defaults.min8bitSize but received -1 of type number',
     ],
@@ -483,7 +531,7 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
   });
 
   test('stateDtype is fixed: assigning it throws and changes nothing', () => {
-    const optimizer = new AdamW([param(8, 1)], { stateDtype: 'bfloat16' });
+    const optimizer = new AdamW<StateDtype>([param(8, 1)], { stateDtype: 'bfloat16' });
     const group = optimizer.paramGroups[0]! as { stateDtype: StateDtype };
     expect(() => {
       group.stateDtype = 'float32';
@@ -494,7 +542,7 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
   test("a grad or dataBf16 over the optimizer's own lean state is an overlap, nothing written", () => {
     // p1's absmax has ceil(4396 / 256) = 18 floats: the bytes of 36 bf16 values.
     const params = [param(36, 1, 'p0'), param(4396, 2, 'p1'), param(36, 3, 'p2')];
-    const optimizer = new AdamW([
+    const optimizer = new AdamW<StateDtype>([
       { params: [params[0]!, params[2]!], stateDtype: 'bfloat16' },
       { params: [params[1]!], stateDtype: 'blockwise8' },
     ]);
@@ -561,7 +609,7 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     ],
   ])('%s', (_what, replace, name, message) => {
     const params = [param(4396, 1, 'p0'), param(4396, 2, 'p1')];
-    const optimizer = new AdamW(params, { stateDtype: 'blockwise8' });
+    const optimizer = new AdamW<StateDtype>(params, { stateDtype: 'blockwise8' });
     optimizer.step();
     const before = everything(optimizer, params);
     replace(params[0]!, params[1]!);
@@ -602,7 +650,7 @@ describe('low-precision gradients and the bf16 copy of the params', () => {
       }));
       const options = { stateDtype: dtype, amsgrad: true };
       const optimizers = [reference, bf16, fp16, fp16Reference].map(
-        (params) => new AdamW(params, options),
+        (params) => new AdamW<StateDtype>(params, options),
       );
       for (const optimizer of optimizers) optimizer.step({ clipGradNorm: 1 });
       const [byReference, byBf16, byFp16, byFp16Reference] = optimizers as [
@@ -622,8 +670,8 @@ describe('low-precision gradients and the bf16 copy of the params', () => {
   test('grad, gradDtype and dataBf16 may be replaced between steps (a new plan)', () => {
     const a = makeParams(11);
     const b = a.map(copyParam);
-    const lean = new AdamW(a, { stateDtype: 'bfloat16' });
-    const full = new AdamW(b, { stateDtype: 'bfloat16' });
+    const lean = new AdamW<StateDtype>(a, { stateDtype: 'bfloat16' });
+    const full = new AdamW<StateDtype>(b, { stateDtype: 'bfloat16' });
     lean.step();
     full.step();
     // Step 2: a's first param switches to bf16 grads (b gets their widening) and gains dataBf16.
@@ -655,10 +703,10 @@ describe('low-precision gradients and the bf16 copy of the params', () => {
     };
     const widened = Float32Array.from(p.grad, widenBf16);
     expect(gradNorm([p])).toBe(gradNorm([widened]));
-    const optimizer = new AdamW([p], { stateDtype: 'bfloat16' });
+    const optimizer = new AdamW<StateDtype>([p], { stateDtype: 'bfloat16' });
     const scaler = new GradScaler({ initScale: 4 });
     const reference: AnyParam = { data: new Float32Array(300).fill(1), grad: widened };
-    const referenceOptimizer = new AdamW([reference], { stateDtype: 'bfloat16' });
+    const referenceOptimizer = new AdamW<StateDtype>([reference], { stateDtype: 'bfloat16' });
     const report = scaler.step(optimizer);
     referenceOptimizer.step({ gradScale: 4, skipNonFinite: true });
     expect(report.skipped).toBe(false);
@@ -674,7 +722,7 @@ describe('stochastic rounding', () => {
   test('the same seed gives the same bits; another seed, other bits; both within an ulp of RNE', () => {
     const runs = [7, 7, 8].map((seed) => {
       const params = makeParams(13);
-      const optimizer = new AdamW(params, {
+      const optimizer = new AdamW<StateDtype>(params, {
         stateDtype: 'bfloat16',
         stochasticRounding: true,
         seed,
@@ -693,8 +741,11 @@ describe('stochastic rounding', () => {
     // One step from zero state: each bf16 value is the float32 moment rounded down or up.
     const params = makeParams(17);
     const exact = params.map(copyParam);
-    const rounding = new AdamW(params, { stateDtype: 'bfloat16', stochasticRounding: true });
-    const full = new AdamW(exact);
+    const rounding = new AdamW<StateDtype>(params, {
+      stateDtype: 'bfloat16',
+      stochasticRounding: true,
+    });
+    const full = new AdamW<StateDtype>(exact);
     rounding.step();
     full.step();
     let roundedUp = 0;
@@ -726,8 +777,8 @@ describe('stochastic rounding', () => {
     const sync = make();
     const async = make();
     const options = { stateDtype: 'bfloat16' as const, stochasticRounding: true, seed: 9 };
-    const a = new AdamW(sync, options);
-    const b = new AdamW(async, options);
+    const a = new AdamW<StateDtype>(sync, options);
+    const b = new AdamW<StateDtype>(async, options);
     for (let t = 0; t < 2; t++) {
       a.step({ clipGradNorm: 0.5 });
       await b.stepAsync({ clipGradNorm: 0.5 });
@@ -741,14 +792,14 @@ describe('stochastic rounding', () => {
   test('bf16 groups round stochastically, others are unaffected', () => {
     const a = makeParams(19);
     const b = a.map(copyParam);
-    const mixed = new AdamW(
+    const mixed = new AdamW<StateDtype>(
       [
         { params: a.slice(0, 2), stateDtype: 'bfloat16' },
         { params: a.slice(2), stateDtype: 'blockwise8' },
       ],
       { stochasticRounding: true, seed: 3 },
     );
-    const plain = new AdamW([
+    const plain = new AdamW<StateDtype>([
       { params: b.slice(0, 2), stateDtype: 'bfloat16' },
       { params: b.slice(2), stateDtype: 'blockwise8' },
     ]);
@@ -762,8 +813,8 @@ describe('stochastic rounding', () => {
 // ---------------------------------------------------------------------------------------------
 
 /** Two groups of every lean dtype, amsgrad in one, stochastic rounding on: the hardest resume. */
-function leanOptimizer(params: AnyParam[], dtype: StateDtype, seed = 5): AdamW {
-  return new AdamW(
+function leanOptimizer(params: AnyParam[], dtype: StateDtype, seed = 5): AdamW<StateDtype> {
+  return new AdamW<StateDtype>(
     [
       { params: params.slice(0, 2), stateDtype: dtype, lr: 0.01 },
       { params: params.slice(2), stateDtype: dtype, amsgrad: true },
@@ -812,7 +863,7 @@ describe('checkpoints and state dicts', () => {
 
   test('the file stores lean state natively, with the dtype and rounding in the metadata', () => {
     const params = makeParams(29);
-    const optimizer = new AdamW(
+    const optimizer = new AdamW<StateDtype>(
       [
         { params: params.slice(0, 1), stateDtype: 'blockwise8' },
         { params: params.slice(1), stateDtype: 'bfloat16' },
@@ -857,12 +908,12 @@ describe('checkpoints and state dicts', () => {
 
   test('loading into an optimizer of another stateDtype is a RangeError that changes nothing', () => {
     const params = makeParams(31);
-    const source = new AdamW(params, { stateDtype: 'bfloat16' });
+    const source = new AdamW<StateDtype>(params, { stateDtype: 'bfloat16' });
     source.step();
     const file = tempFile();
     source.save(file);
     const targetParams = params.map(copyParam);
-    const target = new AdamW(targetParams, { stateDtype: 'blockwise8' });
+    const target = new AdamW<StateDtype>(targetParams, { stateDtype: 'blockwise8' });
     target.step();
     const before = everything(target, targetParams);
     expect(thrown(() => target.loadFrom(file))).toEqual({
@@ -880,11 +931,14 @@ describe('checkpoints and state dicts', () => {
 
   test('another min8bitSize keeps some params in another dtype: a RangeError naming the tensor', () => {
     const params = makeParams(37);
-    const source = new AdamW(params, { stateDtype: 'blockwise8' });
+    const source = new AdamW<StateDtype>(params, { stateDtype: 'blockwise8' });
     source.step();
     const file = tempFile();
     source.save(file);
-    const target = new AdamW(params.map(copyParam), { stateDtype: 'blockwise8', min8bitSize: 0 });
+    const target = new AdamW<StateDtype>(params.map(copyParam), {
+      stateDtype: 'blockwise8',
+      min8bitSize: 0,
+    });
     expect(thrown(() => target.loadFrom(file))).toEqual({
       name: 'RangeError',
       message: expect.stringMatching(
@@ -901,7 +955,7 @@ describe('checkpoints and state dicts', () => {
 
   test('a state dict holds copies of lean state, of its own types', () => {
     const [p] = makeParams(41);
-    const optimizer = new AdamW([p!], { stateDtype: 'blockwise8' });
+    const optimizer = new AdamW<StateDtype>([p!], { stateDtype: 'blockwise8' });
     optimizer.step();
     const sd = optimizer.stateDict();
     const entry = sd.state[0]!;

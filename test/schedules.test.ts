@@ -9,6 +9,7 @@ import * as zlib from 'node:zlib';
 
 import {
   AdamW,
+  type StateDtype,
   constant,
   cosineWithWarmup,
   linearWarmup,
@@ -138,7 +139,7 @@ function makeOptimizer(params: Param[], schedule: LrSchedule | null = SCHEDULE):
   );
 }
 
-function fingerprint(optimizer: AdamW, params: readonly Param[]): Uint32Array[] {
+function fingerprint(optimizer: AdamW<StateDtype>, params: readonly Param[]): Uint32Array[] {
   return bitsOf(
     params.flatMap((p) => {
       const s = f32(optimizer.state(p));
@@ -227,8 +228,8 @@ describe('a schedule attached to an optimizer', () => {
 
 /** N steps, a checkpoint (taken by `save`, restored by `restore`), M more == N + M straight. */
 function expectExactResume(
-  save: (optimizer: AdamW) => unknown,
-  restore: (saved: unknown, params: Param[]) => AdamW,
+  save: (optimizer: AdamW<StateDtype>) => unknown,
+  restore: (saved: unknown, params: Param[]) => AdamW<StateDtype>,
 ): void {
   const straightParams = makeParams();
   const straight = makeOptimizer(straightParams);

@@ -10,8 +10,9 @@ import type { AnyParam } from './params';
 import { type OptimizerSpec, type StateDtype, STATE_DTYPES } from './spec';
 import type { Blockwise8Tensor } from './state-storage';
 
-/** Options of Adam and AdamW; every field has PyTorch's default. */
-export interface Hyper {
+/** Options of Adam and AdamW; every field has PyTorch's default. `D` is the state dtypes the
+ * options may name (all of them by default). */
+export interface Hyper<D extends StateDtype = StateDtype> {
   /** Learning rate. Default 1e-3. */
   lr?: number;
   /** Coefficients of the running averages of the gradient and its square. Default [0.9, 0.999]. */
@@ -27,17 +28,21 @@ export interface Hyper {
   /** How the moments (and AMSGrad's maximum) are kept: 'float32' (default, 8 bytes per element),
    * 'bfloat16' (4) or 'blockwise8' (about 2.03; params under min8bitSize keep float32). Fixed
    * per group. */
-  stateDtype?: StateDtype;
+  stateDtype?: D;
 }
 
 /** Adam's hyperparameters with every field present and validated. */
 export type AdamHyperparameters = Required<Hyper>;
 
-/** The optimizer-wide options: default hyperparameters for every group, threads and a schedule. */
-export interface OptimizerOptions extends Hyper, CommonOptions {}
+/** The optimizer-wide options: default hyperparameters for every group, threads and a schedule.
+ * `D` is the state dtype they may name: 'float32' unless given (as 0.1.0's options were typed),
+ * e.g. `OptimizerOptions<'blockwise8'>`. */
+export interface OptimizerOptions<D extends StateDtype = 'float32'>
+  extends Hyper<D>, CommonOptions {}
 
-/** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
-export interface ParamGroup extends Hyper {
+/** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. `D`
+ * as in {@link OptimizerOptions}. */
+export interface ParamGroup<D extends StateDtype = 'float32'> extends Hyper<D> {
   params: AnyParam[];
 }
 
@@ -70,6 +75,23 @@ export type ParamState =
   | AdamStateOf<'float32', Float32Array>
   | AdamStateOf<'bfloat16', Uint16Array>
   | AdamStateOf<'blockwise8', Blockwise8Tensor>;
+
+// The state arrays of each dtype.
+interface AdamStateArrays {
+  float32: Float32Array;
+  bfloat16: Uint16Array;
+  blockwise8: Blockwise8Tensor;
+}
+
+/** How a param of a group with state dtype `D` keeps its state: as `D`, or as float32 for a
+ * blockwise8 param under min8bitSize. */
+export type KeptStateDtype<D extends StateDtype> = D extends 'blockwise8' ? D | 'float32' : D;
+
+/** `state(p)` of an optimizer whose groups use the state dtypes `D`: {@link ParamState} narrowed
+ * to the dtypes its params can have (with `D = 'float32'`, as in 0.1.0, the Float32Array state). */
+export type ParamStateOf<D extends StateDtype> = {
+  [K in KeptStateDtype<D>]: AdamStateOf<K, AdamStateArrays[K]>;
+}[KeptStateDtype<D>];
 
 /** A parameter's Adam state as float32 values (`stateFloat32(p)`): copies, for any dtype. */
 export type ParamStateFloat32 = AdamStateOf<StateDtype, Float32Array>;
@@ -232,9 +254,10 @@ export const ADAM_SPEC = adamSpec('Adam', 'adam', 0, false);
 
 /** The base of {@link AdamW} and {@link Adam} (as in 0.1.0); {@link Optimizer} is the base of
  * every optimizer of this package. */
-export abstract class AdamBase extends Optimizer<
+// `D`: the state dtypes its groups use, which types state(p); 'float32' unless given, as in 0.1.0.
+export abstract class AdamBase<D extends StateDtype = 'float32'> extends Optimizer<
   OptimizerParamGroup,
-  ParamState,
+  ParamStateOf<D>,
   OptimizerStateDict,
   ParamStateFloat32
 > {}
@@ -243,9 +266,12 @@ export abstract class AdamBase extends Optimizer<
  * AdamW (Loshchilov & Hutter): Adam with weight decay decoupled from the gradient,
  * p *= 1 - lr * weightDecay. Semantics and defaults of torch.optim.AdamW.
  */
-export class AdamW extends AdamBase {
+export class AdamW<D extends StateDtype = 'float32'> extends AdamBase<D> {
   static readonly spec = ADAMW_SPEC;
-  constructor(params: AnyParam[] | ParamGroup[], defaults?: OptimizerOptions) {
+  /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
+   * absent); groups naming another dtype need it spelled out, e.g.
+   * `new AdamW<'float32' | 'bfloat16'>(groups)`, so that `state(p)` is typed by what it returns. */
+  constructor(params: AnyParam[] | ParamGroup<NoInfer<D>>[], defaults?: OptimizerOptions<D>) {
     super(ADAMW_SPEC, params, defaults);
   }
 }
@@ -254,9 +280,12 @@ export class AdamW extends AdamBase {
  * Adam (Kingma & Ba), with weightDecay as L2 added to the gradient (g += weightDecay * p).
  * Semantics and defaults of torch.optim.Adam (weightDecay 0).
  */
-export class Adam extends AdamBase {
+export class Adam<D extends StateDtype = 'float32'> extends AdamBase<D> {
   static readonly spec = ADAM_SPEC;
-  constructor(params: AnyParam[] | ParamGroup[], defaults?: OptimizerOptions) {
+  /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
+   * absent); groups naming another dtype need it spelled out, e.g.
+   * `new Adam<'float32' | 'bfloat16'>(groups)`, so that `state(p)` is typed by what it returns. */
+  constructor(params: AnyParam[] | ParamGroup<NoInfer<D>>[], defaults?: OptimizerOptions<D>) {
     super(ADAM_SPEC, params, defaults);
   }
 }
