@@ -7,12 +7,14 @@ export { Optimizer } from './optim/optimizer';
 export type {
   BaseParamState,
   CommonOptions,
+  LeanStateOptions,
   OptimizerClass,
   ParamGroupInput,
 } from './optim/optimizer';
 export { Adam, AdamBase, ADAM_SPEC, AdamW, ADAMW_SPEC } from './optim/adam';
 export type {
   AdamHyperparameters,
+  AdamStateOf,
   Hyper,
   OptimizerKind,
   OptimizerOptions,
@@ -22,16 +24,21 @@ export type {
   ParamGroupStateDict,
   ParamState,
   ParamStateDict,
+  ParamStateFloat32,
 } from './optim/adam';
-export type { Param } from './optim/params';
+export type { GradDtype, Param } from './optim/params';
+export type { Blockwise8Tensor, StateArray } from './optim/state-storage';
 export type {
   BaseHyperparameters,
   HyperparameterSchema,
   HyperparameterSpec,
   OptimizerSpec,
+  QuantizationMap,
   StateDtype,
+  StateDtypeOps,
   StateTensorSpec,
 } from './optim/spec';
+export { STATE_DTYPES } from './optim/spec';
 export type { LiveGroup } from './optim/param-groups';
 export type { GenericStateDict, LrScheduleStateDict } from './checkpoint/state-dict';
 export { SafetensorsError } from './format/safetensors';

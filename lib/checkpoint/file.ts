@@ -8,17 +8,26 @@
 //
 // File layout (documented in the README, "Checkpoints"):
 //   tensors   state.<key>.step          I64 []     the param's step count
-//             state.<key>.<fileName>    F32 [n]    each state tensor of the spec the param keeps
-//                                                  (AdamW: exp_avg, exp_avg_sq, and with amsgrad
-//                                                  max_exp_avg_sq)
-//             with <key> the param's name, or its index in the optimizer when it has none.
-//   metadata  format "simd-adamw.optimizer", format_version "1", optimizer (the spec's kind:
-//             "adamw" | "adam"), param_names (JSON: a name or null per param), param_groups (JSON,
-//             PyTorch's keys, each hyperparameter by its fileKey: [{ "params": [0, 1], "lr",
-//             "betas", "eps", "weight_decay", "amsgrad", "maximize" }]), crc32 (added by
-//             format/safetensors.ts: the whole file's CRC-32; required here), lr_schedule (JSON,
-//             only when a schedule is attached: { "schedule": { "type", ... }, "position",
-//             "baseLrs" }).
+//             state.<key>.<fileName>    each state tensor of the spec the param keeps (AdamW:
+//                                       exp_avg, exp_avg_sq, and with amsgrad max_exp_avg_sq), as
+//                                       the param's state dtype keeps it:
+//                                         float32     F32 [n]
+//                                         bfloat16    BF16 [n]
+//                                         blockwise8  U8 [n] (the codes), with
+//             state.<key>.<fileName>.absmax   F32 [ceil(n / 256)]  its absmax per block
+//             with <key> the param's name, or its index in the optimizer when it has none. Steps
+//             come first, then F32, BF16 and U8 tensors, so each is aligned to its element size.
+//   metadata  format "simd-adamw.optimizer", format_version "2" ("1" files, from 0.1.0, load as
+//             float32 state), optimizer (the spec's kind: "adamw" | "adam"), param_names (JSON: a
+//             name or null per param), param_groups (JSON, PyTorch's keys, each hyperparameter by
+//             its fileKey: [{ "params": [0, 1], "lr", "betas", "eps", "weight_decay", "amsgrad",
+//             "maximize", "state_dtype" }]), lean_state (JSON, for specs with lean state:
+//             { "stochastic_rounding", "seed", "min_8bit_size" }, each only if the spec takes it),
+//             crc32 (added by format/safetensors.ts: the whole file's CRC-32; required here),
+//             lr_schedule (JSON, only when a schedule is attached: { "schedule": { "type", ... },
+//             "position", "baseLrs" }).
+//   A param's state dtype is its group's state_dtype, or float32 under blockwise8 when it has
+//   fewer than min_8bit_size elements.
 import * as fs from 'node:fs';
 
 import { checkKnownKeys, rangeError, typeError } from '../core/errors';
@@ -37,24 +46,63 @@ import {
 import { type JsonValue, JsonSyntaxError, parseStrictJson } from '../format/strict-json';
 import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals } from '../optim/internals';
+import { checkMin8bitSize, checkSeed, leanOptionKeys } from '../optim/lean-options';
 import { groupValues } from '../optim/param-groups';
 import { currentName, type Param } from '../optim/params';
-import type { AnyOptimizerSpec } from '../optim/spec';
+import type { AnyOptimizerSpec, StateDtype } from '../optim/spec';
+import {
+  blockwise8BlockSize,
+  DEFAULT_MIN_8BIT_SIZE,
+  effectiveStateDtype,
+  newStateArray,
+  type StateArray,
+  storageOf,
+} from '../optim/state-storage';
+import { checkBoolean } from '../core/checks';
 import { checkScheduleState, type ScheduleState } from '../train/schedules';
 import {
   applyState,
+  checkDtypeFits,
   checkGroupCount,
   checkGroupFits,
   checkKind,
   checkNameFits,
   checkParamCount,
   checkPartition,
+  checkRoundingFits,
+  type SavedRounding,
 } from './fit';
 import { copyValue, scheduleStateDict } from './state-dict';
 
 const FORMAT = 'simd-adamw.optimizer';
-const FORMAT_VERSION = '1';
+const FORMAT_VERSION = '2';
+// Versions this reads: 0.1.0 wrote "1" (float32 state, no state_dtype, no lean_state).
+const READABLE_VERSIONS = ['1', '2'];
 const SCHEDULE_METADATA_KEY = 'lr_schedule';
+const LEAN_METADATA_KEY = 'lean_state';
+// The lean_state keys of the lean-state options (optim/lean-options.ts).
+const LEAN_FILE_KEYS: Readonly<Record<string, string>> = {
+  stochasticRounding: 'stochastic_rounding',
+  seed: 'seed',
+  min8bitSize: 'min_8bit_size',
+};
+
+/** A state dtype's safetensors dtypes: its values (or codes), and its absmax if any. */
+const FILE_DTYPES: Readonly<Record<StateDtype, readonly ('F32' | 'BF16' | 'U8')[]>> = {
+  float32: ['F32'],
+  bfloat16: ['BF16'],
+  blockwise8: ['U8', 'F32'],
+};
+
+/** The name of the absmax tensor paired with a blockwise8 state tensor `name`. */
+function absmaxName(name: string): string {
+  return `${name}.absmax`;
+}
+
+// The typed arrays of a state array, in FILE_DTYPES order.
+function partsOf(array: StateArray): ArrayBufferView[] {
+  return ArrayBuffer.isView(array) ? [array] : [array.codes, array.absmax];
+}
 
 function checkPath(file: unknown): string {
   if (typeof file !== 'string' || file === '') throw typeError('path', 'a non-empty string', file);
@@ -102,20 +150,32 @@ export function saveCheckpoint(
   const keys = paramKeys(names, 'this optimizer');
   const groupParams: number[][] = internals.groups.map(() => []);
   const tensors: TensorToWrite[] = [];
-  // Step counts first: 8-byte values at 8-aligned offsets, then the float32 state.
+  // Step counts first: 8-byte values at 8-aligned offsets, then the state by element size.
   for (const [k, slot] of internals.slots.entries()) {
     groupParams[slot.groupIndex]?.push(k);
     const step = new BigInt64Array([BigInt(slot.step)]);
     tensors.push({ name: `state.${keys[k]}.step`, dtype: 'I64', shape: [], data: step });
   }
+  const byDtype = { F32: [] as TensorToWrite[], BF16: [] as TensorToWrite[], U8: [] as TensorToWrite[] };
   for (const [k, slot] of internals.slots.entries()) {
     for (const [i, tensor] of spec.state.entries()) {
-      const data = slot.state[i];
-      if (data === null) continue;
+      const array = slot.state[i];
+      if (array === null) continue;
       const name = `state.${keys[k]}.${tensor.fileName}`;
-      tensors.push({ name, dtype: 'F32', shape: [slot.length], data });
+      const dtypes = FILE_DTYPES[slot.dtype];
+      for (const [part, data] of partsOf(array).entries()) {
+        const dtype = dtypes[part]!;
+        const length = data.byteLength / (dtype === 'F32' ? 4 : dtype === 'BF16' ? 2 : 1);
+        byDtype[dtype].push({
+          name: part === 0 ? name : absmaxName(name),
+          dtype,
+          shape: [length],
+          data,
+        });
+      }
     }
   }
+  tensors.push(...byDtype.F32, ...byDtype.BF16, ...byDtype.U8);
   const paramGroups = internals.groups.map((group, g) => {
     const entry: Record<string, unknown> = { params: groupParams[g] };
     const values = groupValues(group);
@@ -132,6 +192,13 @@ export function saveCheckpoint(
     param_names: JSON.stringify(names.map((name) => name ?? null)),
     param_groups: jsonKeepingNegativeZero(paramGroups),
   };
+  const leanKeys = leanOptionKeys(spec);
+  if (leanKeys.length > 0) {
+    const lean: Record<string, unknown> = {};
+    const settings = internals.lean as unknown as Record<string, unknown>;
+    for (const key of leanKeys) lean[LEAN_FILE_KEYS[key]!] = settings[key];
+    metadata[LEAN_METADATA_KEY] = JSON.stringify(lean);
+  }
   const schedule = internals.scheduleState;
   if (schedule !== null) {
     metadata[SCHEDULE_METADATA_KEY] = jsonKeepingNegativeZero(scheduleStateDict(schedule));
@@ -143,9 +210,12 @@ interface FileParam {
   name: string | undefined;
   /** Elements of its state tensors (they all have the param's length). */
   length: number;
+  /** How its state is kept. */
+  dtype: StateDtype;
   step: TensorInfo;
-  /** Its state tensors in spec.state order; null where its group keeps none. */
-  state: (TensorInfo | null)[];
+  /** Its state tensors in spec.state order, each its tensors in FILE_DTYPES order (values or
+   * codes, then absmax); null where its group keeps none. */
+  state: (readonly TensorInfo[] | null)[];
 }
 
 /** A checkpoint file's contents, validated, before any tensor data is read. */
@@ -154,6 +224,8 @@ interface FilePlan {
   groups: { values: HyperparameterValues; paramCount: number }[];
   params: FileParam[];
   schedule: ScheduleState | null;
+  rounding: SavedRounding;
+  min8bitSize: number;
 }
 
 // A strict-JSON value with its objects as plain (prototype-free) objects, for the validators
@@ -209,10 +281,10 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   // Files written by save() always carry the checksum; one without it was not.
   metadataField(header, file, CRC32_KEY);
   const version = metadataField(header, file, 'format_version');
-  if (version !== FORMAT_VERSION) {
+  if (!READABLE_VERSIONS.includes(version)) {
     throw rangeError(
       `__metadata__.format_version of ${where}`,
-      `'${FORMAT_VERSION}' (the version this simd-adamw reads)`,
+      `${READABLE_VERSIONS.map((v) => `'${v}'`).join(' or ')} (the versions this simd-adamw reads)`,
       version,
     );
   }
@@ -259,10 +331,13 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
     const values: Record<string, unknown> = {};
     for (const [key, entry] of hyperparameters) {
       const value = groupValue.get(entry.fileKey);
-      values[key] = entry.check(
-        `${name}.${entry.fileKey} of ${where}`,
-        value === undefined ? undefined : plainJson(value),
-      );
+      values[key] =
+        value === undefined && entry.absentMeans !== undefined
+          ? entry.absentMeans
+          : entry.check(
+              `${name}.${entry.fileKey} of ${where}`,
+              value === undefined ? undefined : plainJson(value),
+            );
     }
     return {
       values: values as HyperparameterValues,
@@ -280,9 +355,15 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
     );
   }
 
+  const lean = leanSettings(spec, header, file, where);
+
   // The tensors must be exactly those the metadata implies, each with its dtype and shape.
   const expected = new Set<string>();
-  const tensor = (name: string, dtype: 'I64' | 'F32', shape: 'scalar' | 'vector'): TensorInfo => {
+  const tensor = (
+    name: string,
+    dtype: 'I64' | 'F32' | 'BF16' | 'U8',
+    shape: 'scalar' | 'vector',
+  ): TensorInfo => {
     const info = header.tensors.get(name);
     if (info === undefined) {
       throw new RangeError(`Expected a tensor '${name}' in ${where} but received none`);
@@ -300,25 +381,42 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   const groupOfParam = groups.flatMap((group) =>
     new Array<HyperparameterValues>(group.paramCount).fill(group.values),
   );
+  const dtypeKey = spec.stateDtypeKey;
+  let blockSize = 0; // asked of the addon only for blockwise8 state
+
   const params = names.map((name, k): FileParam => {
     const prefix = `state.${keys[k]}`;
     const step = tensor(`${prefix}.step`, 'I64', 'scalar');
     const values = groupOfParam[k];
-    let first: TensorInfo | undefined;
-    const state = spec.state.map((declared) => {
-      if (declared.presentWhen !== undefined && !declared.presentWhen(values)) return null;
-      const info = tensor(`${prefix}.${declared.fileName}`, 'F32', 'vector');
-      if (first === undefined) {
-        first = info;
-      } else if (info.shape[0] !== first.shape[0]) {
-        throw new RangeError(
-          `Expected shape [${first.shape[0]}] (as ${first.name}) for tensor '${info.name}' of ` +
-            `${where} but received [${info.shape.join(', ')}]`,
-        );
-      }
-      return info;
+    const present = spec.state.map(
+      (declared) => declared.presentWhen === undefined || declared.presentWhen(values),
+    );
+    // The param's length is its first state tensor's; that and its group decide its dtype.
+    const first = spec.state.find((_, i) => present[i]);
+    const firstName = first === undefined ? '' : `${prefix}.${first.fileName}`;
+    const firstInfo = header.tensors.get(firstName);
+    const length = firstInfo?.shape.length === 1 ? (firstInfo.shape[0] ?? 0) : 0;
+    const groupDtype = dtypeKey === undefined ? 'float32' : (values[dtypeKey] as StateDtype);
+    const dtype = effectiveStateDtype(groupDtype, length, lean.min8bitSize);
+    if (dtype === 'blockwise8' && blockSize === 0) blockSize = blockwise8BlockSize(spec);
+    const storage = storageOf(dtype, length, blockSize);
+    const state = spec.state.map((declared, i) => {
+      if (!present[i]) return null;
+      const base = `${prefix}.${declared.fileName}`;
+      return FILE_DTYPES[dtype].map((fileDtype, part) => {
+        const info = tensor(part === 0 ? base : absmaxName(base), fileDtype, 'vector');
+        const want = storage[part]!.length;
+        if (info.shape[0] !== want) {
+          const why = part === 0 ? `as ${firstName}` : `one per ${blockSize} elements of ${base}`;
+          throw new RangeError(
+            `Expected shape [${want}] (${why}) for tensor '${info.name}' of ${where} but ` +
+              `received [${info.shape.join(', ')}]`,
+          );
+        }
+        return info;
+      });
     });
-    return { name, length: first?.shape[0] ?? 0, step, state };
+    return { name, length, dtype, step, state };
   });
   if (expected.size !== header.tensors.size) {
     const extra = [...header.tensors.keys()].find((name) => !expected.has(name));
@@ -335,7 +433,48 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
         ` of ${where}`,
       )
     : null;
-  return { kind, groups, params, schedule };
+  return {
+    kind,
+    groups,
+    params,
+    schedule,
+    rounding: { stochasticRounding: lean.stochasticRounding, seed: lean.seed },
+    min8bitSize: lean.min8bitSize,
+  };
+}
+
+/** The file's lean_state, each option its default when absent (files of 0.1.0 have none). */
+function leanSettings(
+  spec: AnyOptimizerSpec,
+  header: SafetensorsHeader,
+  file: string,
+  where: string,
+): { stochasticRounding: boolean; seed: number; min8bitSize: number } {
+  const settings = { stochasticRounding: false, seed: 0, min8bitSize: DEFAULT_MIN_8BIT_SIZE };
+  if (!header.metadata.has(LEAN_METADATA_KEY)) return settings;
+  const name = `__metadata__.${LEAN_METADATA_KEY}`;
+  const value = metadataJson(header, file, LEAN_METADATA_KEY);
+  if (!(value instanceof Map)) throw typeError(`${name} of ${where}`, 'an object', value);
+  const keys = leanOptionKeys(spec);
+  checkKnownKeys(
+    name,
+    value,
+    keys.map((key) => LEAN_FILE_KEYS[key]!),
+    ` of ${where}`,
+  );
+  const read = (key: string) => value.get(LEAN_FILE_KEYS[key]!);
+  const field = (key: string) => `${name}.${LEAN_FILE_KEYS[key]!} of ${where}`;
+  const rounding = read('stochasticRounding');
+  if (rounding !== undefined) {
+    settings.stochasticRounding = checkBoolean(field('stochasticRounding'), rounding);
+  }
+  const seed = read('seed');
+  if (seed !== undefined) settings.seed = checkSeed(field('seed'), seed);
+  const min8bitSize = read('min8bitSize');
+  if (min8bitSize !== undefined) {
+    settings.min8bitSize = checkMin8bitSize(field('min8bitSize'), min8bitSize);
+  }
+  return settings;
 }
 
 /** The plan must fit the optimizer: kind, groups, fixed hyperparameters, param count, names,
@@ -360,14 +499,22 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
   for (const [k, param] of plan.params.entries()) {
     const slot = internals.slots[k];
     checkNameFits(slot, k, param.name, `__metadata__.param_names[${k}] of ${where}`);
-    const first = param.state.find((info): info is TensorInfo => info !== null);
+    const first = param.state.find((infos) => infos !== null)?.[0];
     if (first !== undefined && param.length !== slot.length) {
       throw new RangeError(
         `Expected ${slot.length} elements (the length of ${slot.label}) for tensor ` +
           `'${first.name}' of ${where} but received ${param.length}`,
       );
     }
+    if (first !== undefined) {
+      checkDtypeFits(internals, slot, `the state dtype of tensor '${first.name}' of ${where}`, param.dtype);
+    }
   }
+  checkRoundingFits(
+    internals,
+    `__metadata__.${LEAN_METADATA_KEY}.stochastic_rounding of ${where}`,
+    plan.rounding,
+  );
 }
 
 /**
@@ -381,17 +528,20 @@ function readPlannedFile(
   file: string,
   header: SafetensorsHeader,
   plan: FilePlan,
-  arraysOf: (k: number) => readonly (Float32Array | null)[],
+  arraysOf: (k: number) => readonly (StateArray | null)[],
 ): number[] {
   const stepBytes = plan.params.map(() => new BigInt64Array(1));
   const destinations = new Map<string, ArrayBufferView>();
   for (const [k, param] of plan.params.entries()) {
     const arrays = arraysOf(k);
     destinations.set(param.step.name, stepBytes[k]);
-    for (const [i, info] of param.state.entries()) {
+    for (const [i, infos] of param.state.entries()) {
       const array = arrays[i];
-      if (info !== null && array !== null) {
-        destinations.set(info.name, array);
+      if (infos === null || array === null || array === undefined) continue;
+      const parts = partsOf(array);
+      for (const [part, info] of infos.entries()) {
+        const destination = parts[part];
+        if (destination !== undefined) destinations.set(info.name, destination);
       }
     }
   }
@@ -436,7 +586,9 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
     const plan = planFromHeader(internals.spec, header, target);
     checkPlanFits(internals, plan, target);
     const arrays = plan.params.map((param) =>
-      param.state.map((info) => (info === null ? null : new Float32Array(param.length))),
+      param.state.map((infos) =>
+        infos === null ? null : newStateArray(param.dtype, param.length, internals.blockSize),
+      ),
     );
     const steps = readPlannedFile(fd, target, header, plan, (k) => arrays[k]);
     applyState(
@@ -444,12 +596,17 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
       plan.groups.map((group) => group.values),
       arrays.map((state, k) => ({ state, step: steps[k] })),
       plan.schedule,
+      plan.rounding,
     );
   });
 }
 
-/** What a class's static load needs: a new optimizer of its kind for these groups. */
-export type OptimizerFactory<T> = (groups: ({ params: Param[] } & Record<string, unknown>)[]) => {
+/** What a class's static load needs: a new optimizer of its kind for these groups, with these
+ * lean-state options (those its spec takes). */
+export type OptimizerFactory<T> = (
+  groups: ({ params: Param[] } & Record<string, unknown>)[],
+  options: Record<string, unknown>,
+) => {
   optimizer: T;
   internals: OptimizerInternals;
 };
@@ -488,7 +645,13 @@ export function loadOptimizer<T>(
       first += group.paramCount;
       return { ...group.values, params: groupParams };
     });
-    const { optimizer, internals } = create(groups);
+    const settings: Record<string, unknown> = {
+      ...plan.rounding,
+      min8bitSize: plan.min8bitSize,
+    };
+    const options: Record<string, unknown> = {};
+    for (const key of leanOptionKeys(spec)) options[key] = settings[key];
+    const { optimizer, internals } = create(groups, options);
     checkPlanFits(internals, plan, target);
     // A new optimizer nobody else holds yet: reading straight into its arrays is safe.
     const steps = readPlannedFile(fd, target, header, plan, (k) => internals.slots[k].state);

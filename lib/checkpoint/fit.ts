@@ -6,6 +6,7 @@ import { checkInteger } from '../core/checks';
 import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals, SlotView } from '../optim/internals';
 import { setGroupValues } from '../optim/param-groups';
+import { copyStateInto, type StateArray } from '../optim/state-storage';
 import { currentName } from '../optim/params';
 import type { ScheduleState } from '../train/schedules';
 
@@ -49,11 +50,16 @@ export function checkGroupFits(
     if (entry.fixed && values[key] !== current[key]) {
       throw rangeError(
         field(key),
-        `${String(current[key])} (as this optimizer's paramGroups[${g}]; ${key} decides which state exists)`,
+        `${showValue(current[key])} (as this optimizer's paramGroups[${g}]; ${key} decides which state exists)`,
         values[key],
       );
     }
   }
+}
+
+// A fixed hyperparameter's value as messages show it: strings quoted.
+function showValue(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : String(value);
 }
 
 /** The groups must list the params 0, 1, 2, ... in order, each once; returns how many. */
@@ -98,7 +104,53 @@ export function checkParamCount(internals: OptimizerInternals, name: string, cou
 /** One param's validated state: its step count and its state tensors in spec.state order. */
 export interface ParamValues {
   step: number;
-  state: readonly (Float32Array | null)[];
+  state: readonly (StateArray | null)[];
+}
+
+/** The saved stochastic rounding, which the optimizer takes over with the state. */
+export interface SavedRounding {
+  stochasticRounding: boolean;
+  seed: number;
+}
+
+/** The saved stochasticRounding must be possible here: only with a bfloat16 group (the groups'
+ * state dtypes were checked to be the optimizer's). */
+export function checkRoundingFits(
+  internals: OptimizerInternals,
+  name: string,
+  rounding: SavedRounding,
+): void {
+  const key = internals.spec.stateDtypeKey;
+  if (
+    rounding.stochasticRounding &&
+    !internals.groups.some(
+      (group) => key !== undefined && (group as unknown as Record<string, unknown>)[key] === 'bfloat16',
+    )
+  ) {
+    throw rangeError(
+      name,
+      "false (it rounds bfloat16 state, and no param group has stateDtype 'bfloat16')",
+      rounding.stochasticRounding,
+    );
+  }
+}
+
+/** The saved state of a param must be kept as the optimizer keeps it (its group's stateDtype, and
+ * min8bitSize under blockwise8). */
+export function checkDtypeFits(
+  internals: OptimizerInternals,
+  slot: SlotView,
+  name: string,
+  dtype: string,
+): void {
+  if (dtype !== slot.dtype) {
+    throw rangeError(
+      name,
+      `'${slot.dtype}' (how this optimizer keeps the state of ${slot.label}, ${slot.length} ` +
+        `elements, min8bitSize ${internals.lean.min8bitSize})`,
+      dtype,
+    );
+  }
 }
 
 /** Copies validated state into the optimizer. Cannot fail: every value was checked. */
@@ -107,6 +159,7 @@ export function applyState(
   groups: readonly HyperparameterValues[],
   params: readonly ParamValues[],
   schedule: ScheduleState | null,
+  rounding: SavedRounding,
 ): void {
   for (const [g, values] of groups.entries()) {
     setGroupValues(internals.spec, internals.groups[g], values);
@@ -115,11 +168,11 @@ export function applyState(
     const values = params[k];
     for (const [i, array] of slot.state.entries()) {
       const saved = values.state[i];
-      // Same-type TypedArray#set copies bytes: NaN payloads survive.
-      if (array !== null && saved !== null) array.set(saved);
+      if (array !== null && saved !== null) copyStateInto(array, saved);
     }
     slot.step = values.step;
   }
   // The groups' lrs were restored above, as the schedule had set them.
   internals.setScheduleState(schedule);
+  internals.setStochasticRounding(rounding.stochasticRounding, rounding.seed);
 }

@@ -5,22 +5,25 @@
 // is what resuming needs). Loading is all or nothing: everything is validated against the
 // optimizer (count, lengths, names, fixed hyperparameters, optimizer kind, hyperparameters, step
 // counts) before any of its state changes.
-import { checkFloat32Array } from '../core/arrays';
-import { checkObject } from '../core/checks';
+import { checkBoolean, checkObject } from '../core/checks';
 import { checkKnownKeys, typeError } from '../core/errors';
 import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals } from '../optim/internals';
+import { checkSeed, leanOptionKeys } from '../optim/lean-options';
 import { groupValues } from '../optim/param-groups';
 import { currentName } from '../optim/params';
+import { checkStateArray, copyStateArray } from '../optim/state-storage';
 import { checkScheduleState, type LrSchedule, type ScheduleState } from '../train/schedules';
 import {
   applyState,
+  checkDtypeFits,
   checkGroupCount,
   checkGroupFits,
   checkKind,
   checkNameFits,
   checkParamCount,
   checkPartition,
+  checkRoundingFits,
   checkStepCount,
   type ParamValues,
 } from './fit';
@@ -34,16 +37,20 @@ export interface LrScheduleStateDict {
   baseLrs: number[];
 }
 
-/** Any optimizer's state dict: each param's step, name and state tensors by name; each group's
- * params and hyperparameters by name. */
+/** Any optimizer's state dict: each param's step, name, state dtype and state tensors by name
+ * (copies, of the dtype's types); each group's params and hyperparameters by name; with lean
+ * state, the optimizer's stochastic rounding and seed. */
 export interface GenericStateDict {
   optimizer: string;
-  state: ({ step: number; name?: string } & Record<string, unknown>)[];
+  state: ({ step: number; name?: string; dtype?: string } & Record<string, unknown>)[];
   paramGroups: ({ params: number[] } & Record<string, unknown>)[];
   lrSchedule?: LrScheduleStateDict;
+  stochasticRounding?: boolean;
+  seed?: number;
 }
 
 const STATE_DICT_KEYS = ['optimizer', 'state', 'paramGroups', 'lrSchedule'];
+const ROUNDING_KEYS = ['stochasticRounding', 'seed'];
 
 /** A hyperparameter value as a state dict or file holds it: arrays copied (and so not frozen). */
 export function copyValue(value: unknown): unknown {
@@ -66,10 +73,10 @@ export function stateDictOf(internals: OptimizerInternals): GenericStateDict {
   });
   const state = internals.slots.map((slot, k) => {
     paramGroups[slot.groupIndex]?.params.push(k);
-    const entry: GenericStateDict['state'][number] = { step: slot.step };
+    const entry: GenericStateDict['state'][number] = { step: slot.step, dtype: slot.dtype };
     for (const [i, tensor] of spec.state.entries()) {
       const array = slot.state[i];
-      if (array !== null) entry[tensor.name] = array.slice();
+      if (array !== null) entry[tensor.name] = copyStateArray(array);
     }
     const name = currentName(slot.param, slot.label);
     if (name !== undefined) entry.name = name;
@@ -78,6 +85,10 @@ export function stateDictOf(internals: OptimizerInternals): GenericStateDict {
   const result: GenericStateDict = { optimizer: spec.kind, state, paramGroups };
   const schedule = internals.scheduleState;
   if (schedule !== null) result.lrSchedule = scheduleStateDict(schedule);
+  if (leanOptionKeys(spec).includes('stochasticRounding')) {
+    result.stochasticRounding = internals.lean.stochasticRounding;
+    result.seed = internals.lean.seed;
+  }
   return result;
 }
 
@@ -86,9 +97,10 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
   const { spec } = internals;
   const hyperKeys = Object.keys(spec.hyperparameters);
   const sd = checkObject('stateDict', value);
-  checkKnownKeys('stateDict', sd, STATE_DICT_KEYS);
+  const rounds = leanOptionKeys(spec).includes('stochasticRounding');
+  checkKnownKeys('stateDict', sd, rounds ? [...STATE_DICT_KEYS, ...ROUNDING_KEYS] : STATE_DICT_KEYS);
   // Each field is read once: a getter cannot show validation one value and the copy another.
-  const { optimizer: kind, state, paramGroups, lrSchedule } = sd;
+  const { optimizer: kind, state, paramGroups, lrSchedule, stochasticRounding, seed } = sd;
   checkKind(internals, 'stateDict.optimizer', kind);
 
   if (!Array.isArray(paramGroups)) {
@@ -107,7 +119,11 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     groupParams.push(params);
     const values: Record<string, unknown> = {};
     for (const [key, entry] of Object.entries(spec.hyperparameters)) {
-      values[key] = entry.check(`${name}.${key}`, fields[key]);
+      const given = fields[key];
+      values[key] =
+        given === undefined && entry.absentMeans !== undefined
+          ? entry.absentMeans
+          : entry.check(`${name}.${key}`, given);
     }
     checkGroupFits(
       internals,
@@ -119,10 +135,18 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     return values as HyperparameterValues;
   });
   checkPartition(groupParams, (g) => `stateDict.paramGroups[${g}].params`);
+  const rounding = {
+    stochasticRounding:
+      stochasticRounding === undefined
+        ? false
+        : checkBoolean('stateDict.stochasticRounding', stochasticRounding),
+    seed: seed === undefined ? 0 : checkSeed('stateDict.seed', seed),
+  };
+  checkRoundingFits(internals, 'stateDict.stochasticRounding', rounding);
 
   if (!Array.isArray(state)) throw typeError('stateDict.state', 'an array of param states', state);
   checkParamCount(internals, 'stateDict.state', state.length);
-  const stateKeys = ['name', 'step', ...spec.state.map((tensor) => tensor.name)];
+  const stateKeys = ['name', 'step', 'dtype', ...spec.state.map((tensor) => tensor.name)];
   // First every field of every entry is read (a getter, or a param's name getter, is the caller's
   // code and could detach or shrink an array already checked), then the arrays are checked back to
   // back and copied, with no caller code in between.
@@ -132,11 +156,25 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     const entry = checkObject(name, entryValue);
     checkKnownKeys(name, entry, stateKeys);
     const fields: Record<string, unknown> = { ...entry };
+    // A blockwise8 tensor's two arrays are read here too, with every other field.
+    for (const tensor of spec.state) {
+      const saved = fields[tensor.name];
+      if (typeof saved === 'object' && saved !== null && !ArrayBuffer.isView(saved)) {
+        const { codes, absmax } = saved as Record<string, unknown>;
+        fields[tensor.name] = { codes, absmax };
+      }
+    }
     const entryName = fields.name;
     if (entryName !== undefined && typeof entryName !== 'string') {
       throw typeError(`${name}.name`, 'a string or undefined', entryName);
     }
     checkNameFits(slot, k, entryName, `${name}.name`);
+    // Absent in state dicts of 0.1.0, which only had float32 state.
+    const dtype = fields.dtype;
+    if (dtype !== undefined) {
+      if (typeof dtype !== 'string') throw typeError(`${name}.dtype`, `'${slot.dtype}'`, dtype);
+      checkDtypeFits(internals, slot, `${name}.dtype`, dtype);
+    }
     return { name, fields, step: checkStepCount(`${name}.step`, fields.step) };
   });
   const schedule =
@@ -157,9 +195,15 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
         }
         return null;
       }
-      return checkFloat32Array(`${name}.${tensor.name}`, saved, slot.length);
+      return checkStateArray(
+        `${name}.${tensor.name}`,
+        saved,
+        slot.dtype,
+        slot.length,
+        internals.blockSize,
+      );
     });
     return { step, state: arrays };
   });
-  applyState(internals, groups, params, schedule);
+  applyState(internals, groups, params, schedule, rounding);
 }

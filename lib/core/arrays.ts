@@ -4,11 +4,22 @@ import { types } from 'node:util';
 import { markAsUntransferable } from 'node:worker_threads';
 
 import { rangeError, typeError } from './errors';
-import { bufferOf, byteLengthOf, isResizable, lengthOf } from './intrinsics';
+import { bufferOf, byteLengthOf, isResizable, lengthOf, typedArrayName } from './intrinsics';
 import { native } from './native';
 
+/** The typed arrays a step reads and writes. */
+export type TypedArrayKind = 'Float32Array' | 'Uint16Array' | 'Uint8Array';
+/** A typed array of one of those kinds. */
+export type StepArray = Float32Array | Uint16Array | Uint8Array;
+
+const IS_KIND: Readonly<Record<TypedArrayKind, (value: unknown) => boolean>> = {
+  Float32Array: (value) => types.isFloat32Array(value),
+  Uint16Array: (value) => types.isUint16Array(value),
+  Uint8Array: (value) => types.isUint8Array(value),
+};
+
 /** True if `array`'s ArrayBuffer was detached (transferred); such a view reads as length 0. */
-function isDetached(array: Float32Array): boolean {
+function isDetached(array: ArrayBufferView): boolean {
   if (byteLengthOf(array) !== 0) return false;
   const buffer = bufferOf(array);
   if (types.isSharedArrayBuffer(buffer)) return false;
@@ -25,22 +36,38 @@ function isDetached(array: Float32Array): boolean {
  * A length mismatch is a RangeError; anything else a TypeError.
  */
 export function checkFloat32Array(name: string, value: unknown, length?: number): Float32Array {
-  if (!types.isFloat32Array(value)) throw typeError(name, 'a Float32Array', value);
-  if (isDetached(value)) {
-    throw new TypeError(
-      `Expected a Float32Array for ${name} but received a Float32Array whose ArrayBuffer is detached`,
-    );
-  }
-  if (length !== undefined && lengthOf(value) !== length) {
-    throw rangeError(name, `a Float32Array of ${length} elements`, value);
-  }
-  return value;
+  return checkTypedArray(name, value, 'Float32Array', length) as Float32Array;
 }
 
-/** A named Float32Array, for overlap checks and messages. */
+/**
+ * A typed array of `kind` (from any realm) over an attached buffer, optionally of an exact length;
+ * `what` describes it in messages (default: "a <kind>"). A length mismatch is a RangeError;
+ * anything else a TypeError.
+ */
+export function checkTypedArray(
+  name: string,
+  value: unknown,
+  kind: TypedArrayKind,
+  length?: number,
+  what = `a ${kind}`,
+): StepArray {
+  if (!IS_KIND[kind](value)) throw typeError(name, what, value);
+  const array = value as StepArray;
+  if (isDetached(array)) {
+    throw new TypeError(
+      `Expected ${what} for ${name} but received a ${kind} whose ArrayBuffer is detached`,
+    );
+  }
+  if (length !== undefined && lengthOf(array) !== length) {
+    throw rangeError(name, `${what} of ${length} elements`, value);
+  }
+  return array;
+}
+
+/** A named typed array, for overlap checks and messages. */
 export interface NamedArray {
   name: string;
-  array: Float32Array;
+  array: ArrayBufferView;
 }
 
 /**
@@ -60,7 +87,7 @@ export function holdForAsyncStep(arrays: readonly NamedArray[]): void {
     const shared = types.isSharedArrayBuffer(buffer);
     if (!shared && isResizable(buffer)) {
       throw new TypeError(
-        `Expected a Float32Array over a fixed-length buffer for ${name} in an asynchronous step ` +
+        `Expected a ${typedArrayName(array)} over a fixed-length buffer for ${name} in an asynchronous step ` +
           'but received one over a resizable ArrayBuffer (a resize during the step would unmap ' +
           'memory it is writing); use step() for it',
       );

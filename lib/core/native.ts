@@ -25,6 +25,13 @@ export interface NativeOpLayout {
   readonly scalars: readonly string[];
   /** Flag name to bit. */
   readonly flags: Readonly<Record<string, number>>;
+  /** Parallel to `arrays`: 'float32', 'bfloat16' (Uint16Array), 'uint8', or 'grad' (the
+   * tensor's grad dtype). */
+  readonly arrayTypes: readonly string[];
+  /** Parallel to `arrays`: 'param' (the param's length) or 'blocks' (ceil(length / blockSize)). */
+  readonly arrayLengths: readonly string[];
+  /** Elements per block of the 'blocks' arrays (1 when there are none). */
+  readonly blockSize: number;
 }
 
 /** Indices into the fused step's Float64Array `control` (lib/ writes the inputs, the step the
@@ -58,6 +65,7 @@ export type RunPlanArguments = [
   tensorSet: Uint32Array,
   threads: number,
   control?: Float64Array,
+  tensorSeeds?: Uint32Array,
 ];
 
 export interface NativeAddon {
@@ -70,7 +78,11 @@ export interface NativeAddon {
    * of them, each tensor's arrays in the op's order; null only for an optional array): every
    * non-null entry a Float32Array, equal lengths within a tensor, no two arrays sharing a byte.
    */
-  createPlan(op: string, arrays: readonly (Float32Array | null)[]): NativePlan;
+  createPlan(
+    op: string | readonly string[],
+    arrays: readonly (ArrayBufferView | null)[],
+    gradDtypes?: Uint8Array,
+  ): NativePlan;
   /**
    * One step of every tensor of `plan`. Tensor k runs with scalar set `tensorSet[k]`: its scalars
    * `scalars[set * nScalars ..]` and its flags `flags[set]`. With `control`, the fused step
@@ -83,9 +95,15 @@ export interface NativeAddon {
   runPlanAsync(...args: RunPlanArguments): Promise<void>;
   /** The L2 norm of all the arrays' elements, from the canonical double-precision sum of squares
    * (native/ops/sum-squares.h): bitwise the same on every ISA and thread count. */
-  gradNorm(grads: readonly Float32Array[], threads: number): number;
+  gradNorm(
+    grads: readonly (Float32Array | Uint16Array)[],
+    threads: number,
+    gradDtypes?: Uint8Array,
+  ): number;
   /** Indices [i, j], i < j, of two arrays that share a byte of memory, or null. */
-  findOverlap(arrays: readonly Float32Array[]): [number, number] | null;
+  findOverlap(arrays: readonly ArrayBufferView[]): [number, number] | null;
+  /** bitsandbytes' dynamic maps, 256 ascending float32 values each. */
+  readonly dynamicMaps: { readonly signed: Float32Array; readonly unsigned: Float32Array };
   /** Names of every kernel compiled into this binary, best first. */
   compiledIsas(): string[];
   /** Names of the compiled kernels this CPU and OS can run, best first. */

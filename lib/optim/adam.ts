@@ -1,11 +1,14 @@
 // Adam and AdamW: their spec (hyperparameters, state, scalars) and their classes. The semantics and
-// defaults are PyTorch's torch.optim.AdamW / torch.optim.Adam (single-tensor path); the native op
-// is 'adamw' (native/ops/adamw.h) for both, with Adam's L2 decay as its 'coupled' flag.
+// defaults are PyTorch's torch.optim.AdamW / torch.optim.Adam (single-tensor path); the native ops
+// are 'adamw' (native/ops/adamw.h) for float32 state and its bfloat16 and blockwise8 variants, for
+// both, with Adam's L2 decay as their 'coupled' flag.
 import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
+import { rangeError, typeError } from '../core/errors';
 import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { Param } from './params';
-import type { OptimizerSpec } from './spec';
+import { type OptimizerSpec, type StateDtype, STATE_DTYPES } from './spec';
+import type { Blockwise8Tensor } from './state-storage';
 
 /** Options of Adam and AdamW; every field has PyTorch's default. */
 export interface Hyper {
@@ -21,6 +24,10 @@ export interface Hyper {
   amsgrad?: boolean;
   /** Maximize the objective: step along +gradient. Default false. */
   maximize?: boolean;
+  /** How the moments (and AMSGrad's maximum) are kept: 'float32' (default, 8 bytes per element),
+   * 'bfloat16' (4) or 'blockwise8' (about 2.03; params under min8bitSize keep float32). Fixed
+   * per group. */
+  stateDtype?: StateDtype;
 }
 
 /** Adam's hyperparameters with every field present and validated. */
@@ -44,15 +51,28 @@ export interface OptimizerParamGroup {
   weightDecay: number;
   maximize: boolean;
   readonly amsgrad: boolean;
+  readonly stateDtype: StateDtype;
 }
 
-/** A parameter's Adam state. The arrays are the optimizer's own (zero-copy views). */
-export interface ParamState extends BaseParamState {
-  expAvg: Float32Array;
-  expAvgSq: Float32Array;
+/** A parameter's Adam state with state tensors of type `T`, kept as `D`. */
+export interface AdamStateOf<D extends StateDtype, T> extends BaseParamState {
+  dtype: D;
+  expAvg: T;
+  expAvgSq: T;
   /** Present only with amsgrad. */
-  maxExpAvgSq?: Float32Array;
+  maxExpAvgSq?: T;
 }
+
+/** A parameter's Adam state, by how it is kept (`dtype`). The arrays are the optimizer's own
+ * (zero-copy views): Float32Arrays; Uint16Arrays of bfloat16 bits; or per tensor a Uint8Array of
+ * codes and a Float32Array of absmax, one per block of 256 elements. */
+export type ParamState =
+  | AdamStateOf<'float32', Float32Array>
+  | AdamStateOf<'bfloat16', Uint16Array>
+  | AdamStateOf<'blockwise8', Blockwise8Tensor>;
+
+/** A parameter's Adam state as float32 values (`stateFloat32(p)`): copies, for any dtype. */
+export type ParamStateFloat32 = AdamStateOf<StateDtype, Float32Array>;
 
 // The state dict of an AdamW or Adam optimizer (the generic GenericStateDict, typed).
 
@@ -60,10 +80,10 @@ export interface ParamState extends BaseParamState {
 export type OptimizerKind = 'adamw' | 'adam';
 
 /** One parameter's state in an {@link OptimizerStateDict}: copies, not views. */
-export interface ParamStateDict extends ParamState {
+export type ParamStateDict = ParamState & {
   /** The param's name, when it has one. */
   name?: string;
-}
+};
 
 /** One group's hyperparameters in an {@link OptimizerStateDict}. */
 export interface ParamGroupStateDict {
@@ -75,6 +95,7 @@ export interface ParamGroupStateDict {
   weightDecay: number;
   amsgrad: boolean;
   maximize: boolean;
+  stateDtype: StateDtype;
 }
 
 /** Everything needed to resume an AdamW or Adam optimizer, as returned by `stateDict()`. */
@@ -85,6 +106,10 @@ export interface OptimizerStateDict {
   paramGroups: ParamGroupStateDict[];
   /** Present when a schedule is attached. Loading a dict without it detaches the optimizer's. */
   lrSchedule?: LrScheduleStateDict;
+  /** The optimizer's stochastic rounding and its seed (restored by loadStateDict; absent means
+   * off, seed 0). */
+  stochasticRounding?: boolean;
+  seed?: number;
 }
 
 /** The adamw op's scalars, in the order {@link adamStepScalars} writes them. */
@@ -98,7 +123,8 @@ export const ADAM_SCALARS = [
   'negStepSize',
   'epsHat',
 ] as const;
-/** The adamw op's flags, bit i = ADAM_FLAGS[i]. */
+/** The adamw op's flags that a spec sets, bit i = ADAM_FLAGS[i] (the framework sets the op's
+ * stochasticRounding flag). */
 export const ADAM_FLAGS = ['amsgrad', 'maximize', 'coupled'] as const;
 
 /**
@@ -134,6 +160,16 @@ export function adamStepScalars(
   return (h.amsgrad ? 1 : 0) | (h.maximize ? 2 : 0) | (coupled ? 4 : 0);
 }
 
+/** A state dtype option: one of {@link STATE_DTYPES}. */
+export function checkStateDtype(name: string, value: unknown): StateDtype {
+  const expected = `${STATE_DTYPES.slice(0, -1)
+    .map((dtype) => `'${dtype}'`)
+    .join(', ')} or '${STATE_DTYPES.at(-1) ?? ''}'`;
+  if (typeof value !== 'string') throw typeError(name, expected, value);
+  if (!(STATE_DTYPES as readonly string[]).includes(value)) throw rangeError(name, expected, value);
+  return value as StateDtype;
+}
+
 function adamSpec(
   className: string,
   kind: string,
@@ -143,7 +179,8 @@ function adamSpec(
   const spec: OptimizerSpec<AdamHyperparameters> = {
     className,
     kind,
-    op: 'adamw',
+    ops: { float32: 'adamw', bfloat16: 'adamwBfloat16', blockwise8: 'adamwBlockwise8' },
+    stateDtypeKey: 'stateDtype',
     hyperparameters: {
       lr: { default: 1e-3, check: checkNonNegative, fileKey: 'lr' },
       betas: {
@@ -156,15 +193,22 @@ function adamSpec(
       weightDecay: { default: weightDecay, check: checkNonNegative, fileKey: 'weight_decay' },
       amsgrad: { default: false, check: checkBoolean, fileKey: 'amsgrad', fixed: true },
       maximize: { default: false, check: checkBoolean, fileKey: 'maximize' },
+      stateDtype: {
+        default: 'float32',
+        check: checkStateDtype,
+        fileKey: 'state_dtype',
+        fixed: true,
+        absentMeans: 'float32',
+      },
     },
     state: [
-      { name: 'expAvg', fileName: 'exp_avg', dtype: 'float32', shape: 'param' },
-      { name: 'expAvgSq', fileName: 'exp_avg_sq', dtype: 'float32', shape: 'param' },
+      { name: 'expAvg', fileName: 'exp_avg', shape: 'param', map: 'signed' },
+      { name: 'expAvgSq', fileName: 'exp_avg_sq', shape: 'param', map: 'unsigned' },
       {
         name: 'maxExpAvgSq',
         fileName: 'max_exp_avg_sq',
-        dtype: 'float32',
         shape: 'param',
+        map: 'unsigned',
         presentWhen: (h: Readonly<AdamHyperparameters>) => h.amsgrad,
       },
     ],
@@ -191,7 +235,8 @@ export const ADAM_SPEC = adamSpec('Adam', 'adam', 0, false);
 export abstract class AdamBase extends Optimizer<
   OptimizerParamGroup,
   ParamState,
-  OptimizerStateDict
+  OptimizerStateDict,
+  ParamStateFloat32
 > {}
 
 /**

@@ -1,6 +1,8 @@
 // adamwStep / adamwStepAsync: one stateless Adam/AdamW step on caller-owned arrays, in place. The
 // classes (optim/adam.ts) run the same native op with the same scalars (adamStepScalars); this is
-// for callers that keep their own state.
+// for callers that keep their own state. Float32 state and gradients only: lean state (bfloat16,
+// blockwise8), low-precision gradients and dataBf16 are the classes' (their state layout, per-tensor
+// seeds and absmax arenas are the optimizer's to keep).
 import {
   checkFloat32Array,
   checkNoOverlap,
@@ -66,15 +68,16 @@ const KNOWN_OPTIONS = [
   'threads',
   ...STEP_OPTION_KEYS,
 ];
-const LAYOUT = opLayout(ADAMW_SPEC.op);
+const LAYOUT = opLayout(ADAMW_SPEC.ops.float32);
 const writeScalarsOf = (spec: AnyOptimizerSpec) => scalarWriter(spec, LAYOUT);
 // One scalar set, for the one tensor.
 const TENSOR_SET = new Uint32Array(1);
 
 /**
  * Applies one Adam/AdamW step in place: updates `param`, `expAvg`, `expAvgSq` (and
- * `options.maxExpAvgSq`) from `grad`. All arrays must have the same length and must not overlap.
- * Throws TypeError/RangeError before touching any array if an argument is invalid. Returns what
+ * `options.maxExpAvgSq`) from `grad`, all Float32Arrays (float32 state only: for bfloat16 or
+ * blockwise8 state, bf16/fp16 gradients or a bf16 copy of the params use the AdamW/Adam classes).
+ * All arrays must have the same length and must not overlap. Throws TypeError/RangeError before touching any array if an argument is invalid. Returns what
  * the step did (with skipNonFinite, a NaN or Inf in `grad` leaves every array unchanged).
  */
 export function adamwStep(
@@ -180,8 +183,19 @@ function prepareCall(
   const scalars = new Float64Array(LAYOUT.scalars.length);
   const spec = isDecoupled ? ADAMW_SPEC : ADAM_SPEC;
   const flags = new Uint32Array([writeScalarsOf(spec)(hyperparameters, stepCount, scalars, 0)]);
+  // The op's arrays by name; any other optional array of it (paramBf16) is absent here.
+  const given: Record<string, Float32Array | null> = {
+    param,
+    grad,
+    expAvg,
+    expAvgSq,
+    maxExpAvgSq: checkedMaxExpAvgSq,
+  };
   return {
-    plan: native.createPlan(spec.op, [param, grad, expAvg, expAvgSq, checkedMaxExpAvgSq]),
+    plan: native.createPlan(
+      spec.ops.float32,
+      LAYOUT.arrays.map((name) => given[name] ?? null),
+    ),
     named: arrays,
     scalars,
     flags,

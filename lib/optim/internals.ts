@@ -4,7 +4,8 @@
 import type { ScheduleState } from '../train/schedules';
 import type { LiveGroup } from './param-groups';
 import type { Param } from './params';
-import type { AnyOptimizerSpec } from './spec';
+import type { AnyOptimizerSpec, StateDtype } from './spec';
+import type { StateArray } from './state-storage';
 
 /** What the optimizer keeps about one param, as checkpoint/ sees it. */
 export interface SlotView {
@@ -15,8 +16,18 @@ export interface SlotView {
   readonly length: number;
   /** Steps taken by this param. */
   step: number;
+  /** How its state is kept: its group's stateDtype, or float32 for a blockwise8 param under
+   * min8bitSize. */
+  readonly dtype: StateDtype;
   /** The state tensors in spec.state order; null where the param's group keeps none. */
-  readonly state: readonly (Float32Array | null)[];
+  readonly state: readonly (StateArray | null)[];
+}
+
+/** The optimizer-wide options of lean state (optim/optimizer.ts, LeanStateOptions). */
+export interface LeanStateSettings {
+  readonly stochasticRounding: boolean;
+  readonly seed: number;
+  readonly min8bitSize: number;
 }
 
 export interface OptimizerInternals {
@@ -27,4 +38,9 @@ export interface OptimizerInternals {
   readonly scheduleState: ScheduleState | null;
   /** Restores a schedule state as it was saved (the groups' lrs are restored separately). */
   setScheduleState(state: ScheduleState | null): void;
+  /** The options of lean state; stochasticRounding and seed are restored with the state. */
+  readonly lean: LeanStateSettings;
+  setStochasticRounding(stochasticRounding: boolean, seed: number): void;
+  /** Elements per absmax of blockwise8 state (256), or 0 if no param has blockwise8 state. */
+  readonly blockSize: number;
 }

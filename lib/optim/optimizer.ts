@@ -9,8 +9,6 @@
 // update). The addon holds a plan of the step's arrays, gathered and checked once; every step only
 // confirms, in JavaScript, that each array is the same object and still has its length, and makes
 // a new plan when a param's data or grad was replaced.
-import { markAsUntransferable } from 'node:worker_threads';
-
 import {
   loadCheckpointInto,
   loadOptimizer,
@@ -18,14 +16,9 @@ import {
   saveCheckpoint,
 } from '../checkpoint/file';
 import { loadStateDictInto, stateDictOf } from '../checkpoint/state-dict';
-import {
-  checkFloat32Array,
-  checkNoOverlap,
-  holdForAsyncStep,
-  type NamedArray,
-} from '../core/arrays';
-import { isPlainObject } from '../core/checks';
-import { describe, stepInFlightError, typeError } from '../core/errors';
+import { checkNoOverlap, holdForAsyncStep, type NamedArray } from '../core/arrays';
+import { checkBoolean, isPlainObject } from '../core/checks';
+import { describe, rangeError, stepInFlightError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import { native, type NativeOpLayout, type NativePlan, opLayout } from '../core/native';
 import { checkThreads, defaultThreads } from '../core/threads';
@@ -48,12 +41,47 @@ import {
 } from './hyperparameters';
 import { addBreakdown, emptyBreakdown, type MemoryReport } from './memory';
 import { createParamGroup, groupValues, type LiveGroup } from './param-groups';
-import { type Param, validateParam, type ValidatedParam } from './params';
-import { type AnyOptimizerSpec, STATE_DTYPE_BYTES } from './spec';
+import {
+  checkGrad,
+  checkParamArrays,
+  GRAD_DTYPE_CODES,
+  type GradDtype,
+  type Param,
+  type ParamArrays,
+  validateParam,
+  type ValidatedParam,
+} from './params';
+import type { AnyOptimizerSpec, StateDtype } from './spec';
+import {
+  allocateState,
+  blockwise8BlockSize,
+  checkStateArray,
+  DEFAULT_MIN_8BIT_SIZE,
+  effectiveStateDtype,
+  namedStateArrays,
+  type StateArray,
+  stateArrayBytes,
+  stateToFloat32,
+} from './state-storage';
 import { scalarWriter, type ScalarWriter } from './step-scalars';
+import { checkMin8bitSize, checkSeed, leanOptionKeys } from './lean-options';
+import { stochasticRoundingKey } from './stochastic-rounding';
+
+/** The optimizer-wide options of lean state, for optimizers whose spec has bfloat16 or blockwise8
+ * state (the state dtype itself is the `stateDtype` hyperparameter, per group). */
+export interface LeanStateOptions {
+  /** Round bfloat16 state stochastically instead of to nearest even (RangeError unless some
+   * group's stateDtype is 'bfloat16'). Default false. */
+  stochasticRounding?: boolean;
+  /** The seed of stochastic rounding's random bits: an integer in [0, 2^32). Default 0. */
+  seed?: number;
+  /** Under stateDtype 'blockwise8', params with fewer elements keep float32 state. An integer >= 0;
+   * default 4096 (bitsandbytes'). */
+  min8bitSize?: number;
+}
 
 /** The options every optimizer takes besides its hyperparameters. */
-export interface CommonOptions {
+export interface CommonOptions extends LeanStateOptions {
   /** Threads a step may use. Default: os.availableParallelism(). Small steps use fewer. */
   threads?: number;
   /** A learning-rate schedule (train/schedules.ts) driving every group's lr from its lr here. */
@@ -65,19 +93,39 @@ export interface ParamGroupInput {
   params: Param[];
 }
 
-/** Every param's state has its step count; each optimizer adds its tensors (AdamW's ParamState). */
+/** Every param's state has its step count and how it is kept; each optimizer adds its tensors
+ * (AdamW's ParamState). */
 export interface BaseParamState {
   /** Steps taken by this parameter. */
   step: number;
+  /** How its state tensors are kept: its group's stateDtype, or 'float32' for a param under
+   * min8bitSize in a 'blockwise8' group. */
+  dtype: StateDtype;
+}
+
+// Where each array of a native op's tensor comes from: the param's data, grad or dataBf16, or part
+// 0 (values or codes) or 1 (absmax) of one of its state tensors.
+type ArraySource =
+  | { readonly from: 'data' | 'grad' | 'dataBf16' }
+  | { readonly from: 'state'; readonly index: number; readonly part: 0 | 1 };
+
+// One native op the optimizer runs (one per state dtype in use).
+interface OpEntry {
+  readonly name: string;
+  readonly layout: NativeOpLayout;
+  readonly sources: readonly ArraySource[];
 }
 
 // Everything the optimizer keeps about one parameter.
 interface Slot extends SlotView {
   readonly decay: boolean; // false: the spec's decayKey is 0 for this param (Param.decay)
   readonly variant: number; // index into #variants: its group and decay
-  // The arrays of the current native plan.
+  // The arrays of the current native plan, and the gradDtype value they were checked with.
   data: Float32Array;
-  grad: Float32Array;
+  grad: Float32Array | Uint16Array;
+  gradDtype: GradDtype;
+  gradDtypeInput: unknown;
+  dataBf16: Uint16Array | null;
 }
 
 // A (group, decay) pair: the params that share a scalar set when their step counts agree.
@@ -92,18 +140,8 @@ interface Variant {
   values: HyperparameterValues | null;
 }
 
-// The optimizer's own state: one buffer per state tensor of the spec, each param's tensor a view
-// of it, laid end to end in param order. A step then walks each state tensor as one contiguous
-// stream, which the hardware prefetcher follows from one small tensor into the next (separate
-// allocations for hundreds of bias vectors stepped at about half the speed of one large tensor).
-// state(p) hands the views out, so the buffers are marked untransferable: a structuredClone or
-// postMessage that lists one copies it (Node 20) or throws (Node 21+) instead of detaching the
-// optimizer's memory, perhaps while a stepAsync is writing it.
-function newStateArena(length: number): Float32Array {
-  const arena = new Float32Array(length);
-  markAsUntransferable(arena.buffer);
-  return arena;
-}
+// The optimizer's own state is one arena per state tensor and storage kind, each param's tensor a
+// view of it (optim/state-storage.ts, allocateState).
 
 // How messages name a param's state tensor: "state of fc.bias (expAvg)".
 function stateLabel(slot: Slot, tensor: string): string {
@@ -133,30 +171,34 @@ export function optimizerInternals(optimizer: AnyOptimizer): OptimizerInternals 
 
 /** A class of this package's optimizers, as its static `load` sees it. */
 export interface OptimizerClass<T> {
-  new (params: ParamGroupInput[]): T;
+  new (params: ParamGroupInput[], options?: CommonOptions): T;
   /** The optimizer's declaration. */
   readonly spec: AnyOptimizerSpec;
 }
 
+
 /**
  * The base of every optimizer of this package (AdamW, Adam, ...). `G` is the type of its param
- * groups, `S` of `state(p)` and `D` of its state dict (a GenericStateDict); the behaviour comes
+ * groups, `S` of `state(p)`, `D` of its state dict (a GenericStateDict) and `F` of
+ * `stateFloat32(p)`; the behaviour comes
  * from the spec its subclass passes. `Optimizer` alone is any optimizer of the package.
  */
 export abstract class Optimizer<
   G extends LiveGroup = LiveGroup,
   S extends BaseParamState = BaseParamState,
   D = unknown,
+  F extends BaseParamState = BaseParamState,
 > {
   readonly #spec: AnyOptimizerSpec;
+  // The float32 op's layout: its scalars and flags are those of every op of the spec's family.
   readonly #layout: NativeOpLayout;
+  // The op of each state dtype in use.
+  readonly #ops = new Map<StateDtype, OpEntry>();
   readonly #groups: LiveGroup[] = [];
   readonly #groupsView: readonly G[];
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<Param, Slot>();
   readonly #variants: Variant[] = [];
-  // The op's arrays of one tensor, in its order: -1 data, -2 grad, else an index into slot.state.
-  readonly #arraySources: readonly number[];
   readonly #writeScalars: ScalarWriter;
   #plan: NativePlan;
   // Scalar sets of one step (at most one per param) and each tensor's set; the views passed to
@@ -164,12 +206,19 @@ export abstract class Optimizer<
   readonly #scalars: Float64Array;
   readonly #flags: Uint32Array;
   readonly #tensorSet: Uint32Array;
+  // Each tensor's stochastic-rounding key for the coming step (only with stochasticRounding).
+  readonly #tensorSeeds: Uint32Array;
   readonly #setViews = new Map<number, readonly [Float64Array, Uint32Array]>();
   #setCount = 0; // scalar sets written for the coming step
-  // data and grad of every param as read at the start of a step, reused between steps.
+  // data, grad, gradDtype and dataBf16 of every param as read at the start of a step, reused.
   readonly #current: unknown[];
-  // The buffers behind every param's state tensors (see newStateArena), with their lengths.
-  #arenas: readonly { array: Float32Array; length: number }[] = [];
+  // The buffers behind every param's state tensors (optim/state-storage.ts), with their lengths.
+  #arenas: readonly { array: ArrayBufferView; length: number }[] = [];
+  // Elements per absmax of blockwise8 state; 0 when no group has blockwise8 state.
+  #blockSize = 0;
+  #stochasticRounding: boolean;
+  #seed: number;
+  readonly #min8bitSize: number;
   #threads: number;
   #inFlight = false;
   // The fused step's request and result (train/step-options.ts), reused between steps.
@@ -181,42 +230,62 @@ export abstract class Optimizer<
       spec: optimizer.#spec,
       groups: optimizer.#groups,
       slots: optimizer.#slots,
+      get blockSize() {
+        return optimizer.#blockSize;
+      },
       get scheduleState() {
         return optimizer.#schedule;
       },
       setScheduleState(state) {
         optimizer.#schedule = state;
       },
+      get lean() {
+        return {
+          stochasticRounding: optimizer.#stochasticRounding,
+          seed: optimizer.#seed,
+          min8bitSize: optimizer.#min8bitSize,
+        };
+      },
+      setStochasticRounding(stochasticRounding, seed) {
+        optimizer.#stochasticRounding = stochasticRounding;
+        optimizer.#seed = seed;
+      },
     });
   }
 
   protected constructor(spec: AnyOptimizerSpec, params: unknown, defaults: unknown) {
     this.#spec = spec;
-    this.#layout = opLayout(spec.op);
-    this.#arraySources = this.#layout.arrays.map((name, a) => {
-      if (a === 0) return -1;
-      if (a === 1) return -2;
-      const index = spec.state.findIndex((tensor) => tensor.name === name);
-      if (index < 0) throw new Error(`simd-adamw: ${spec.className} has no state '${name}'`);
-      return index;
-    });
+    this.#layout = opLayout(spec.ops.float32);
     this.#writeScalars = scalarWriter(spec, this.#layout);
 
-    const threadsOption = isPlainObject(defaults) ? defaults.threads : undefined;
+    const options = isPlainObject(defaults) ? defaults : {};
+    const threadsOption = options.threads;
     this.#threads =
       threadsOption === undefined
         ? defaultThreads()
         : checkThreads('defaults.threads', threadsOption);
-    const scheduleOption = isPlainObject(defaults) ? defaults.schedule : undefined;
+    const scheduleOption = options.schedule;
     const schedule =
       scheduleOption === undefined ? null : checkSchedule('defaults.schedule', scheduleOption);
+    const leanKeys = leanOptionKeys(spec);
     const groupDefaults = resolveHyperparameters(
       spec,
       'defaults',
       defaults,
       defaultHyperparameters(spec),
-      ['threads', 'schedule'],
+      ['threads', 'schedule', ...leanKeys],
     );
+    // Read only when the spec takes them (resolveHyperparameters refused them otherwise).
+    const { stochasticRounding, seed, min8bitSize } = leanKeys.length > 0 ? options : {};
+    this.#stochasticRounding =
+      stochasticRounding === undefined
+        ? false
+        : checkBoolean('defaults.stochasticRounding', stochasticRounding);
+    this.#seed = seed === undefined ? 0 : checkSeed('defaults.seed', seed);
+    this.#min8bitSize =
+      min8bitSize === undefined
+        ? DEFAULT_MIN_8BIT_SIZE
+        : checkMin8bitSize('defaults.min8bitSize', min8bitSize);
     if (!Array.isArray(params))
       throw typeError('params', 'an array of params or of param groups', params);
     if (params.length === 0)
@@ -251,6 +320,16 @@ export abstract class Optimizer<
       this.#groups.push(group);
       for (const v of validated) pending.push({ v, g, values });
     }
+    if (
+      this.#stochasticRounding &&
+      !this.#groups.some((group) => this.#groupDtype(groupValues(group)) === 'bfloat16')
+    ) {
+      throw rangeError(
+        'defaults.stochasticRounding',
+        "false (it rounds bfloat16 state, and no param group has stateDtype 'bfloat16')",
+        stochasticRounding,
+      );
+    }
     this.#addSlots(pending);
     this.#groupsView = Object.freeze([...this.#groups]) as readonly G[];
     this.#checkOverlap(this.#slots);
@@ -258,7 +337,8 @@ export abstract class Optimizer<
     this.#scalars = new Float64Array(n * this.#layout.scalars.length);
     this.#flags = new Uint32Array(n);
     this.#tensorSet = new Uint32Array(n);
-    this.#current = new Array<unknown>(2 * n).fill(null);
+    this.#tensorSeeds = new Uint32Array(n);
+    this.#current = new Array<unknown>(4 * n).fill(null);
     this.#plan = this.#createPlan();
     if (schedule !== null) this.schedule = schedule;
   }
@@ -277,6 +357,21 @@ export abstract class Optimizer<
     this.#threads = checkThreads('threads', value);
   }
 
+  /** Whether bfloat16 state is rounded stochastically (the option; restored by a checkpoint). */
+  get stochasticRounding(): boolean {
+    return this.#stochasticRounding;
+  }
+
+  /** The seed of stochastic rounding (the option; restored by a checkpoint). */
+  get seed(): number {
+    return this.#seed;
+  }
+
+  /** Params with fewer elements keep float32 state under stateDtype 'blockwise8'. */
+  get min8bitSize(): number {
+    return this.#min8bitSize;
+  }
+
   /**
    * One optimization step for every parameter, from its current `grad`, in a single native call.
    * `options` adds global-norm clipping, loss-scale unscaling and the non-finite skip, in the same
@@ -288,13 +383,19 @@ export abstract class Optimizer<
     const request = checkStepOptions('options', options);
     const lr = this.#prepareStep();
     const [scalars, flags] = this.#setView();
-    if (request === null) {
+    const seeds = this.#stochasticRounding ? this.#tensorSeeds : undefined;
+    const control = request === null ? undefined : writeControl(this.#control, request);
+    if (seeds !== undefined) {
+      native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control, seeds);
+    } else if (control !== undefined) {
+      native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control);
+    } else {
       native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads);
+    }
+    if (request === null) {
       this.#finishStep();
       return plainReport(lr);
     }
-    const control = writeControl(this.#control, request);
-    native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control);
     return this.#finishFusedStep(request, lr);
   }
 
@@ -313,21 +414,32 @@ export abstract class Optimizer<
     const request = checkStepOptions('options', options);
     const lr = this.#prepareStep();
     holdForAsyncStep(
-      this.#slots.flatMap((slot): NamedArray[] => [
-        { name: `${slot.label}.data`, array: slot.data },
-        { name: `${slot.label}.grad`, array: slot.grad },
-      ]),
+      this.#slots.flatMap((slot): NamedArray[] => {
+        const arrays: NamedArray[] = [
+          { name: `${slot.label}.data`, array: slot.data },
+          { name: `${slot.label}.grad`, array: slot.grad },
+        ];
+        if (slot.dataBf16 !== null) {
+          arrays.push({ name: `${slot.label}.dataBf16`, array: slot.dataBf16 });
+        }
+        return arrays;
+      }),
     );
     const [scalars, flags] = this.#setView();
     const control = request === null ? undefined : writeControl(this.#control, request);
-    const done = native.runPlanAsync(
-      this.#plan,
-      scalars,
-      flags,
-      this.#tensorSet,
-      this.#threads,
-      control,
-    );
+    const seeds = this.#stochasticRounding ? this.#tensorSeeds : undefined;
+    const done =
+      seeds === undefined
+        ? native.runPlanAsync(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control)
+        : native.runPlanAsync(
+            this.#plan,
+            scalars,
+            flags,
+            this.#tensorSet,
+            this.#threads,
+            control,
+            seeds,
+          );
     this.#inFlight = true;
     try {
       await done;
@@ -374,30 +486,44 @@ export abstract class Optimizer<
     return this.#inFlight;
   }
 
-  /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)). */
+  /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)); +0 in every grad
+   * dtype is all bits zero. */
   zeroGrad(): void {
     this.#assertIdle('zeroGrad()');
-    const values = this.#slots.map((slot) => slot.param.grad);
-    const grads = this.#slots.map((slot, k) =>
-      checkFloat32Array(`${slot.label}.grad`, values[k], slot.length),
+    const values = this.#slots.map((slot) => [slot.param.grad, slot.param.gradDtype] as const);
+    const grads = this.#slots.map(
+      (slot, k) => checkGrad(slot.label, values[k]![0], values[k]![1], slot.length).grad,
     );
     for (const grad of grads) grad.fill(0);
   }
 
-  /** The state of `param`: its step count and zero-copy views of its state tensors. */
+  /** The state of `param`: its step count, how its state is kept (`dtype`) and zero-copy views
+   * of its state tensors (Float32Array, Uint16Array of bf16 bits, or blockwise8 { codes, absmax }). */
   state(param: Param): S {
-    const slot = this.#slotOf.get(param);
-    if (slot === undefined) {
-      throw new RangeError(
-        `Expected a param of this optimizer for param but received ${describe(param)}`,
-      );
-    }
-    const state: Record<string, unknown> = { step: slot.step };
+    const slot = this.#slotFor(param);
+    const state: Record<string, unknown> = { step: slot.step, dtype: slot.dtype };
     for (const [i, tensor] of this.#spec.state.entries()) {
       const array = slot.state[i];
       if (array !== null) state[tensor.name] = array;
     }
     return state as unknown as S;
+  }
+
+  /**
+   * The state of `param` as float32 values, whatever its dtype: new Float32Arrays (bfloat16
+   * widened exactly; blockwise8 dequantized, each code's map value times its block's absmax,
+   * rounded once to float32 as the kernel does). Later steps do not change them.
+   */
+  stateFloat32(param: Param): F {
+    const slot = this.#slotFor(param);
+    const state: Record<string, unknown> = { step: slot.step, dtype: slot.dtype };
+    for (const [i, tensor] of this.#spec.state.entries()) {
+      const array = slot.state[i];
+      if (array !== null) {
+        state[tensor.name] = stateToFloat32(array, slot.dtype, tensor.map, this.#blockSize);
+      }
+    }
+    return state as unknown as F;
   }
 
   /**
@@ -433,33 +559,58 @@ export abstract class Optimizer<
 
   /**
    * A new optimizer of this class for `params` (in the saved order), with the groups,
-   * hyperparameters and state of the file at `path`, read directly into its arrays.
+   * hyperparameters, lean-state options and state of the file at `path`, read directly into its
+   * arrays.
    */
   static load<T extends AnyOptimizer>(this: OptimizerClass<T>, path: string, params: Param[]): T {
-    const create: OptimizerFactory<T> = (groups) => {
-      const optimizer = new this(groups);
+    const create: OptimizerFactory<T> = (groups, options) => {
+      const optimizer = new this(groups, options);
       return { optimizer, internals: internals(optimizer) };
     };
     return loadOptimizer(this.spec, path, params, create);
   }
 
-  /** Bytes held: params, grads and optimizer state, per group and in total. */
+  /** Bytes held: params (with their dataBf16 copies), grads (as of the last step) and optimizer
+   * state (absmax included), per group and in total. */
   memory(): MemoryReport {
     const byGroup = this.#groups.map(() => emptyBreakdown());
     for (const slot of this.#slots) {
       const breakdown = byGroup[slot.groupIndex] ?? emptyBreakdown();
-      const arrayBytes = slot.length * Float32Array.BYTES_PER_ELEMENT;
+      const params =
+        slot.length * Float32Array.BYTES_PER_ELEMENT +
+        (slot.dataBf16 === null ? 0 : slot.length * Uint16Array.BYTES_PER_ELEMENT);
+      const grads =
+        slot.length *
+        (slot.gradDtype === 'float32'
+          ? Float32Array.BYTES_PER_ELEMENT
+          : Uint16Array.BYTES_PER_ELEMENT);
       let state = 0;
-      for (const array of slot.state) state += array?.byteLength ?? 0;
+      for (const array of slot.state) state += array === null ? 0 : stateArrayBytes(array);
       breakdown.paramCount += slot.length;
-      breakdown.params += arrayBytes;
-      breakdown.grads += arrayBytes;
+      breakdown.params += params;
+      breakdown.grads += grads;
       breakdown.state += state;
-      breakdown.total += 2 * arrayBytes + state;
+      breakdown.total += params + grads + state;
     }
     const report: MemoryReport = { ...emptyBreakdown(), groups: byGroup };
     for (const breakdown of report.groups) addBreakdown(report, breakdown);
     return report;
+  }
+
+  #slotFor(param: Param): Slot {
+    const slot = this.#slotOf.get(param);
+    if (slot === undefined) {
+      throw new RangeError(
+        `Expected a param of this optimizer for param but received ${describe(param)}`,
+      );
+    }
+    return slot;
+  }
+
+  // A group's state dtype: its stateDtype hyperparameter, or float32 for a spec without one.
+  #groupDtype(values: HyperparameterValues): StateDtype {
+    const key = this.#spec.stateDtypeKey;
+    return key === undefined ? 'float32' : (values[key] as StateDtype);
   }
 
   // After a step that changed the state: step counts, then the schedule.
@@ -492,92 +643,125 @@ export abstract class Optimizer<
     for (const [g, group] of groups.entries()) group.lr = (schedule.baseLrs[g] ?? 0) * factor;
   }
 
-  // Confirms the plan still describes every param's arrays (making a new one if a data or grad
-  // was replaced) and writes this step's scalar sets; changes no array. Returns the step's lr
-  // (the first group's).
+  // Confirms the plan still describes every param's arrays (making a new one if a data, grad,
+  // gradDtype or dataBf16 was replaced) and writes this step's scalar sets and stochastic-rounding
+  // keys; changes no array. Returns the step's lr (the first group's).
   #prepareStep(): number {
     // The scalars first: a spec's stepScalars is code of the spec's author, so it runs before the
     // arrays are read and checked, never between the checks and the native call.
     this.#writeScalarSets();
     const slots = this.#slots;
     const current = this.#current;
-    // Every param's data and grad are read once, all before any is checked: reading them can run
-    // the caller's getters, which could detach or resize an array already checked. From the first
+    // Every param's fields are read once, all before any is checked: reading them can run the
+    // caller's getters, which could detach or resize an array already checked. From the first
     // check to the native call no code of the caller runs, so the kernel updates what was checked
     // (the plan does not re-read its arrays: these checks are what keeps it in bounds).
     for (let k = 0; k < slots.length; k++) {
       const param = slots[k].param;
-      current[2 * k] = param.data;
-      current[2 * k + 1] = param.grad;
+      current[4 * k] = param.data;
+      current[4 * k + 1] = param.grad;
+      current[4 * k + 2] = param.gradDtype;
+      current[4 * k + 3] = param.dataBf16;
     }
     // Every state tensor is a fixed-length view of an arena that cannot be resized, so one look at
     // each arena tells whether any of them was detached (through a buffer state() handed out).
     for (const arena of this.#arenas) {
       if (lengthOf(arena.array) !== arena.length) {
-        for (const slot of slots) this.#checkArrays(slot, slot.data, slot.grad);
+        for (const slot of slots) this.#checkArrays(slot, slot);
       }
     }
     let replaced = false;
     for (let k = 0; k < slots.length; k++) {
       const slot = slots[k];
-      if (current[2 * k] !== slot.data || current[2 * k + 1] !== slot.grad) {
+      if (
+        current[4 * k] !== slot.data ||
+        current[4 * k + 1] !== slot.grad ||
+        current[4 * k + 2] !== slot.gradDtypeInput ||
+        (current[4 * k + 3] ?? null) !== slot.dataBf16
+      ) {
         replaced = true;
       } else if (!this.#lengthsHold(slot)) {
         // Detached, shrunk or out of bounds: the full check names the array and what happened.
-        this.#checkArrays(slot, slot.data, slot.grad);
+        this.#checkArrays(slot, slot);
       }
     }
     if (replaced) this.#adoptReplacedArrays();
     return this.#groups[0]?.lr ?? 0;
   }
 
-  // True if the param's data and grad still have its length (the intrinsic getter: an own
-  // `length` property cannot fake it). A detached buffer reads as 0; for a param of length 0 that
-  // is indistinguishable from attached, and harmless: the addon touches no element of it.
+  // True if the param's data, grad and dataBf16 still have its length (the intrinsic getter: an
+  // own `length` property cannot fake it). A detached buffer reads as 0; for a param of length 0
+  // that is indistinguishable from attached, and harmless: the addon touches no element of it.
   #lengthsHold(slot: Slot): boolean {
     const n = slot.length;
-    return lengthOf(slot.data) === n && lengthOf(slot.grad) === n;
+    return (
+      lengthOf(slot.data) === n &&
+      lengthOf(slot.grad) === n &&
+      (slot.dataBf16 === null || lengthOf(slot.dataBf16) === n)
+    );
   }
 
-  // The full check of a param's arrays; throws with the array's name.
+  // The full check of a param's arrays (its state's, and the given data, grad, gradDtype and
+  // dataBf16 values); throws with the array's name.
   #checkArrays(
     slot: Slot,
-    data: unknown,
-    grad: unknown,
-  ): { data: Float32Array; grad: Float32Array } {
+    given: { data: unknown; grad: unknown; gradDtypeInput: unknown; dataBf16: unknown },
+  ): ParamArrays {
     for (const [i, tensor] of this.#spec.state.entries()) {
       const array = slot.state[i];
       if (array !== null) {
-        checkFloat32Array(stateLabel(slot, tensor.name), array, slot.length);
+        checkStateArray(
+          stateLabel(slot, tensor.name),
+          array,
+          slot.dtype,
+          slot.length,
+          this.#blockSize,
+        );
       }
     }
-    return {
-      data: checkFloat32Array(`${slot.label}.data`, data, slot.length),
-      grad: checkFloat32Array(`${slot.label}.grad`, grad, slot.length),
-    };
+    return checkParamArrays(
+      slot.label,
+      given.data,
+      given.grad,
+      given.gradDtypeInput,
+      given.dataBf16 ?? undefined,
+      slot.length,
+    );
   }
 
-  // A param's data or grad was replaced: check the new set, overlap included, before adopting it.
+  // A param's arrays were replaced: check the new set, overlap included, before adopting it.
   #adoptReplacedArrays(): void {
     const current = this.#current;
     const checked = this.#slots.map((slot, k) =>
-      this.#checkArrays(slot, current[2 * k], current[2 * k + 1]),
+      this.#checkArrays(slot, {
+        data: current[4 * k],
+        grad: current[4 * k + 1],
+        gradDtypeInput: current[4 * k + 2],
+        dataBf16: current[4 * k + 3],
+      }),
     );
     this.#checkOverlap(this.#slots, checked);
     for (const [k, slot] of this.#slots.entries()) {
-      slot.data = checked[k].data;
-      slot.grad = checked[k].grad;
+      const arrays = checked[k]!;
+      slot.data = arrays.data;
+      slot.grad = arrays.grad;
+      slot.gradDtype = arrays.gradDtype;
+      slot.gradDtypeInput = current[4 * k + 2];
+      slot.dataBf16 = arrays.dataBf16;
     }
     this.#plan = this.#createPlan();
   }
 
   // The scalar sets of this step: a new one whenever a param's (group, decay, step) differs from
-  // the last one written for its variant, so params with equal step counts share one.
+  // the last one written for its variant, so params with equal step counts share one. With
+  // stochastic rounding, also each bfloat16 tensor's key for this step.
   // (Index loops over locals: this runs for every param of every step.)
   #writeScalarSets(): void {
     const variants = this.#variants;
     const slots = this.#slots;
     const tensorSet = this.#tensorSet;
+    const rounding = this.#stochasticRounding;
+    const roundingFlag = rounding ? (this.#layout.flags.stochasticRounding ?? 0) : 0;
     for (const variant of variants) variant.step = -1;
     let sets = 0;
     for (let k = 0; k < slots.length; k++) {
@@ -587,10 +771,15 @@ export abstract class Optimizer<
       if (variant.step !== step) {
         variant.step = step;
         variant.set = sets;
-        this.#flags[sets] = this.#writeScalars(this.#valuesOf(variant), step, this.#scalars, sets);
+        this.#flags[sets] =
+          this.#writeScalars(this.#valuesOf(variant), step, this.#scalars, sets) | roundingFlag;
         sets++;
       }
       tensorSet[k] = variant.set;
+      if (rounding) {
+        this.#tensorSeeds[k] =
+          slot.dtype === 'bfloat16' ? stochasticRoundingKey(this.#seed, k, step) : 0;
+      }
     }
     this.#setCount = sets;
   }
@@ -626,23 +815,60 @@ export abstract class Optimizer<
     if (this.#inFlight) throw stepInFlightError(action);
   }
 
-  // Every param's slot, its state tensors as views of one arena per state tensor of the spec.
+  // The op of state dtype `dtype`, matched to the spec once: an op of the float32 op's family (the
+  // same scalars and flags), each of its arrays a param array or a state tensor's.
+  #opOf(dtype: StateDtype): OpEntry {
+    const known = this.#ops.get(dtype);
+    if (known !== undefined) return known;
+    const spec = this.#spec;
+    const name = spec.ops[dtype];
+    if (name === undefined) throw new Error(`simd-adamw: ${spec.className} has no ${dtype} state`);
+    const layout = opLayout(name);
+    const base = this.#layout;
+    if (
+      layout.scalars.join() !== base.scalars.join() ||
+      JSON.stringify(layout.flags) !== JSON.stringify(base.flags)
+    ) {
+      throw new Error(
+        `simd-adamw: native op '${name}' is not of the family of '${spec.ops.float32}' ` +
+          '(its scalars or flags differ)',
+      );
+    }
+    const sources = layout.arrays.map((array, a): ArraySource => {
+      if (a === 0) return { from: 'data' };
+      if (a === 1) return { from: 'grad' };
+      if (array === 'paramBf16') return { from: 'dataBf16' };
+      const blocks = layout.arrayLengths?.[a] === 'blocks';
+      const tensorName = blocks && array.endsWith('Absmax') ? array.slice(0, -6) : array;
+      const index = spec.state.findIndex((tensor) => tensor.name === tensorName);
+      if (index < 0 || (dtype === 'blockwise8' && spec.state[index]!.map === undefined)) {
+        throw new Error(`simd-adamw: ${spec.className} has no state '${array}' (op '${name}')`);
+      }
+      return { from: 'state', index, part: blocks ? 1 : 0 };
+    });
+    const entry = { name, layout, sources };
+    this.#ops.set(dtype, entry);
+    return entry;
+  }
+
+  // Every param's slot, its state tensors as views of the arenas (optim/state-storage.ts).
   #addSlots(
     pending: readonly { v: ValidatedParam; g: number; values: HyperparameterValues }[],
   ): void {
     const spec = this.#spec;
-    const present = pending.map(({ values }) =>
-      spec.state.map((tensor) => tensor.presentWhen === undefined || tensor.presentWhen(values)),
-    );
-    const arenas = spec.state.map((tensor, i) => {
-      if (STATE_DTYPE_BYTES[tensor.dtype] !== Float32Array.BYTES_PER_ELEMENT) {
-        throw new Error(`simd-adamw: state dtype ${tensor.dtype} is not supported`);
-      }
-      let total = 0;
-      for (const [k, { v }] of pending.entries()) if (present[k][i]) total += v.length;
-      return { array: newStateArena(total), next: 0 };
-    });
-    this.#arenas = arenas.map(({ array }) => ({ array, length: array.length }));
+    const layouts = pending.map(({ v, values }) => ({
+      dtype: effectiveStateDtype(this.#groupDtype(values), v.length, this.#min8bitSize),
+      length: v.length,
+      present: spec.state.map(
+        (tensor) => tensor.presentWhen === undefined || tensor.presentWhen(values),
+      ),
+    }));
+    for (const { dtype } of layouts) this.#opOf(dtype);
+    if (layouts.some(({ dtype }) => dtype === 'blockwise8')) {
+      this.#blockSize = blockwise8BlockSize(spec);
+    }
+    const allocated = allocateState(layouts, spec.state.length, this.#blockSize);
+    this.#arenas = allocated.arenas;
     for (const [k, { v, g }] of pending.entries()) {
       const group = this.#groups[g];
       let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
@@ -665,54 +891,73 @@ export abstract class Optimizer<
         decay: v.decay,
         variant,
         step: 0,
-        state: arenas.map((arena, i) => {
-          if (!present[k][i]) return null;
-          const view = arena.array.subarray(arena.next, arena.next + v.length);
-          arena.next += v.length;
-          return view;
-        }),
+        dtype: layouts[k]!.dtype,
+        state: allocated.state[k]!,
         data: v.data,
         grad: v.grad,
+        gradDtype: v.gradDtype,
+        gradDtypeInput: v.gradDtypeInput,
+        dataBf16: v.dataBf16,
       };
       this.#slots.push(slot);
       this.#slotOf.set(v.param, slot);
     }
   }
 
-  // No two arrays of the step may share memory: not data with grad, not two params' arrays, not a
-  // param with the optimizer's own state (someone passing state(p).expAvg as a grad).
-  #checkOverlap(
-    slots: readonly Slot[],
-    userArrays: readonly { data: Float32Array; grad: Float32Array }[] = slots,
-  ): void {
+  // No two arrays of the step may share memory: not data with grad or dataBf16, not two params'
+  // arrays, not a param with the optimizer's own state (someone passing state(p).expAvg as a grad).
+  #checkOverlap(slots: readonly Slot[], userArrays: readonly ParamArrays[] = slots): void {
     const arrays: NamedArray[] = [];
     for (const [k, slot] of slots.entries()) {
-      const { data, grad } = userArrays[k];
+      const { data, grad, dataBf16 } = userArrays[k]!;
       arrays.push(
         { name: `${slot.label}.data`, array: data },
         { name: `${slot.label}.grad`, array: grad },
       );
+      if (dataBf16 !== null) arrays.push({ name: `${slot.label}.dataBf16`, array: dataBf16 });
       for (const [i, tensor] of this.#spec.state.entries()) {
         const array = slot.state[i];
-        if (array !== null) {
-          arrays.push({ name: stateLabel(slot, tensor.name), array });
-        }
+        if (array !== null) arrays.push(...namedStateArrays(stateLabel(slot, tensor.name), array));
       }
     }
     checkNoOverlap(arrays);
   }
 
-  // The native plan over every param's current arrays, in the op's order.
+  // The native plan over every param's current arrays, each tensor in its op's order.
   #createPlan(): NativePlan {
-    const sources = this.#arraySources;
-    const arrays: (Float32Array | null)[] = [];
-    for (const slot of this.#slots) {
-      for (const source of sources) {
-        arrays.push(
-          source === -1 ? slot.data : source === -2 ? slot.grad : (slot.state[source] ?? null),
-        );
+    const ops: string[] = [];
+    const arrays: (ArrayBufferView | null)[] = [];
+    const gradDtypes = new Uint8Array(this.#slots.length);
+    let lowPrecisionGrads = false;
+    for (const [k, slot] of this.#slots.entries()) {
+      const op = this.#opOf(slot.dtype);
+      ops.push(op.name);
+      gradDtypes[k] = GRAD_DTYPE_CODES[slot.gradDtype];
+      if (slot.gradDtype !== 'float32') lowPrecisionGrads = true;
+      for (const source of op.sources) arrays.push(this.#arrayOf(slot, source));
+    }
+    const first = ops[0] ?? this.#spec.ops.float32;
+    const oneOp = ops.every((op) => op === first);
+    const op = oneOp ? first : ops;
+    return lowPrecisionGrads
+      ? native.createPlan(op, arrays, gradDtypes)
+      : native.createPlan(op, arrays);
+  }
+
+  #arrayOf(slot: Slot, source: ArraySource): ArrayBufferView | null {
+    switch (source.from) {
+      case 'data':
+        return slot.data;
+      case 'grad':
+        return slot.grad;
+      case 'dataBf16':
+        return slot.dataBf16;
+      case 'state': {
+        const array: StateArray | null = slot.state[source.index] ?? null;
+        if (array === null) return null;
+        if (ArrayBuffer.isView(array)) return array;
+        return source.part === 0 ? array.codes : array.absmax;
       }
     }
-    return native.createPlan(this.#spec.op, arrays);
   }
 }

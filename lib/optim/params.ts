@@ -1,13 +1,36 @@
-// Params as the caller hands them in, and their validation when an optimizer is created.
+// Params as the caller hands them in, and their validation: when an optimizer is created, and
+// again at any step after one of data, grad, gradDtype or dataBf16 was replaced.
+import { types } from 'node:util';
+
 import { checkBoolean } from '../core/checks';
-import { typeError } from '../core/errors';
-import { checkFloat32Array } from '../core/arrays';
+import { rangeError, typeError } from '../core/errors';
+import { checkFloat32Array, checkTypedArray } from '../core/arrays';
 import { lengthOf } from '../core/intrinsics';
 
-/** A trainable tensor: its values and its gradient, both updated/read in place. */
+/** The element type of a gradient: float32 (a Float32Array), or the bits of a bfloat16 or IEEE
+ * float16 value per element (a Uint16Array), widened to float32 by the kernel as it reads them. */
+export type GradDtype = 'float32' | 'bfloat16' | 'float16';
+const GRAD_DTYPES: readonly GradDtype[] = ['float32', 'bfloat16', 'float16'];
+/** Each grad dtype's code in the addon's gradDtypes array. */
+export const GRAD_DTYPE_CODES: Readonly<Record<GradDtype, number>> = {
+  float32: 0,
+  bfloat16: 1,
+  float16: 2,
+};
+
+/** A trainable tensor: its values and its gradient, both updated/read in place. data, grad,
+ * gradDtype and dataBf16 are read at every step (each may be replaced between steps). */
 export interface Param {
+  /** The float32 master copy of the values. */
   data: Float32Array;
-  grad: Float32Array;
+  /** The gradient: a Float32Array, or a Uint16Array of bfloat16/float16 bits with gradDtype. */
+  grad: Float32Array | Uint16Array;
+  /** What `grad` holds: required ('bfloat16' or 'float16') for a Uint16Array grad; 'float32' or
+   * absent for a Float32Array. */
+  gradDtype?: GradDtype;
+  /** A bf16 copy of `data` that every step rewrites (round to nearest even) in the same pass, for a
+   * bf16 forward pass: a Uint16Array of the param's length. */
+  dataBf16?: Uint16Array;
   /** Optional unique name, used in error messages and checkpoints. */
   name?: string;
   /** false: no weight decay for this param, whatever its group's weightDecay. Read once, when the
@@ -21,9 +44,87 @@ export interface ValidatedParam {
   /** The param's name if it has one, else where it was passed: "params[3]". */
   label: string;
   data: Float32Array;
-  grad: Float32Array;
+  grad: Float32Array | Uint16Array;
+  gradDtype: GradDtype;
+  /** gradDtype as the param had it (undefined or a string), to notice a replacement. */
+  gradDtypeInput: unknown;
+  dataBf16: Uint16Array | null;
   length: number;
   decay: boolean;
+}
+
+/** A param's arrays, checked against each other. */
+export interface ParamArrays {
+  data: Float32Array;
+  grad: Float32Array | Uint16Array;
+  gradDtype: GradDtype;
+  dataBf16: Uint16Array | null;
+}
+
+/** A grad dtype as given: undefined is float32. */
+export function checkGradDtype(name: string, value: unknown): GradDtype {
+  if (value === undefined) return 'float32';
+  const expected = "'float32', 'bfloat16' or 'float16'";
+  if (typeof value !== 'string') throw typeError(name, expected, value);
+  if (!(GRAD_DTYPES as readonly string[]).includes(value)) throw rangeError(name, expected, value);
+  return value as GradDtype;
+}
+
+/** A param's gradient of `length` elements and its gradDtype (undefined: float32), both as given;
+ * `where` names the param. */
+export function checkGrad(
+  where: string,
+  grad: unknown,
+  gradDtype: unknown,
+  length?: number,
+): { grad: Float32Array | Uint16Array; gradDtype: GradDtype } {
+  const dtype = checkGradDtype(`${where}.gradDtype`, gradDtype);
+  // A grad of the other kind is most likely a missing or stale gradDtype: the message says so.
+  if (dtype === 'float32') {
+    if (types.isUint16Array(grad)) {
+      throw typeError(
+        `${where}.gradDtype`,
+        `'bfloat16' or 'float16' (${where}.grad is a Uint16Array)`,
+        gradDtype,
+      );
+    }
+    return { grad: checkFloat32Array(`${where}.grad`, grad, length), gradDtype: dtype };
+  }
+  if (types.isFloat32Array(grad)) {
+    throw typeError(
+      `${where}.gradDtype`,
+      `'float32' or undefined (${where}.grad is a Float32Array)`,
+      gradDtype,
+    );
+  }
+  const what = `a Uint16Array of ${dtype} bits`;
+  return {
+    grad: checkTypedArray(`${where}.grad`, grad, 'Uint16Array', length, what) as Uint16Array,
+    gradDtype: dtype,
+  };
+}
+
+/** Checks a param's data, grad, gradDtype and dataBf16 (values already read); `where` names it.
+ * `length` is the param's, when known. */
+export function checkParamArrays(
+  where: string,
+  data: unknown,
+  grad: unknown,
+  gradDtype: unknown,
+  dataBf16: unknown,
+  length?: number,
+): ParamArrays {
+  const checkedData = checkFloat32Array(`${where}.data`, data, length);
+  const n = length ?? lengthOf(checkedData);
+  const checkedGrad = checkGrad(where, grad, gradDtype, n);
+  return {
+    data: checkedData,
+    ...checkedGrad,
+    dataBf16:
+      dataBf16 === undefined
+        ? null
+        : (checkTypedArray(`${where}.dataBf16`, dataBf16, 'Uint16Array', n) as Uint16Array),
+  };
 }
 
 /** Reads each field of a user's param once (a getter cannot change it between check and use).
@@ -37,13 +138,13 @@ export function validateParam(
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw typeError(
       where,
-      'a param { data: Float32Array, grad: Float32Array, name?: string }',
+      'a param { data: Float32Array, grad: Float32Array | Uint16Array, name?: string, ... }',
       value,
     );
   }
   if (seen.has(value)) throw new RangeError(`Expected each param once but ${where} appears twice`);
   seen.add(value);
-  const { name, data, grad, decay } = value as Record<string, unknown>;
+  const { name, data, grad, gradDtype, dataBf16, decay } = value as Record<string, unknown>;
   if (name !== undefined) {
     if (typeof name !== 'string' || name === '') {
       throw typeError(`${where}.name`, 'a non-empty string', name);
@@ -53,15 +154,13 @@ export function validateParam(
     }
     names.add(name);
   }
-  const checkedData = checkFloat32Array(`${where}.data`, data);
-  const length = lengthOf(checkedData);
-  const checkedGrad = checkFloat32Array(`${where}.grad`, grad, length);
+  const arrays = checkParamArrays(where, data, grad, gradDtype, dataBf16);
   return {
     param: value as Param,
     label: typeof name === 'string' ? name : where,
-    data: checkedData,
-    grad: checkedGrad,
-    length,
+    ...arrays,
+    gradDtypeInput: gradDtype,
+    length: lengthOf(arrays.data),
     decay: decay === undefined ? true : checkBoolean(`${where}.decay`, decay),
   };
 }

@@ -2,8 +2,8 @@
 // which the generic machinery (optim/optimizer.ts, checkpoint/, optim/memory.ts) does the rest.
 //
 // An optimizer declares its hyperparameters (default, check, checkpoint name, whether fixed after
-// construction), its per-param state tensors (name, file name, dtype, shape rule, when present),
-// the native op that runs it, and how its hyperparameters become the op's per-step scalars. Nothing
+// construction), its per-param state tensors (name, file name, shape rule, blockwise8 map, when
+// present), the native op that runs it for each state dtype it supports, and how its hyperparameters become the op's per-step scalars. Nothing
 // outside its spec file names `expAvg` or `betas`.
 
 /** One hyperparameter: its default, its check, and how a checkpoint file names it. */
@@ -17,6 +17,9 @@ export interface HyperparameterSpec<T> {
   /** Fixed after construction, because it decides which state exists (amsgrad): read-only on a
    * group, and a checkpoint must agree with the optimizer on it. */
   readonly fixed?: boolean;
+  /** What a checkpoint file or state dict without this key means: one written before the
+   * hyperparameter existed (stateDtype: 'float32'). Without it the key is required. */
+  readonly absentMeans?: T;
 }
 
 /** Every hyperparameter of an optimizer; declaration order is the order of files and dicts. */
@@ -27,23 +30,45 @@ export interface BaseHyperparameters {
   lr: number;
 }
 
-/** Element types of state tensors, with their sizes in bytes. */
-export const STATE_DTYPE_BYTES = { float32: 4 } as const;
-export type StateDtype = keyof typeof STATE_DTYPE_BYTES;
+/**
+ * How an optimizer keeps a param's state tensors: 'float32' (Float32Array), 'bfloat16' (the high
+ * 16 bits of each float32, Uint16Array) or 'blockwise8' (bitsandbytes' 8-bit blockwise scheme: one
+ * Uint8Array code per element and one float32 absmax per block of 256).
+ */
+export type StateDtype = 'float32' | 'bfloat16' | 'blockwise8';
+/** Every state dtype, in the order messages list them. */
+export const STATE_DTYPES: readonly StateDtype[] = Object.freeze([
+  'float32',
+  'bfloat16',
+  'blockwise8',
+]);
+
+/** Which of bitsandbytes' two dynamic maps a state tensor's blockwise8 codes index: 'signed' for
+ * values of either sign (a first moment), 'unsigned' for values >= 0 (a second moment). */
+export type QuantizationMap = 'signed' | 'unsigned';
 
 /** One per-param state tensor. */
 export interface StateTensorSpec<H> {
-  /** Its name in `state(p)`, in state dicts and among the native op's arrays: `expAvg`. */
+  /** Its name in `state(p)`, in state dicts and among the native op's arrays: `expAvg`. With
+   * blockwise8 state its absmax is the op's array `<name>Absmax`. */
   readonly name: string;
   /** Its name in checkpoint files, `state.<param key>.<fileName>`: PyTorch's `exp_avg`. */
   readonly fileName: string;
-  readonly dtype: StateDtype;
   /** Its length: 'param', as many elements as the param. */
   readonly shape: 'param';
+  /** The dynamic map of its codes when the state dtype is 'blockwise8' (required if the spec has a
+   * blockwise8 op). */
+  readonly map?: QuantizationMap;
   /** Whether a param whose group has these hyperparameters keeps it (default: always). Only
    * fixed hyperparameters may decide it. */
   presentWhen?(h: Readonly<H>): boolean;
 }
+
+/** The native op of each state dtype an optimizer supports; float32 always. All must be of one
+ * family (the same scalars and flags), since a step may run several of them. */
+export type StateDtypeOps = { readonly float32: string } & {
+  readonly [D in Exclude<StateDtype, 'float32'>]?: string;
+};
 
 /** The declaration of an optimizer. */
 export interface OptimizerSpec<H extends BaseHyperparameters> {
@@ -53,9 +78,13 @@ export interface OptimizerSpec<H extends BaseHyperparameters> {
   readonly kind: string;
   readonly hyperparameters: HyperparameterSchema<H>;
   readonly state: readonly StateTensorSpec<H>[];
-  /** The native op (native/ops/) that applies a step; its arrays are 'param', 'grad' and these
-   * state tensors, by name. */
-  readonly op: string;
+  /** The native op (native/ops/) that applies a step, per state dtype; its arrays are 'param',
+   * 'grad', these state tensors by name (with `<name>Absmax` for blockwise8) and, optionally,
+   * 'paramBf16' (a param's dataBf16). */
+  readonly ops: StateDtypeOps;
+  /** The fixed hyperparameter that holds a group's state dtype (`stateDtype`, file key
+   * `state_dtype`), when the spec supports more than float32. */
+  readonly stateDtypeKey?: string;
   /** The hyperparameter that a param with `decay: false` sees as 0 (weight decay), if any. */
   readonly decayKey?: string;
   /** The op's per-step scalars, by name, in the order stepScalars writes them. */

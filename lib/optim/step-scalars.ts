@@ -18,13 +18,17 @@ export type ScalarWriter = (
 
 const writers = new WeakMap<AnyOptimizerSpec, ScalarWriter>();
 
+/** Flags of the op family that the framework sets, not the spec: stochasticRounding is an
+ * optimizer option (optim/optimizer.ts), not a hyperparameter. */
+export const FRAMEWORK_FLAGS: readonly string[] = ['stochasticRounding'];
+
 /** The writer of `spec`'s scalars for `layout`; throws if they do not name the same scalars and
  * flags, or if the spec's names collide with the state dict's own keys. */
 export function scalarWriter(spec: AnyOptimizerSpec, layout: NativeOpLayout): ScalarWriter {
   const cached = writers.get(spec);
   if (cached !== undefined) return cached;
   const names = layout.scalars;
-  const flagNames = Object.keys(layout.flags);
+  const flagNames = Object.keys(layout.flags).filter((flag) => !FRAMEWORK_FLAGS.includes(flag));
   const position = spec.scalars.map((name) => names.indexOf(name));
   const bits = spec.flags.map((name) => layout.flags[name] ?? -1);
   if (
@@ -37,7 +41,7 @@ export function scalarWriter(spec: AnyOptimizerSpec, layout: NativeOpLayout): Sc
   ) {
     throw new Error(
       `simd-adamw: ${spec.className}'s scalars (${spec.scalars.join(', ')}; flags ` +
-        `${spec.flags.join(', ')}) do not match native op '${spec.op}' (${names.join(', ')}; ` +
+        `${spec.flags.join(', ')}) do not match native op '${spec.ops.float32}' (${names.join(', ')}; ` +
         `flags ${flagNames.join(', ')})`,
     );
   }
