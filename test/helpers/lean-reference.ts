@@ -95,12 +95,13 @@ export function widenGrad(grad: Float32Array | Uint16Array, dtype: GradDtype, i:
 // ---------------------------------------------------------------------------------------------
 // blockwise8
 
-/** A map's values must be multiples of 2^-44 with |v| <= 1, so that the sum of two is exact in
- * double and the midpoint test below is exact. */
+/** A map's values must be multiples of 2^-45 with |v| <= 1 (bitsandbytes' maps are: the smallest
+ * magnitude is 3.25e-7 > 2^-22), so the sum of two has at most 46 significant bits and is exact in
+ * double, and the midpoint test below is exact. */
 function checkMap(map: Float32Array): void {
   for (const v of map) {
-    if (abs(v) > 1 || (v !== 0 && abs(v) < 2 ** -21)) {
-      throw new Error(`map value ${v} is outside the range the exact midpoint test assumes`);
+    if (abs(v) > 1 || !Number.isInteger(v * 2 ** 45)) {
+      throw new Error(`map value ${v} is not a multiple of 2^-45 in [-1, 1]`);
     }
   }
 }
