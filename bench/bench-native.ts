@@ -20,7 +20,13 @@ export type RooflineProbe =
   | 'add-256-prefetch-far';
 
 /** The loop shapes of the lean-state probes (native/bench/lean-probes.cc). */
-export type LeanProbe = 'lean' | 'lean-prefetch' | 'lean-prefetch-far';
+export type LeanProbe =
+  | 'lean'
+  | 'lean-prefetch'
+  | 'lean-prefetch-far'
+  | 'lean-256'
+  | 'lean-256-prefetch'
+  | 'lean-256-prefetch-far';
 
 /** What simd_adamw_bench.node exports (native/bench/bench-addon.cc). */
 export interface BenchAddon {

@@ -307,7 +307,7 @@ async function main(): Promise<void> {
       'Lean state (issue 12): AdamW.step() on one tensor per state dtype (lr 1e-3, weight decay ' +
         `0.01, ${bestIsa}), all sharing one param and its float32 / bf16 gradients, each with its ` +
         'own state; each against the float32-state step and the fastest probe of its own ' +
-        'traffic (float32: the eleven probes of roofline-probes.cc on its arrays; lean: three ' +
+        'traffic (float32: the eleven probes of roofline-probes.cc on its arrays; lean: six ' +
         "loop shapes of lean-probes.cc, -march=native, on the optimizer's own state arrays). " +
         `Sizes ${leanSizes.map(formatSize).join(', ')}.`,
     );

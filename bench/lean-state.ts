@@ -3,7 +3,7 @@
 // One tensor, AdamW.step() as a training loop calls it, for each state dtype and for bf16
 // gradients, against the float32-state step and against a same-run roofline per memory-traffic
 // class: probes that move exactly that step's bytes with trivial arithmetic (the float32 step's
-// eleven probes of roofline-probes.cc on its own arrays; three loop shapes of lean-probes.cc for
+// eleven probes of roofline-probes.cc on its own arrays; six loop shapes of lean-probes.cc for
 // every lean class, on the lean optimizer's own state arrays). As in the throughput question, the
 // roofline of a class is its fastest probe by median, and every contender is interleaved with all
 // others at the same size (bench/measure.ts).

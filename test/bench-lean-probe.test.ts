@@ -67,7 +67,14 @@ function thrown(fn: () => void): string {
 
 describe('benchLeanProbe (bench-only lean-state roofline probes)', () => {
   test('has the probes the bench names', () => {
-    expect(benchNative.leanProbes).toEqual(['lean', 'lean-prefetch', 'lean-prefetch-far']);
+    expect(benchNative.leanProbes).toEqual([
+      'lean',
+      'lean-prefetch',
+      'lean-prefetch-far',
+      'lean-256',
+      'lean-256-prefetch',
+      'lean-256-prefetch-far',
+    ]);
   });
 
   const cases: Case[] = [
