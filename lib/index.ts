@@ -26,7 +26,7 @@ export type {
   ParamStateDict,
   ParamStateFloat32,
 } from './optim/adam';
-export type { GradDtype, Param } from './optim/params';
+export type { AnyParam, GradArray, GradDtype, Param } from './optim/params';
 export type { Blockwise8Tensor, StateArray } from './optim/state-storage';
 export type {
   BaseHyperparameters,

@@ -20,6 +20,7 @@ import {
 import { saveCheckpoint } from '../lib/checkpoint/file';
 import { optimizerInternals } from '../lib/optim/optimizer';
 import { type FileOps, nodeFileOps } from '../lib/format/safetensors';
+import { f32 } from './helpers/float32-state';
 
 /** The bytes of a typed array's own elements (a state tensor is a view into a larger buffer). */
 function viewBytes(array: Float32Array): Buffer {
@@ -109,7 +110,7 @@ function fingerprint(optimizer: AdamBase): string {
       ]),
       params: optimizer.paramGroups.flatMap((group) =>
         group.params.map((param) => {
-          const state = optimizer.state(param);
+          const state = f32(optimizer.state(param));
           return {
             data: bits(param.data),
             step: state.step,
@@ -150,6 +151,7 @@ describe('stateDict', () => {
         weightDecay: 0.1,
         amsgrad: false,
         maximize: false,
+        stateDtype: 'float32',
       },
       {
         params: [2, 3],
@@ -159,12 +161,14 @@ describe('stateDict', () => {
         weightDecay: 0.01,
         amsgrad: true,
         maximize: true,
+        stateDtype: 'float32',
       },
     ]);
+    expect([sd.stochasticRounding, sd.seed]).toEqual([false, 0]);
     expect(sd.state.map((entry) => entry.name)).toEqual(NAMES);
     expect(sd.state.map((entry) => 'name' in entry)).toEqual([true, false, true, true]);
-    sd.state.forEach((entry, k) => {
-      const state = optimizer.state(params[k]!);
+    sd.state.map(f32).forEach((entry, k) => {
+      const state = f32(optimizer.state(params[k]!));
       expect(entry.step).toBe(3);
       expect(bits(entry.expAvg)).toEqual(bits(state.expAvg));
       expect(bits(entry.expAvgSq)).toEqual(bits(state.expAvgSq));
@@ -181,15 +185,15 @@ describe('stateDict', () => {
     const sd = optimizer.stateDict();
     const before = JSON.stringify(sd, (_, v: unknown) => (v instanceof Float32Array ? bits(v) : v));
     const params = optimizer.paramGroups.flatMap((group) => group.params);
-    expect(sd.state[0]!.expAvg).not.toBe(optimizer.state(params[0]!).expAvg);
+    expect(f32(sd.state[0]!).expAvg).not.toBe(f32(optimizer.state(params[0]!)).expAvg);
     train(optimizer, 2, 1);
     sd.paramGroups[0]!.betas[0] = 0.1;
     expect(optimizer.paramGroups[0]!.betas[0]).toBe(0.8);
     const fingerprintBefore = fingerprint(optimizer);
-    sd.state[0]!.expAvg.fill(9);
+    f32(sd.state[0]!).expAvg.fill(9);
     expect(fingerprint(optimizer)).toBe(fingerprintBefore);
     sd.paramGroups[0]!.betas[0] = 0.8;
-    sd.state[0]!.expAvg.set(optimizer.state(params[0]!).expAvg);
+    f32(sd.state[0]!).expAvg.set(f32(optimizer.state(params[0]!)).expAvg);
     expect(
       JSON.stringify(sd, (_, v: unknown) => (v instanceof Float32Array ? bits(v) : v)),
     ).not.toBe(before);
@@ -233,24 +237,24 @@ describe('loadStateDict', () => {
     source.paramGroups[1]!.maximize = false;
     const target = makeOptimizer();
     const params = target.paramGroups.flatMap((group) => group.params);
-    const view = target.state(params[1]!).expAvg;
+    const view = f32(target.state(params[1]!)).expAvg;
     const sd = source.stateDict();
     target.loadStateDict(sd);
     expectSameStateDict(target.stateDict(), sd);
-    expect(view).toBe(target.state(params[1]!).expAvg);
-    expect(bits(view)).toEqual(bits(sd.state[1]!.expAvg));
-    sd.state[1]!.expAvg.fill(1);
-    expect(bits(view)).not.toEqual(bits(sd.state[1]!.expAvg));
+    expect(view).toBe(f32(target.state(params[1]!)).expAvg);
+    expect(bits(view)).toEqual(bits(f32(sd.state[1]!).expAvg));
+    f32(sd.state[1]!).expAvg.fill(1);
+    expect(bits(view)).not.toEqual(bits(f32(sd.state[1]!).expAvg));
   });
 
   it('keeps NaN payloads, infinities, subnormals and signed zeros', () => {
     const source = trained(1);
     const params = source.paramGroups.flatMap((group) => group.params);
     const special = new Uint32Array([0x7fc00001, 0xff800000, 0x00000001, 0x80000000, 0x7f7fffff]);
-    source.state(params[0]!).expAvg.set(new Float32Array(special.buffer));
+    f32(source.state(params[0]!)).expAvg.set(new Float32Array(special.buffer));
     const target = makeOptimizer();
     target.loadStateDict(source.stateDict());
-    expect(bits(target.state(target.paramGroups[0]!.params[0]!).expAvg)).toEqual(
+    expect(bits(f32(target.state(target.paramGroups[0]!.params[0]!)).expAvg)).toEqual(
       Array.from(special),
     );
   });
@@ -403,7 +407,7 @@ describe('loadStateDict', () => {
     [
       'expAvg one element short',
       (sd) => {
-        sd.state[3]!.expAvg = sd.state[3]!.expAvg.subarray(1);
+        f32(sd.state[3]!).expAvg = f32(sd.state[3]!).expAvg.subarray(1);
       },
       RangeError,
       /Float32Array of 3 elements for stateDict.state\[3\].expAvg but received a Float32Array of 2/,
@@ -419,7 +423,7 @@ describe('loadStateDict', () => {
     [
       'maxExpAvgSq missing with amsgrad',
       (sd) => {
-        delete sd.state[3]!.maxExpAvgSq;
+        delete f32(sd.state[3]!).maxExpAvgSq;
       },
       TypeError,
       /Float32Array for stateDict.state\[3\].maxExpAvgSq but received undefined/,
@@ -427,7 +431,7 @@ describe('loadStateDict', () => {
     [
       'maxExpAvgSq without amsgrad',
       (sd) => {
-        sd.state[1]!.maxExpAvgSq = new Float32Array(17);
+        f32(sd.state[1]!).maxExpAvgSq = new Float32Array(17);
       },
       TypeError,
       /undefined \(this param's group keeps no maxExpAvgSq\) for stateDict.state\[1\].maxExpAvgSq/,
@@ -538,16 +542,21 @@ describe('save and load', () => {
     expect(data('state.1.step').readBigInt64LE(0)).toBe(3n);
     const params = optimizer.paramGroups.flatMap((group) => group.params);
     expect(tensors['state.1.exp_avg']).toMatchObject({ dtype: 'F32', shape: [17] });
-    expect(data('state.1.exp_avg')).toEqual(viewBytes(optimizer.state(params[1]!).expAvg));
+    expect(data('state.1.exp_avg')).toEqual(viewBytes(f32(optimizer.state(params[1]!)).expAvg));
     expect(data('state.ln.γ.max_exp_avg_sq')).toEqual(
-      viewBytes(optimizer.state(params[3]!).maxExpAvgSq!),
+      viewBytes(f32(optimizer.state(params[3]!)).maxExpAvgSq!),
     );
     // Every tensor starts at a multiple of its element size in the file, for memory mapping.
     for (const info of Object.values(tensors)) {
       expect((start + info.data_offsets[0]) % (info.dtype === 'I64' ? 8 : 4)).toBe(0);
     }
     expect(metadata.format).toBe('simd-adamw.optimizer');
-    expect(metadata.format_version).toBe('1');
+    expect(metadata.format_version).toBe('2');
+    expect(JSON.parse(metadata.lean_state!)).toEqual({
+      stochastic_rounding: false,
+      seed: 0,
+      min_8bit_size: 4096,
+    });
     expect(metadata.optimizer).toBe('adamw');
     expect(JSON.parse(metadata.param_names!)).toEqual(['w.0', null, 'b.0', 'ln.γ']);
     expect(JSON.parse(metadata.param_groups!)).toEqual([
@@ -559,6 +568,7 @@ describe('save and load', () => {
         weight_decay: 0.1,
         amsgrad: false,
         maximize: false,
+        state_dtype: 'float32',
       },
       {
         params: [2, 3],
@@ -568,6 +578,7 @@ describe('save and load', () => {
         weight_decay: 0.01,
         amsgrad: true,
         maximize: true,
+        state_dtype: 'float32',
       },
     ]);
   });
@@ -576,13 +587,11 @@ describe('save and load', () => {
     for (const kind of ['adamw', 'adam'] as const) {
       const source = trained(4, kind);
       const params = source.paramGroups.flatMap((group) => group.params);
-      source
-        .state(params[0]!)
-        .expAvg.set(
-          new Float32Array(
-            new Uint32Array([0x7fc00001, 0x80000000, 1, 0xff800000, 0x7f800000]).buffer,
-          ),
-        );
+      f32(source.state(params[0]!)).expAvg.set(
+        new Float32Array(
+          new Uint32Array([0x7fc00001, 0x80000000, 1, 0xff800000, 0x7f800000]).buffer,
+        ),
+      );
       source.state(params[2]!).step = 0;
       source.paramGroups[0]!.lr = 0.1 + 0.2;
       source.paramGroups[1]!.weightDecay = -0;
@@ -885,9 +894,9 @@ describe('damaged checkpoint files are errors that change nothing', () => {
     [
       'a future format version',
       (_, m) => {
-        m.format_version = '2';
+        m.format_version = '3';
       },
-      /'1' \(the version this simd-adamw reads\)/,
+      /'1' or '2' \(the versions this simd-adamw reads\)/,
     ],
     [
       'an unknown optimizer',
@@ -927,7 +936,7 @@ describe('damaged checkpoint files are errors that change nothing', () => {
       (_, m) => {
         m.param_groups = m.param_groups!.replace('"maximize"', '"foreach":false,"maximize"');
       },
-      /Unknown key __metadata__.param_groups\[0\].foreach of checkpoint .*; expected one of params, lr, betas, eps, weight_decay, amsgrad, maximize/,
+      /Unknown key __metadata__.param_groups\[0\].foreach of checkpoint .*; expected one of params, lr, betas, eps, weight_decay, amsgrad, maximize, state_dtype/,
     ],
     [
       'more names than params',

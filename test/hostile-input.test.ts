@@ -15,6 +15,7 @@ import {
 } from '../lib';
 import { native, type NativePlan } from '../lib/core/native';
 import { bitsOf, firstBitDifference } from './helpers/bits';
+import { f32 } from './helpers/float32-state';
 
 const OPTIONS: AdamwStepOptions = Object.freeze({
   step: 3,
@@ -550,7 +551,7 @@ describe('getters: each option is read once, and none can change an array after 
 
 function states(optimizer: AdamW | Adam, params: Param[]): Float32Array[] {
   return params.flatMap((p) => {
-    const s = optimizer.state(p);
+    const s = f32(optimizer.state(p));
     return s.maxExpAvgSq === undefined
       ? [s.expAvg, s.expAvgSq]
       : [s.expAvg, s.expAvgSq, s.maxExpAvgSq];
@@ -601,8 +602,8 @@ describe('code that runs in the middle of a step or a load', () => {
       const sd = optimizer.stateDict();
       const buffer = resizableBuffer(32, 32);
       const expAvg = new Float32Array(buffer);
-      expAvg.set(sd.state[0]!.expAvg);
-      const saved = { ...sd.state[0]!, expAvg };
+      expAvg.set(f32(sd.state[0]!).expAvg);
+      const saved = { ...f32(sd.state[0]!), expAvg };
       const second = { ...sd.state[1]! };
       Object.defineProperty(second, 'step', {
         enumerable: true,
@@ -665,7 +666,7 @@ describe('detached and resized buffers', () => {
       const b = param(8, 3, 'b');
       const optimizer = new AdamW([a, b], { amsgrad: true });
       optimizer.step();
-      const array = optimizer.state(b)[which]!;
+      const array = f32(optimizer.state(b))[which]!;
       const before = bits(array);
       let copy: ArrayBuffer | undefined;
       try {
@@ -939,7 +940,7 @@ describe('shared params and aliased arrays', () => {
     const b = param(6, 3, 'b');
     const optimizer = new AdamW([a, b]);
     optimizer.step();
-    b.grad = optimizer.state(a).expAvg;
+    b.grad = f32(optimizer.state(a)).expAvg;
     const same = unchanged(a.data, a.grad, b.data, ...states(optimizer, [a, b]));
     expect(() => {
       optimizer.step();
@@ -997,7 +998,7 @@ describe('asynchronous steps', () => {
       const p = bigParam(1);
       const expected = expectedAfterOneStep(p);
       const optimizer = new AdamW([p], { threads: 2 });
-      const array = which === 'expAvg' ? optimizer.state(p).expAvg : p[which];
+      const array = which === 'expAvg' ? f32(optimizer.state(p)).expAvg : p[which];
       const running = optimizer.stepAsync();
       tryTransfer(array.buffer);
       await running;

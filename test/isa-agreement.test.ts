@@ -14,6 +14,7 @@ import {
   type ParamGroup,
 } from '../lib';
 import { float32Bits, gaussian, hex, mulberry32 } from './helpers/random';
+import { f32 } from './helpers/float32-state';
 
 // Math is read once: a global lookup inside a hot loop is ~8x slower in jest's vm sandbox.
 const { floor } = Math;
@@ -524,7 +525,7 @@ function runClass(c: ClassCase, isa: string): ClassRun {
     });
     optimizer.step();
     const arrays = params.flatMap((p, k) => {
-      const s = optimizer.state(p);
+      const s = f32(optimizer.state(p));
       const named: [string, Float32Array][] = [
         [`params[${k}].data`, p.data],
         [`state(params[${k}]).expAvg`, s.expAvg],

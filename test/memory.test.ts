@@ -9,6 +9,7 @@ import {
   type MemoryReport,
   type Param,
 } from '../lib';
+import { f32 } from './helpers/float32-state';
 
 const FLOAT32_BYTES = 4;
 
@@ -68,7 +69,7 @@ describe('memory()', () => {
       { params: params.slice(plainLengths.length), amsgrad: true },
     ]);
     const stateBytes = params.reduce((sum, p) => {
-      const s = optimizer.state(p);
+      const s = f32(optimizer.state(p));
       return sum + s.expAvg.byteLength + s.expAvgSq.byteLength + (s.maxExpAvgSq?.byteLength ?? 0);
     }, 0);
     const dataBytes = params.reduce((sum, p) => sum + p.data.byteLength + p.grad.byteLength, 0);
@@ -135,7 +136,7 @@ describe('estimateMemory()', () => {
   ])('%s', (_what, options, [params, grads, state]) => {
     expect(estimateMemory(options)).toEqual(
       oneGroupReport({
-        paramCount: options.params,
+        paramCount: options.params as number,
         params,
         grads,
         state,

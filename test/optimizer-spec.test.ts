@@ -16,6 +16,7 @@ import {
   type OptimizerSpec,
   type Param,
 } from './helpers/framework';
+import { f32 } from './helpers/float32-state';
 
 interface LiteHyper {
   lr: number;
@@ -27,7 +28,7 @@ interface LiteHyper {
 const LITE_SPEC: OptimizerSpec<LiteHyper> = {
   className: 'AdamLite',
   kind: 'adam-lite',
-  op: 'adamw',
+  ops: { float32: 'adamw' },
   hyperparameters: {
     lr: { default: 1e-3, check: checkNonNegativeForTest, fileKey: 'lr' },
     momentum: { default: 0.9, check: checkBetaForTest, fileKey: 'beta1' },
@@ -35,13 +36,13 @@ const LITE_SPEC: OptimizerSpec<LiteHyper> = {
     l2: { default: 0, check: checkNonNegativeForTest, fileKey: 'l2_penalty' },
   },
   state: [
-    { name: 'expAvg', fileName: 'm', dtype: 'float32', shape: 'param' },
-    { name: 'expAvgSq', fileName: 'v', dtype: 'float32', shape: 'param' },
+    { name: 'expAvg', fileName: 'm', shape: 'param' },
+    { name: 'expAvgSq', fileName: 'v', shape: 'param' },
     // The op has a maxExpAvgSq; this optimizer never keeps one.
     {
       name: 'maxExpAvgSq',
       fileName: 'unused',
-      dtype: 'float32',
+
       shape: 'param',
       presentWhen: () => false,
     },
@@ -70,6 +71,7 @@ const LITE_SPEC: OptimizerSpec<LiteHyper> = {
         weightDecay: h.l2,
         amsgrad: false,
         maximize: false,
+        stateDtype: 'float32',
       },
       step,
       false,
@@ -133,9 +135,14 @@ describe('an optimizer declared by a spec outside the package', () => {
     }
     for (const [k, p] of mine.entries()) {
       expect(bits(p.data)).toEqual(bits(theirs[k]!.data));
-      expect(bits(lite.state(p).expAvgSq)).toEqual(bits(adam.state(theirs[k]!).expAvgSq));
+      expect(bits(lite.state(p).expAvgSq)).toEqual(bits(f32(adam.state(theirs[k]!)).expAvgSq));
     }
-    expect(Object.keys(lite.state(mine[0]!)).sort()).toEqual(['expAvg', 'expAvgSq', 'step']);
+    expect(Object.keys(lite.state(mine[0]!)).sort()).toEqual([
+      'dtype',
+      'expAvg',
+      'expAvgSq',
+      'step',
+    ]);
   });
 
   test('groups have its hyperparameters, validated by its checks', () => {
@@ -179,7 +186,13 @@ describe('an optimizer declared by a spec outside the package', () => {
       paramGroups: Record<string, unknown>[];
     };
     expect(sd.optimizer).toBe('adam-lite');
-    expect(Object.keys(sd.state[0]!).sort()).toEqual(['expAvg', 'expAvgSq', 'name', 'step']);
+    expect(Object.keys(sd.state[0]!).sort()).toEqual([
+      'dtype',
+      'expAvg',
+      'expAvgSq',
+      'name',
+      'step',
+    ]);
     expect(sd.paramGroups[0]).toEqual({
       params: [0, 1],
       lr: 1e-3,

@@ -4,6 +4,7 @@
 import { Adam, AdamW, adamwStep, backend, type Param } from '../lib';
 import { ReferenceAdam, type RefHyper } from './helpers/reference';
 import { float32Bits, gaussian, hex, mulberry32 } from './helpers/random';
+import { f32 } from './helpers/float32-state';
 
 // Math is read once: a global lookup inside a hot loop is ~8x slower in jest's vm sandbox.
 const { abs, cos, fround, min, PI, sqrt } = Math;
@@ -277,7 +278,7 @@ function runScenario(
       classParam.grad.set(grad);
       optimizer.paramGroups[0]!.lr = lr;
       optimizer.step();
-      const classState = optimizer.state(classParam);
+      const classState = f32(optimizer.state(classParam));
       const functional = states[0]!;
       const pairs: [string, Float32Array, Float32Array][] = [
         ['param', classParam.data, functional.param],
@@ -406,7 +407,7 @@ function runWithGrads(
     param.grad.set(grad);
     if (bad && k + 1 === BAD_STEP) for (const [i, g] of BAD_GRADS) param.grad[i] = g;
     optimizer.step(); // returns normally: no exception, no skipped step
-    const s = optimizer.state(param);
+    const s = f32(optimizer.state(param));
     if (s.step !== k + 1) throw new Error(`state.step is ${s.step} after step ${k + 1}`);
     return {
       param: param.data.slice(),
@@ -515,7 +516,7 @@ describe('a NaN param (for completeness)', () => {
         const param: Param = { data: Float32Array.of(NaN, 1), grad: Float32Array.of(0.5, 0.5) };
         const optimizer = new Optimizer([param], { weightDecay: 0.1 });
         for (let t = 1; t <= 3; t++) optimizer.step();
-        const s = optimizer.state(param);
+        const s = f32(optimizer.state(param));
         result[Optimizer.name] =
           `param ${kind(param.data[0]!)}, expAvg ${kind(s.expAvg[0]!)}, ` +
           `expAvgSq ${kind(s.expAvgSq[0]!)}; other element ${kind(param.data[1]!)}`;

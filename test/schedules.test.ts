@@ -18,6 +18,7 @@ import {
   stepDecay,
 } from '../lib';
 import { bitsOf, firstBitDifference } from './helpers/bits';
+import { f32 } from './helpers/float32-state';
 
 let folder: string;
 beforeAll(() => {
@@ -140,7 +141,7 @@ function makeOptimizer(params: Param[], schedule: LrSchedule | null = SCHEDULE):
 function fingerprint(optimizer: AdamW, params: readonly Param[]): Uint32Array[] {
   return bitsOf(
     params.flatMap((p) => {
-      const s = optimizer.state(p);
+      const s = f32(optimizer.state(p));
       return [p.data, s.expAvg, s.expAvgSq, ...(s.maxExpAvgSq ? [s.maxExpAvgSq] : [])];
     }),
   );

@@ -5,6 +5,7 @@ import * as v8 from 'node:v8';
 
 import { AdamW, adamwStep, adamwStepAsync, backend, type Param } from '../lib';
 import { bitsOf, firstBitDifference } from './helpers/bits';
+import { f32 } from './helpers/float32-state';
 
 // Deterministic pseudo-random floats in [-0.5, 0.5) (xorshift), generated once; tests take copies
 // of slices so that data generation does not dominate the run time.
@@ -59,7 +60,7 @@ async function runModel(
   }
   return bitsOf(
     params.flatMap((p) => {
-      const s = optimizer.state(p);
+      const s = f32(optimizer.state(p));
       return [p.data, s.expAvg, s.expAvgSq, ...(s.maxExpAvgSq ? [s.maxExpAvgSq] : [])];
     }),
   );
@@ -167,8 +168,8 @@ describe('stepAsync', () => {
     }
     expect(
       firstBitDifference(
-        bitsOf([b[0]!.data, asyncOptimizer.state(b[0]!).expAvg]),
-        bitsOf([a[0]!.data, syncOptimizer.state(a[0]!).expAvg]),
+        bitsOf([b[0]!.data, f32(asyncOptimizer.state(b[0]!)).expAvg]),
+        bitsOf([a[0]!.data, f32(syncOptimizer.state(a[0]!)).expAvg]),
       ),
     ).toBeNull();
   });
@@ -210,7 +211,7 @@ describe('stepAsync', () => {
         if (async) await optimizer.stepAsync();
         else optimizer.step();
       }
-      return bitsOf([params[0]!.data, optimizer.state(params[0]!).expAvgSq]);
+      return bitsOf([params[0]!.data, f32(optimizer.state(params[0]!)).expAvgSq]);
     };
     const big = makeParams();
     const small = (): Param[] => [{ data: randomArray(50000, 21), grad: randomArray(50000, 22) }];
@@ -223,13 +224,13 @@ describe('stepAsync', () => {
     await pending;
     expect(
       firstBitDifference(
-        bitsOf([big[0]!.data, bigOptimizer.state(big[0]!).expAvgSq]),
+        bitsOf([big[0]!.data, f32(bigOptimizer.state(big[0]!)).expAvgSq]),
         await reference(makeParams(), 1, true),
       ),
     ).toBeNull();
     expect(
       firstBitDifference(
-        bitsOf([smallParams[0]!.data, smallOptimizer.state(smallParams[0]!).expAvgSq]),
+        bitsOf([smallParams[0]!.data, f32(smallOptimizer.state(smallParams[0]!)).expAvgSq]),
         await reference(small(), 200, false),
       ),
     ).toBeNull();

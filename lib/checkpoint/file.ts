@@ -48,7 +48,7 @@ import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals } from '../optim/internals';
 import { checkMin8bitSize, checkSeed, leanOptionKeys } from '../optim/lean-options';
 import { groupValues } from '../optim/param-groups';
-import { currentName, type Param } from '../optim/params';
+import { type AnyParam, currentName } from '../optim/params';
 import type { AnyOptimizerSpec, StateDtype } from '../optim/spec';
 import {
   blockwise8BlockSize,
@@ -156,7 +156,11 @@ export function saveCheckpoint(
     const step = new BigInt64Array([BigInt(slot.step)]);
     tensors.push({ name: `state.${keys[k]}.step`, dtype: 'I64', shape: [], data: step });
   }
-  const byDtype = { F32: [] as TensorToWrite[], BF16: [] as TensorToWrite[], U8: [] as TensorToWrite[] };
+  const byDtype = {
+    F32: [] as TensorToWrite[],
+    BF16: [] as TensorToWrite[],
+    U8: [] as TensorToWrite[],
+  };
   for (const [k, slot] of internals.slots.entries()) {
     for (const [i, tensor] of spec.state.entries()) {
       const array = slot.state[i];
@@ -164,7 +168,7 @@ export function saveCheckpoint(
       const name = `state.${keys[k]}.${tensor.fileName}`;
       const dtypes = FILE_DTYPES[slot.dtype];
       for (const [part, data] of partsOf(array).entries()) {
-        const dtype = dtypes[part]!;
+        const dtype = dtypes[part];
         const length = data.byteLength / (dtype === 'F32' ? 4 : dtype === 'BF16' ? 2 : 1);
         byDtype[dtype].push({
           name: part === 0 ? name : absmaxName(name),
@@ -196,7 +200,7 @@ export function saveCheckpoint(
   if (leanKeys.length > 0) {
     const lean: Record<string, unknown> = {};
     const settings = internals.lean as unknown as Record<string, unknown>;
-    for (const key of leanKeys) lean[LEAN_FILE_KEYS[key]!] = settings[key];
+    for (const key of leanKeys) lean[LEAN_FILE_KEYS[key]] = settings[key];
     metadata[LEAN_METADATA_KEY] = JSON.stringify(lean);
   }
   const schedule = internals.scheduleState;
@@ -405,7 +409,7 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
       const base = `${prefix}.${declared.fileName}`;
       return FILE_DTYPES[dtype].map((fileDtype, part) => {
         const info = tensor(part === 0 ? base : absmaxName(base), fileDtype, 'vector');
-        const want = storage[part]!.length;
+        const want = storage[part].length;
         if (info.shape[0] !== want) {
           const why = part === 0 ? `as ${firstName}` : `one per ${blockSize} elements of ${base}`;
           throw new RangeError(
@@ -459,11 +463,11 @@ function leanSettings(
   checkKnownKeys(
     name,
     value,
-    keys.map((key) => LEAN_FILE_KEYS[key]!),
+    keys.map((key) => LEAN_FILE_KEYS[key]),
     ` of ${where}`,
   );
-  const read = (key: string) => value.get(LEAN_FILE_KEYS[key]!);
-  const field = (key: string) => `${name}.${LEAN_FILE_KEYS[key]!} of ${where}`;
+  const read = (key: string) => value.get(LEAN_FILE_KEYS[key]);
+  const field = (key: string) => `${name}.${LEAN_FILE_KEYS[key]} of ${where}`;
   const rounding = read('stochasticRounding');
   if (rounding !== undefined) {
     settings.stochasticRounding = checkBoolean(field('stochasticRounding'), rounding);
@@ -507,7 +511,12 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
       );
     }
     if (first !== undefined) {
-      checkDtypeFits(internals, slot, `the state dtype of tensor '${first.name}' of ${where}`, param.dtype);
+      checkDtypeFits(
+        internals,
+        slot,
+        `the state dtype of tensor '${first.name}' of ${where}`,
+        param.dtype,
+      );
     }
   }
   checkRoundingFits(
@@ -537,12 +546,9 @@ function readPlannedFile(
     destinations.set(param.step.name, stepBytes[k]);
     for (const [i, infos] of param.state.entries()) {
       const array = arrays[i];
-      if (infos === null || array === null || array === undefined) continue;
+      if (infos === null || array === null) continue;
       const parts = partsOf(array);
-      for (const [part, info] of infos.entries()) {
-        const destination = parts[part];
-        if (destination !== undefined) destinations.set(info.name, destination);
-      }
+      for (const [part, info] of infos.entries()) destinations.set(info.name, parts[part]);
     }
   }
   // planFromHeader matched the file's tensors to the plan's one for one.
@@ -604,7 +610,7 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
 /** What a class's static load needs: a new optimizer of its kind for these groups, with these
  * lean-state options (those its spec takes). */
 export type OptimizerFactory<T> = (
-  groups: ({ params: Param[] } & Record<string, unknown>)[],
+  groups: ({ params: AnyParam[] } & Record<string, unknown>)[],
   options: Record<string, unknown>,
 ) => {
   optimizer: T;
@@ -641,7 +647,7 @@ export function loadOptimizer<T>(
     }
     let first = 0;
     const groups = plan.groups.map((group) => {
-      const groupParams = (params as Param[]).slice(first, first + group.paramCount);
+      const groupParams = (params as AnyParam[]).slice(first, first + group.paramCount);
       first += group.paramCount;
       return { ...group.values, params: groupParams };
     });

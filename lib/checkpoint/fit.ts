@@ -124,7 +124,8 @@ export function checkRoundingFits(
   if (
     rounding.stochasticRounding &&
     !internals.groups.some(
-      (group) => key !== undefined && (group as unknown as Record<string, unknown>)[key] === 'bfloat16',
+      (group) =>
+        key !== undefined && (group as unknown as Record<string, unknown>)[key] === 'bfloat16',
     )
   ) {
     throw rangeError(

@@ -98,7 +98,11 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
   const hyperKeys = Object.keys(spec.hyperparameters);
   const sd = checkObject('stateDict', value);
   const rounds = leanOptionKeys(spec).includes('stochasticRounding');
-  checkKnownKeys('stateDict', sd, rounds ? [...STATE_DICT_KEYS, ...ROUNDING_KEYS] : STATE_DICT_KEYS);
+  checkKnownKeys(
+    'stateDict',
+    sd,
+    rounds ? [...STATE_DICT_KEYS, ...ROUNDING_KEYS] : STATE_DICT_KEYS,
+  );
   // Each field is read once: a getter cannot show validation one value and the copy another.
   const { optimizer: kind, state, paramGroups, lrSchedule, stochasticRounding, seed } = sd;
   checkKind(internals, 'stateDict.optimizer', kind);

@@ -6,7 +6,7 @@ import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
 import { rangeError, typeError } from '../core/errors';
 import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
-import type { Param } from './params';
+import type { AnyParam } from './params';
 import { type OptimizerSpec, type StateDtype, STATE_DTYPES } from './spec';
 import type { Blockwise8Tensor } from './state-storage';
 
@@ -38,13 +38,13 @@ export interface OptimizerOptions extends Hyper, CommonOptions {}
 
 /** A set of parameters sharing hyperparameters; unset fields take the optimizer's defaults. */
 export interface ParamGroup extends Hyper {
-  params: Param[];
+  params: AnyParam[];
 }
 
 /** An Adam/AdamW group as the optimizer holds it. Hyperparameters can be changed between steps;
  * each assignment is validated. amsgrad is fixed because it decides which state exists. */
 export interface OptimizerParamGroup {
-  readonly params: readonly Param[];
+  readonly params: readonly AnyParam[];
   lr: number;
   betas: readonly [number, number];
   eps: number;
@@ -245,7 +245,7 @@ export abstract class AdamBase extends Optimizer<
  */
 export class AdamW extends AdamBase {
   static readonly spec = ADAMW_SPEC;
-  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
+  constructor(params: AnyParam[] | ParamGroup[], defaults?: OptimizerOptions) {
     super(ADAMW_SPEC, params, defaults);
   }
 }
@@ -256,7 +256,7 @@ export class AdamW extends AdamBase {
  */
 export class Adam extends AdamBase {
   static readonly spec = ADAM_SPEC;
-  constructor(params: Param[] | ParamGroup[], defaults?: OptimizerOptions) {
+  constructor(params: AnyParam[] | ParamGroup[], defaults?: OptimizerOptions) {
     super(ADAM_SPEC, params, defaults);
   }
 }

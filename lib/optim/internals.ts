@@ -3,13 +3,13 @@
 // nothing of optim/optimizer.ts and there is no import cycle.
 import type { ScheduleState } from '../train/schedules';
 import type { LiveGroup } from './param-groups';
-import type { Param } from './params';
+import type { AnyParam } from './params';
 import type { AnyOptimizerSpec, StateDtype } from './spec';
 import type { StateArray } from './state-storage';
 
 /** What the optimizer keeps about one param, as checkpoint/ sees it. */
 export interface SlotView {
-  readonly param: Param;
+  readonly param: AnyParam;
   /** "params[3]" or the param's name, for messages. */
   readonly label: string;
   readonly groupIndex: number;

@@ -34,14 +34,7 @@ export interface MemoryEstimateOptions {
   min8bitSize?: number;
 }
 
-const ESTIMATE_KEYS = [
-  'params',
-  'paramBytes',
-  'gradBytes',
-  'amsgrad',
-  'stateDtype',
-  'min8bitSize',
-];
+const ESTIMATE_KEYS = ['params', 'paramBytes', 'gradBytes', 'amsgrad', 'stateDtype', 'min8bitSize'];
 
 /** How many state tensors a param of a group of `spec` with hyperparameters `values` keeps. */
 export function stateTensorCount(spec: AnyOptimizerSpec, values: HyperparameterValues): number {

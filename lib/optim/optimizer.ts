@@ -46,6 +46,7 @@ import {
   checkParamArrays,
   GRAD_DTYPE_CODES,
   type GradDtype,
+  type AnyParam,
   type Param,
   type ParamArrays,
   validateParam,
@@ -90,6 +91,8 @@ export interface CommonOptions extends LeanStateOptions {
 
 /** A param group as passed in: its params and any of the optimizer's hyperparameters. */
 export interface ParamGroupInput {
+  // Param (float32 grads): what every optimizer class must accept, so that one written for
+  // 0.1.0's Param[] is still an OptimizerClass.
   params: Param[];
 }
 
@@ -171,11 +174,10 @@ export function optimizerInternals(optimizer: AnyOptimizer): OptimizerInternals 
 
 /** A class of this package's optimizers, as its static `load` sees it. */
 export interface OptimizerClass<T> {
-  new (params: ParamGroupInput[], options?: CommonOptions): T;
+  new (params: ParamGroupInput[]): T;
   /** The optimizer's declaration. */
   readonly spec: AnyOptimizerSpec;
 }
-
 
 /**
  * The base of every optimizer of this package (AdamW, Adam, ...). `G` is the type of its param
@@ -197,7 +199,7 @@ export abstract class Optimizer<
   readonly #groups: LiveGroup[] = [];
   readonly #groupsView: readonly G[];
   readonly #slots: Slot[] = [];
-  readonly #slotOf = new Map<Param, Slot>();
+  readonly #slotOf = new Map<AnyParam, Slot>();
   readonly #variants: Variant[] = [];
   readonly #writeScalars: ScalarWriter;
   #plan: NativePlan;
@@ -492,14 +494,14 @@ export abstract class Optimizer<
     this.#assertIdle('zeroGrad()');
     const values = this.#slots.map((slot) => [slot.param.grad, slot.param.gradDtype] as const);
     const grads = this.#slots.map(
-      (slot, k) => checkGrad(slot.label, values[k]![0], values[k]![1], slot.length).grad,
+      (slot, k) => checkGrad(slot.label, values[k][0], values[k][1], slot.length).grad,
     );
     for (const grad of grads) grad.fill(0);
   }
 
   /** The state of `param`: its step count, how its state is kept (`dtype`) and zero-copy views
    * of its state tensors (Float32Array, Uint16Array of bf16 bits, or blockwise8 { codes, absmax }). */
-  state(param: Param): S {
+  state(param: AnyParam): S {
     const slot = this.#slotFor(param);
     const state: Record<string, unknown> = { step: slot.step, dtype: slot.dtype };
     for (const [i, tensor] of this.#spec.state.entries()) {
@@ -514,7 +516,7 @@ export abstract class Optimizer<
    * widened exactly; blockwise8 dequantized, each code's map value times its block's absmax,
    * rounded once to float32 as the kernel does). Later steps do not change them.
    */
-  stateFloat32(param: Param): F {
+  stateFloat32(param: AnyParam): F {
     const slot = this.#slotFor(param);
     const state: Record<string, unknown> = { step: slot.step, dtype: slot.dtype };
     for (const [i, tensor] of this.#spec.state.entries()) {
@@ -562,9 +564,20 @@ export abstract class Optimizer<
    * hyperparameters, lean-state options and state of the file at `path`, read directly into its
    * arrays.
    */
-  static load<T extends AnyOptimizer>(this: OptimizerClass<T>, path: string, params: Param[]): T {
+  static load<T extends AnyOptimizer>(
+    this: OptimizerClass<T>,
+    path: string,
+    params: AnyParam[],
+  ): T {
+    // A class whose spec has lean state takes the lean-state options as its second argument, as
+    // AdamW does; another is passed none.
+    const Class = this as unknown as new (
+      groups: { params: AnyParam[] }[],
+      options?: CommonOptions,
+    ) => T;
     const create: OptimizerFactory<T> = (groups, options) => {
-      const optimizer = new this(groups, options);
+      const optimizer =
+        Object.keys(options).length === 0 ? new Class(groups) : new Class(groups, options);
       return { optimizer, internals: internals(optimizer) };
     };
     return loadOptimizer(this.spec, path, params, create);
@@ -597,7 +610,7 @@ export abstract class Optimizer<
     return report;
   }
 
-  #slotFor(param: Param): Slot {
+  #slotFor(param: AnyParam): Slot {
     const slot = this.#slotOf.get(param);
     if (slot === undefined) {
       throw new RangeError(
@@ -742,7 +755,7 @@ export abstract class Optimizer<
     );
     this.#checkOverlap(this.#slots, checked);
     for (const [k, slot] of this.#slots.entries()) {
-      const arrays = checked[k]!;
+      const arrays = checked[k];
       slot.data = arrays.data;
       slot.grad = arrays.grad;
       slot.gradDtype = arrays.gradDtype;
@@ -761,7 +774,7 @@ export abstract class Optimizer<
     const slots = this.#slots;
     const tensorSet = this.#tensorSet;
     const rounding = this.#stochasticRounding;
-    const roundingFlag = rounding ? (this.#layout.flags.stochasticRounding ?? 0) : 0;
+    const roundingFlag = rounding ? this.#layout.flags.stochasticRounding : 0;
     for (const variant of variants) variant.step = -1;
     let sets = 0;
     for (let k = 0; k < slots.length; k++) {
@@ -841,7 +854,7 @@ export abstract class Optimizer<
       const blocks = layout.arrayLengths?.[a] === 'blocks';
       const tensorName = blocks && array.endsWith('Absmax') ? array.slice(0, -6) : array;
       const index = spec.state.findIndex((tensor) => tensor.name === tensorName);
-      if (index < 0 || (dtype === 'blockwise8' && spec.state[index]!.map === undefined)) {
+      if (index < 0 || (dtype === 'blockwise8' && spec.state[index].map === undefined)) {
         throw new Error(`simd-adamw: ${spec.className} has no state '${array}' (op '${name}')`);
       }
       return { from: 'state', index, part: blocks ? 1 : 0 };
@@ -891,8 +904,8 @@ export abstract class Optimizer<
         decay: v.decay,
         variant,
         step: 0,
-        dtype: layouts[k]!.dtype,
-        state: allocated.state[k]!,
+        dtype: layouts[k].dtype,
+        state: allocated.state[k],
         data: v.data,
         grad: v.grad,
         gradDtype: v.gradDtype,
@@ -909,7 +922,7 @@ export abstract class Optimizer<
   #checkOverlap(slots: readonly Slot[], userArrays: readonly ParamArrays[] = slots): void {
     const arrays: NamedArray[] = [];
     for (const [k, slot] of slots.entries()) {
-      const { data, grad, dataBf16 } = userArrays[k]!;
+      const { data, grad, dataBf16 } = userArrays[k];
       arrays.push(
         { name: `${slot.label}.data`, array: data },
         { name: `${slot.label}.grad`, array: grad },

@@ -2,14 +2,14 @@
 // hyperparameter of the optimizer's spec. Hyperparameters can be changed between steps; each
 // assignment is checked with the spec's check, and refused while an asynchronous step runs (it read
 // the values when it started). Fixed hyperparameters (amsgrad) are read-only.
-import type { Param } from './params';
+import type { AnyParam } from './params';
 import type { HyperparameterValues } from './hyperparameters';
 import type { AnyOptimizerSpec } from './spec';
 
 /** The generic face of a live group; each optimizer's own group interface (AdamW's
  * OptimizerParamGroup) describes the same object with its hyperparameters' types. */
 export interface LiveGroup {
-  readonly params: readonly Param[];
+  readonly params: readonly AnyParam[];
   readonly lr: number;
 }
 
@@ -22,7 +22,7 @@ const snapshots = new WeakMap<LiveGroup, { values: HyperparameterValues }>();
 export function createParamGroup(
   spec: AnyOptimizerSpec,
   label: string,
-  params: readonly Param[],
+  params: readonly AnyParam[],
   initial: HyperparameterValues,
   assertIdle: (action: string) => void,
 ): LiveGroup {

@@ -18,13 +18,17 @@ export const GRAD_DTYPE_CODES: Readonly<Record<GradDtype, number>> = {
   float16: 2,
 };
 
+/** A gradient array: float32 values, or bfloat16/float16 bits. */
+export type GradArray = Float32Array | Uint16Array;
+
 /** A trainable tensor: its values and its gradient, both updated/read in place. data, grad,
- * gradDtype and dataBf16 are read at every step (each may be replaced between steps). */
-export interface Param {
+ * gradDtype and dataBf16 are read at every step (each may be replaced between steps). `G` is the
+ * type of its grad: Float32Array by default, Uint16Array for bf16/fp16 gradients. */
+export interface Param<G extends GradArray = Float32Array> {
   /** The float32 master copy of the values. */
   data: Float32Array;
   /** The gradient: a Float32Array, or a Uint16Array of bfloat16/float16 bits with gradDtype. */
-  grad: Float32Array | Uint16Array;
+  grad: G;
   /** What `grad` holds: required ('bfloat16' or 'float16') for a Uint16Array grad; 'float32' or
    * absent for a Float32Array. */
   gradDtype?: GradDtype;
@@ -38,9 +42,12 @@ export interface Param {
   decay?: boolean;
 }
 
+/** A param with either kind of gradient, as the optimizers take them. */
+export type AnyParam = Param<GradArray>;
+
 /** A param as validated at construction: each field read once. */
 export interface ValidatedParam {
-  param: Param;
+  param: AnyParam;
   /** The param's name if it has one, else where it was passed: "params[3]". */
   label: string;
   data: Float32Array;
@@ -156,7 +163,7 @@ export function validateParam(
   }
   const arrays = checkParamArrays(where, data, grad, gradDtype, dataBf16);
   return {
-    param: value as Param,
+    param: value as AnyParam,
     label: typeof name === 'string' ? name : where,
     ...arrays,
     gradDtypeInput: gradDtype,
@@ -166,7 +173,7 @@ export function validateParam(
 }
 
 /** The name a param has now: undefined or a non-empty string (any other value is an error). */
-export function currentName(param: Param, label: string): string | undefined {
+export function currentName(param: AnyParam, label: string): string | undefined {
   const name: unknown = param.name;
   if (name === undefined) return undefined;
   if (typeof name !== 'string' || name === '') {

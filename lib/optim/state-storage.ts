@@ -104,7 +104,7 @@ export function checkStateArray(
 ): StateArray {
   const storage = storageOf(dtype, length, blockSize);
   if (dtype !== 'blockwise8') {
-    return checkTypedArray(label, array, storage[0]!.kind, length) as StateArray;
+    return checkTypedArray(label, array, storage[0].kind, length) as StateArray;
   }
   if (typeof array !== 'object' || array === null || ArrayBuffer.isView(array)) {
     checkTypedArray(label, array, 'Uint8Array'); // a TypeError naming what it is
@@ -116,7 +116,7 @@ export function checkStateArray(
       `${label}.absmax`,
       absmax,
       'Float32Array',
-      storage[1]!.length,
+      storage[1].length,
     ) as Float32Array,
   };
 }
@@ -150,7 +150,9 @@ export function allocateState(
   blockSize: number,
 ): StateArenas {
   const arenas: { array: ArrayBufferView; length: number }[] = [];
-  const views: (StateArray | null)[][] = params.map(() => new Array<StateArray | null>(tensorCount));
+  const views: (StateArray | null)[][] = params.map(
+    () => new Array<StateArray | null>(tensorCount),
+  );
   for (let i = 0; i < tensorCount; i++) {
     // One arena per kind and role: float32 values, bf16 values, codes, absmax.
     const roles = new Map<string, { kind: TypedArrayKind; total: number; next: number }>();
@@ -173,25 +175,26 @@ export function allocateState(
     }
     const take = (dtype: StateDtype, part: number, length: number) => {
       const key = roleKey(dtype, part);
-      const role = roles.get(key)!;
-      const arena = buffers.get(key) as Float32Array | Uint16Array | Uint8Array;
+      const role = roles.get(key);
+      const arena = buffers.get(key) as Float32Array | Uint16Array | Uint8Array | undefined;
+      if (role === undefined || arena === undefined) throw new Error(`simd-adamw: no arena ${key}`);
       const view = arena.subarray(role.next, role.next + length);
       role.next += length;
       return view;
     };
     for (const [k, p] of params.entries()) {
       if (!p.present[i]) {
-        views[k]![i] = null;
+        views[k][i] = null;
         continue;
       }
       const storage = storageOf(p.dtype, p.length, blockSize);
-      views[k]![i] =
+      views[k][i] =
         p.dtype === 'blockwise8'
           ? Object.freeze({
-              codes: take(p.dtype, 0, storage[0]!.length) as Uint8Array,
-              absmax: take(p.dtype, 1, storage[1]!.length) as Float32Array,
+              codes: take(p.dtype, 0, storage[0].length) as Uint8Array,
+              absmax: take(p.dtype, 1, storage[1].length) as Float32Array,
             })
-          : (take(p.dtype, 0, storage[0]!.length) as Float32Array | Uint16Array);
+          : (take(p.dtype, 0, storage[0].length) as Float32Array | Uint16Array);
     }
   }
   return { arenas, state: views };
@@ -210,7 +213,7 @@ export function stateToFloat32(
   if (dtype === 'bfloat16') {
     const halves = array as Uint16Array;
     const bits = new Uint32Array(halves.length);
-    for (let j = 0; j < halves.length; j++) bits[j] = halves[j]! << 16;
+    for (let j = 0; j < halves.length; j++) bits[j] = halves[j] << 16;
     return new Float32Array(bits.buffer);
   }
   const { codes, absmax } = array as Blockwise8Tensor;
@@ -218,7 +221,7 @@ export function stateToFloat32(
   const out = new Float32Array(codes.length);
   // Both factors are float32, so their double product is exact and Math.fround rounds it once.
   for (let j = 0; j < codes.length; j++) {
-    out[j] = Math.fround(values[codes[j]!]! * absmax[Math.floor(j / blockSize)]!);
+    out[j] = Math.fround(values[codes[j]] * absmax[Math.floor(j / blockSize)]);
   }
   return out;
 }
@@ -234,7 +237,7 @@ export function newStateArray(dtype: StateDtype, length: number, blockSize: numb
   const storage = storageOf(dtype, length, blockSize);
   if (dtype === 'float32') return new Float32Array(length);
   if (dtype === 'bfloat16') return new Uint16Array(length);
-  return { codes: new Uint8Array(length), absmax: new Float32Array(storage[1]!.length) };
+  return { codes: new Uint8Array(length), absmax: new Float32Array(storage[1].length) };
 }
 
 /** A copy of a state array, of the same kind (state dicts hold copies). */

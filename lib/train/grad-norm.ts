@@ -5,7 +5,7 @@ import { checkObject, isPlainObject } from '../core/checks';
 import { typeError } from '../core/errors';
 import { native } from '../core/native';
 import { checkThreads, defaultThreads } from '../core/threads';
-import { checkGrad, GRAD_DTYPE_CODES, type Param } from '../optim/params';
+import { type AnyParam, checkGrad, GRAD_DTYPE_CODES } from '../optim/params';
 
 /**
  * The L2 norm of all the gradients together: sqrt of the sum of every element's square, summed in
@@ -17,7 +17,7 @@ import { checkGrad, GRAD_DTYPE_CODES, type Param } from '../optim/params';
  * gradients.
  */
 export function gradNorm(
-  params: readonly (Param | Float32Array)[],
+  params: readonly (AnyParam | Float32Array)[],
   options?: { threads?: number },
 ): number {
   if (!Array.isArray(params)) {

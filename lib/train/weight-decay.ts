@@ -4,7 +4,7 @@
 
 import { typeError } from '../core/errors';
 import type { ParamGroup } from '../optim/adam';
-import type { Param } from '../optim/params';
+import type { AnyParam } from '../optim/params';
 
 /**
  * The default rule of {@link noDecay}: true (no decay) for a param whose name ends in `bias`, or
@@ -14,7 +14,7 @@ import type { Param } from '../optim/params';
  * ln, 1, weight). Unnamed params decay. Embeddings decay: exclude them with your own predicate if
  * your recipe does.
  */
-export function isBiasOrNorm(param: Param): boolean {
+export function isBiasOrNorm(param: AnyParam): boolean {
   const name = param.name;
   if (typeof name !== 'string') return false;
   const lower = name.toLowerCase();
@@ -30,15 +30,15 @@ export function isBiasOrNorm(param: Param): boolean {
  * `isExempt(param)` is true (default {@link isBiasOrNorm}). Pass the result to the optimizer,
  * optionally after adding options to the groups.
  */
-export function noDecay(
-  params: readonly Param[],
-  isExempt: (param: Param) => boolean = isBiasOrNorm,
+export function noDecay<P extends AnyParam>(
+  params: readonly P[],
+  isExempt: (param: P) => boolean = isBiasOrNorm,
 ): ParamGroup[] {
   if (!Array.isArray(params)) throw typeError('params', 'an array of params', params);
   if (typeof isExempt !== 'function') throw typeError('isExempt', 'a function', isExempt);
-  const decayed: Param[] = [];
-  const exempt: Param[] = [];
-  for (const param of params as readonly Param[]) (isExempt(param) ? exempt : decayed).push(param);
+  const decayed: P[] = [];
+  const exempt: P[] = [];
+  for (const param of params as readonly P[]) (isExempt(param) ? exempt : decayed).push(param);
   const groups: ParamGroup[] = [];
   if (decayed.length > 0) groups.push({ params: decayed });
   if (exempt.length > 0) groups.push({ params: exempt, weightDecay: 0 });
