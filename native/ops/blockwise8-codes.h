@@ -212,8 +212,9 @@ struct DynamicMap {
   const float* values;         // the 256 codes' values, ascending
   float midpointBelow[255];    // [k] = the midpoint of values[k] and values[k + 1], rounded toward
                                // -inf to float32 (y > it exactly when y is above the midpoint)
-  uint32_t buckets[kBuckets];  // (the code of the bucket's lowest float) << 16 | (the key of the
-                               // midpoint above that code if it is in the bucket, else 0xffff)
+  uint32_t buckets[kBuckets];  // (the code of the bucket's lowest float) << 16 | (0xffff - the
+                               // key of the midpoint above that code if it is in the bucket, else
+                               // 0): adding y's key carries into the code exactly when y is above
   uint8_t zeroCode;            // the code of 0 (an all-zero block's codes)
 };
 
@@ -300,12 +301,12 @@ constexpr DynamicMap makeDynamicMap(const float* values) {
   for (int32_t j = 0; j < DynamicMap::kBuckets; ++j) {
     const BucketRange range = bucketRange(j);
     while (code < 255 && below[code] < orderKey(range.lowest)) ++code;
-    uint32_t key = kKeyMask;  // no midpoint in the bucket: no key is greater
+    uint32_t key = kKeyMask;  // no midpoint in the bucket: no key is greater, so no carry
     if (below[code] < orderKey(range.highest)) {
       key = keyInBucket(bitsOfNormal(map.midpointBelow[code]));
       if (below[code + 1] < orderKey(range.highest)) dynamicMapBucketWithTwoMidpoints();
     }
-    map.buckets[j] = static_cast<uint32_t>(code) << 16 | key;
+    map.buckets[j] = static_cast<uint32_t>(code) << 16 | (kKeyMask - key);
   }
   int32_t zero = 0;
   while (zero < 255 && below[zero] < orderKey(0)) ++zero;
@@ -337,8 +338,9 @@ inline float floatOf(uint32_t bits) {
 
 // codes[j] = the nearest code of values[j] / absmax. One table load per element: the bucket of y
 // (its float pattern's top bits, magnitudes clamped to the buckets' range) gives a code and the
-// key of the one midpoint that may lie in the bucket, and y's own key decides whether y is above
-// it. Every pointer is restrict so that GCC vectorizes the table load as a gather.
+// key of the one midpoint that may lie in the bucket, and adding y's own key (at most 0xffff)
+// carries one into the code exactly when y's key is greater, i.e. y is above that midpoint. Every
+// pointer is restrict so that GCC vectorizes the table load as a gather.
 inline void nearestCodes(const uint32_t* __restrict buckets, const float* __restrict values,
                          float absmax, size_t n, uint8_t* __restrict codes) {
   for (size_t j = 0; j < n; ++j) {
@@ -350,7 +352,7 @@ inline void nearestCodes(const uint32_t* __restrict buckets, const float* __rest
     const int32_t u = static_cast<int32_t>((magnitude - kSmallBits) >> kBucketShift);
     const uint32_t entry = buckets[kBucketsPerSign + (u ^ negative)];  // u ^ -1 = -u - 1
     const uint32_t key = (magnitude ^ static_cast<uint32_t>(negative)) & kKeyMask;
-    codes[j] = static_cast<uint8_t>((entry >> 16) + (key > (entry & kKeyMask) ? 1 : 0));
+    codes[j] = static_cast<uint8_t>((entry + key) >> 16);
   }
 }
 
