@@ -98,7 +98,7 @@ describe(`a 4-64-64-3 MLP on iris, ${STEPS} AdamW steps`, () => {
     const baseline = runs.get('float32')!.loss;
     const lines = [...runs].map(
       ([name, r]) =>
-        `${name.padEnd(30)} loss ${r.initialLoss.toFixed(4)} -> ${r.loss.toFixed(5)} ` +
+        `${name.padEnd(30)} loss ${r.initialLoss.toFixed(4)} -> ${r.loss.toFixed(6)} ` +
         `(${((r.loss / baseline - 1) * 100).toFixed(2)}% vs float32), accuracy ${(r.accuracy * 100).toFixed(1)}%`,
     );
     console.log(
