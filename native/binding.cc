@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "control.h"
 #include "dispatch.h"
 #include "grad-norm.h"
+#include "ops/blockwise8-codes.h"
 #include "plan.h"
 #include "thread-pool.h"
 #include "train-step.h"
@@ -26,23 +28,42 @@
 namespace simd_adamw {
 namespace {
 
-// Returns the float32 view's data and length, or throws if the value is not a Float32Array.
-// `name()` builds the argument's name for the message only when there is an error.
-template <class Name>
-float* float32Data(const Napi::Env& env, const Napi::Value& value, const Name& name,
-                   size_t* length) {
-  if (!value.IsTypedArray() ||
-      value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(env, "Expected a Float32Array for " + std::string(name()));
+size_t elementSizeOf(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array:
+      return 1;
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    default:  // float64, bigint64, biguint64 (and any wider type a later N-API adds)
+      return 8;
   }
-  Napi::Float32Array array = value.As<Napi::Float32Array>();
-  *length = array.ElementLength();
-  return array.Data();
 }
 
-bool isFloat32Array(const Napi::Value& value) {
-  return value.IsTypedArray() &&
-         value.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
+// A typed array's element type, data, length in elements and in bytes (napi_get_typedarray_info
+// runs no JavaScript). False if `value` is no typed array.
+struct TypedView {
+  napi_typedarray_type type;
+  void* data;
+  size_t length;
+  size_t bytes;
+};
+
+bool typedView(napi_env env, napi_value value, TypedView* view) {
+  bool isTypedArray = false;
+  if (napi_is_typedarray(env, value, &isTypedArray) != napi_ok || !isTypedArray) return false;
+  if (napi_get_typedarray_info(env, value, &view->type, &view->length, &view->data, nullptr,
+                               nullptr) != napi_ok) {
+    return false;
+  }
+  view->bytes = view->length * elementSizeOf(view->type);
+  return true;
 }
 
 // The bytes of one array, and where it came from.
@@ -71,9 +92,9 @@ bool findOverlap(std::vector<Span> spans, size_t* first, size_t* second) {
   return false;
 }
 
-Span spanOf(const float* data, size_t length, size_t index) {
+Span spanOf(const void* data, size_t bytes, size_t index) {
   const auto begin = reinterpret_cast<uintptr_t>(data);
-  return Span{begin, begin + length * sizeof(float), index};
+  return Span{begin, begin + bytes, index};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,84 +131,219 @@ std::string opNames() {
   return names;
 }
 
-// createPlan(op, arrays): gathers and checks the tensors once; see native/plan.h.
+const char* const kGradDtypeNames[kGradDtypeCount] = {"float32", "bfloat16", "float16"};
+
+// The typed array an array of `type` must be, for the messages and the check.
+const char* expectedArrayName(ArrayType type, GradDtype grad) {
+  switch (type) {
+    case ArrayType::kFloat32:
+      return "Float32Array";
+    case ArrayType::kBfloat16:
+      return "Uint16Array";
+    case ArrayType::kUint8:
+      return "Uint8Array";
+    case ArrayType::kGrad:
+      return grad == kGradFloat32 ? "Float32Array" : "Uint16Array";
+  }
+  return "";
+}
+
+napi_typedarray_type expectedArrayType(ArrayType type, GradDtype grad) {
+  switch (type) {
+    case ArrayType::kFloat32:
+      return napi_float32_array;
+    case ArrayType::kBfloat16:
+      return napi_uint16_array;
+    case ArrayType::kUint8:
+      return napi_uint8_array;
+    case ArrayType::kGrad:
+      return grad == kGradFloat32 ? napi_float32_array : napi_uint16_array;
+  }
+  return napi_float32_array;
+}
+
+// The optional-array entry of array `a` of `layout`, or null when the array is required.
+const OpOptionalArray* optionalEntry(const OpLayout& layout, size_t a) {
+  for (size_t o = 0; o < layout.optionalCount; ++o) {
+    if (layout.optionalArrays[o].array == a) return &layout.optionalArrays[o];
+  }
+  return nullptr;
+}
+
+constexpr const char* kCreatePlanSignature =
+    "createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array)";
+
+// createPlan(op, arrays, gradDtypes?): gathers and checks the tensors once; see native/plan.h.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() != 2 || !info[0].IsString() || !info[1].IsArray()) {
-    throw Napi::TypeError::New(env, "createPlan(op: string, arrays: (Float32Array | null)[])");
+  const bool hasGradDtypes = info.Length() == 3 && !info[2].IsUndefined();
+  if (info.Length() < 2 || info.Length() > 3 || !(info[0].IsString() || info[0].IsArray()) ||
+      !info[1].IsArray()) {
+    throw Napi::TypeError::New(env, kCreatePlanSignature);
   }
-  OpId op = kOpCount;
-  const std::string opName = info[0].As<Napi::String>().Utf8Value();
-  if (!findOp(opName, &op)) {
-    throw Napi::TypeError::New(
-        env, "Expected one of " + opNames() + " for op but received '" + opName + "'");
+  if (hasGradDtypes && !(info[2].IsTypedArray() &&
+                         info[2].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array)) {
+    throw Napi::TypeError::New(env, "createPlan(): gradDtypes must be a Uint8Array");
   }
-  const OpLayout& layout = opLayout(op);
-  const size_t perTensor = layout.arrayCount;
-  const auto optionalFlag = [&](size_t a) -> uint32_t {
-    for (size_t o = 0; o < layout.optionalCount; ++o) {
-      if (layout.optionalArrays[o].array == a) return layout.optionalArrays[o].flag;
-    }
-    return 0;
-  };
-  const auto where = [&](size_t index) {
-    return "tensor " + std::to_string(index / perTensor) + " " + layout.arrays[index % perTensor];
-  };
-
   const Napi::Array arrays = info[1].As<Napi::Array>();
   const uint32_t arrayCount = arrays.Length();
-  if (arrayCount % perTensor != 0) {
-    throw Napi::RangeError::New(
-        env, "createPlan(): " + std::to_string(arrayCount) + " arrays is not a multiple of the " +
-                 std::to_string(perTensor) + " arrays of a '" + layout.name + "' tensor");
-  }
-  // Phase 1: read every element. Get() can run JavaScript (an index getter on Array.prototype,
-  // reached through a hole in `arrays`), and that JavaScript can detach or shrink any buffer, so no
-  // data pointer or length is taken before the last Get(). A value's type cannot change once read,
-  // so it is checked here: a sparse array claiming 2^32 - 1 elements fails at its first hole.
-  std::vector<Napi::Value> values;
-  for (uint32_t i = 0; i < arrayCount; ++i) {
-    Napi::Value value = arrays.Get(i);
-    if (!isFloat32Array(value) && !(value.IsNull() && optionalFlag(i % perTensor) != 0)) {
-      throw Napi::TypeError::New(
-          env, "Expected a Float32Array" +
-                   std::string(optionalFlag(i % perTensor) != 0 ? " or null" : "") + " for " +
-                   where(i));
+
+  // Phase 1: read every element (of op, then of arrays). Get() can run JavaScript (an index getter
+  // on Array.prototype, reached through a hole), and that JavaScript can detach or shrink any
+  // buffer, gradDtypes' included, so no data pointer or length is taken before the last Get(). A
+  // value's type cannot change once read, so each is checked as far as it can be here: a sparse
+  // array claiming 2^32 - 1 elements fails at its first hole.
+  std::vector<OpId> ops;  // one per tensor
+  const auto readOp = [&](const Napi::Value& value, const std::string& what) {
+    OpId op = kOpCount;
+    const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+    if (!value.IsString() || !findOp(name, &op)) {
+      throw Napi::TypeError::New(env, "Expected one of " + opNames() + " for " + what +
+                                          (value.IsString() ? " but received '" + name + "'" : ""));
     }
-    values.push_back(value);
+    return op;
+  };
+  OpId familyOp = kOpAdamw;
+  if (info[0].IsString()) {
+    familyOp = readOp(info[0], "op");
+    const size_t perTensor = opLayout(familyOp).arrayCount;
+    if (arrayCount % perTensor != 0) {
+      throw Napi::RangeError::New(env, "createPlan(): " + std::to_string(arrayCount) +
+                                           " arrays is not a multiple of the " +
+                                           std::to_string(perTensor) + " arrays of a '" +
+                                           opLayout(familyOp).name + "' tensor");
+    }
+  } else {
+    const Napi::Array names = info[0].As<Napi::Array>();
+    const uint32_t tensorCount = names.Length();
+    size_t needed = 0;
+    for (uint32_t k = 0; k < tensorCount; ++k) {
+      const OpId op = readOp(names.Get(k), "op[" + std::to_string(k) + "]");
+      if (k == 0) familyOp = op;
+      if (std::strcmp(opLayout(op).family, opLayout(familyOp).family) != 0) {
+        throw Napi::RangeError::New(env, "createPlan(): op[" + std::to_string(k) + "] '" +
+                                             opLayout(op).name + "' is not of the family '" +
+                                             opLayout(familyOp).family + "' of op[0] '" +
+                                             opLayout(familyOp).name + "'");
+      }
+      ops.push_back(op);
+      needed += opLayout(op).arrayCount;
+    }
+    if (arrayCount != needed) {
+      throw Napi::RangeError::New(env, "createPlan(): " + std::to_string(arrayCount) +
+                                           " arrays but the " + std::to_string(tensorCount) +
+                                           " tensors' ops need " + std::to_string(needed));
+    }
+  }
+  const auto where = [&](size_t k, size_t a) {
+    return "tensor " + std::to_string(k) + " " + opLayout(ops[k]).arrays[a];
+  };
+  // With one op for all, the per-tensor lists grow as the arrays are read (a sparse array of 2^32 -
+  // 1 elements must not allocate for its 700 million tensors before the first hole is found).
+  const bool oneOp = info[0].IsString();
+  std::vector<size_t> firstArray{0};  // where tensor k's arrays start in `arrays`
+  std::vector<Napi::Value> values;
+  for (size_t k = 0; firstArray.back() < arrayCount; ++k) {
+    if (oneOp) ops.push_back(familyOp);
+    const OpLayout& layout = opLayout(ops[k]);
+    firstArray.push_back(firstArray.back() + layout.arrayCount);
+    for (size_t a = 0; a < layout.arrayCount; ++a) {
+      Napi::Value value = arrays.Get(static_cast<uint32_t>(firstArray[k] + a));
+      const bool optional = optionalEntry(layout, a) != nullptr;
+      if (!value.IsTypedArray() && !(value.IsNull() && optional)) {
+        // The element type is checked in phase 2, where the grad dtypes are known.
+        const GradDtype grad = kGradFloat32;
+        throw Napi::TypeError::New(
+            env, "Expected a " +
+                     std::string(layout.arrayTypes[a] == ArrayType::kGrad
+                                     ? "Float32Array or Uint16Array"
+                                     : expectedArrayName(layout.arrayTypes[a], grad)) +
+                     (optional ? " or null" : "") + " for " + where(k, a));
+      }
+      values.push_back(value);
+    }
   }
 
-  // Phase 2: pointers and lengths, taken after every JavaScript callback has returned. From here
-  // to the end of the call no JavaScript runs.
+  // Phase 2: the grad dtypes, pointers and lengths, taken after every JavaScript callback has
+  // returned. From here to the end of the call no JavaScript runs.
+  std::vector<GradDtype> gradDtypes(ops.size(), kGradFloat32);
+  if (hasGradDtypes) {
+    const Napi::Uint8Array dtypes = info[2].As<Napi::Uint8Array>();
+    if (dtypes.ElementLength() != ops.size()) {
+      throw Napi::RangeError::New(
+          env, "createPlan(): gradDtypes has " + std::to_string(dtypes.ElementLength()) +
+                   " elements but there are " + std::to_string(ops.size()) + " tensors");
+    }
+    for (size_t k = 0; k < ops.size(); ++k) {
+      if (dtypes[k] >= kGradDtypeCount) {
+        throw Napi::RangeError::New(env, "createPlan(): gradDtypes[" + std::to_string(k) + "] is " +
+                                             std::to_string(dtypes[k]) +
+                                             " but must be 0 (float32), 1 (bfloat16) or 2 "
+                                             "(float16)");
+      }
+      gradDtypes[k] = static_cast<GradDtype>(dtypes[k]);
+    }
+  }
   JobList list;
-  list.jobs.resize(arrayCount / perTensor);
+  list.jobs.resize(ops.size());
+  std::vector<uint32_t> tensorFlags(ops.size(), 0);
   std::vector<Span> spans;
+  std::vector<std::pair<size_t, size_t>> spanNames;  // (tensor, array) of each span
   spans.reserve(arrayCount);
-  for (size_t k = 0; k < list.jobs.size(); ++k) {
+  spanNames.reserve(arrayCount);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    const OpLayout& layout = opLayout(ops[k]);
     Job& job = list.jobs[k];
     job = Job{};
-    for (size_t a = 0; a < perTensor; ++a) {
-      const size_t index = k * perTensor + a;
-      if (values[index].IsNull()) continue;
-      size_t length = 0;
-      float* data = float32Data(
-          env, values[index], [&] { return where(index); }, &length);
-      if (a == 0) job.length = length;
-      if (length != job.length) {
-        throw Napi::RangeError::New(env, where(index) + " has " + std::to_string(length) +
-                                             " elements but param has " +
-                                             std::to_string(job.length));
+    job.op = ops[k];
+    job.blockSize = static_cast<uint32_t>(layout.blockSize);
+    job.gradDtype = gradDtypes[k];
+    tensorFlags[k] = static_cast<uint32_t>(gradDtypes[k]) << layout.gradDtypeShift;
+    for (size_t a = 0; a < layout.arrayCount; ++a) {
+      const Napi::Value& value = values[firstArray[k] + a];
+      if (value.IsNull()) continue;
+      TypedView view{};
+      const napi_typedarray_type expected = expectedArrayType(layout.arrayTypes[a], gradDtypes[k]);
+      if (!typedView(env, value, &view) || view.type != expected) {
+        const OpOptionalArray* optional = optionalEntry(layout, a);
+        std::string message = "Expected a " +
+                              std::string(expectedArrayName(layout.arrayTypes[a], gradDtypes[k])) +
+                              (optional != nullptr ? " or null" : "") + " for " + where(k, a);
+        if (layout.arrayTypes[a] == ArrayType::kGrad) {
+          message +=
+              " (gradDtypes[" + std::to_string(k) + "] is " + kGradDtypeNames[gradDtypes[k]] + ")";
+        }
+        throw Napi::TypeError::New(env, message);
       }
-      job.arrays[a] = length == 0 ? gEmpty : data;
-      spans.push_back(spanOf(data, length, index));
+      if (a == 0) job.length = view.length;
+      const bool perBlock = layout.arrayLengths[a] == ArrayLength::kBlocks;
+      const size_t needed =
+          perBlock ? (job.length + layout.blockSize - 1) / layout.blockSize : job.length;
+      if (view.length != needed) {
+        throw Napi::RangeError::New(
+            env, where(k, a) + " has " + std::to_string(view.length) + " elements but needs " +
+                     std::to_string(needed) +
+                     (perBlock ? " (one per block of " + std::to_string(layout.blockSize) +
+                                     " elements of param)"
+                               : ""));
+      }
+      job.arrays[a] = view.length == 0 ? static_cast<void*>(gEmpty) : view.data;
+      job.arrayBytes[a] = view.bytes;
+      const OpOptionalArray* optional = optionalEntry(layout, a);
+      if (optional != nullptr && optional->perTensor) tensorFlags[k] |= optional->flag;
+      spans.push_back(spanOf(view.data, view.bytes, spans.size()));
+      spanNames.emplace_back(k, a);
     }
   }
   size_t first = 0, second = 0;
   if (findOverlap(std::move(spans), &first, &second)) {
-    throw Napi::RangeError::New(env, where(first) + " and " + where(second) + " overlap in memory");
+    throw Napi::RangeError::New(
+        env, where(spanNames[first].first, spanNames[first].second) + " and " +
+                 where(spanNames[second].first, spanNames[second].second) + " overlap in memory");
   }
 
-  auto* handle = new PlanHandle{std::make_unique<Plan>(op, std::move(list)), {}};
+  auto* handle =
+      new PlanHandle{std::make_unique<Plan>(familyOp, std::move(list), std::move(tensorFlags)), {}};
   handle->references.reserve(values.size());
   for (const Napi::Value& value : values) {
     if (!value.IsNull()) handle->references.push_back(Napi::Persistent(value.As<Napi::Object>()));
@@ -232,10 +388,11 @@ struct RunArguments {
 
 RunArguments readRun(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() < 5 || info.Length() > 6) {
+  if (info.Length() < 5 || info.Length() > 7) {
     throw Napi::TypeError::New(env,
                                "runPlan(plan, scalars: Float64Array, flags: Uint32Array, "
-                               "tensorSet: Uint32Array, threads: number, control?: Float64Array)");
+                               "tensorSet: Uint32Array, threads: number, control?: Float64Array, "
+                               "tensorSeeds?: Uint32Array)");
   }
   RunArguments args{};
   bool isPlan = false;
@@ -262,7 +419,12 @@ RunArguments readRun(const Napi::CallbackInfo& info) {
         env, "runPlan(): threads must be in [1, " + std::to_string(ThreadPool::kMaxThreads) + "]");
   }
   args.threads = static_cast<unsigned>(threads);
-  args.fused = info.Length() == 6 && !info[5].IsUndefined();
+  if (info.Length() == 7 && !info[6].IsUndefined()) {
+    args.run.tensorSeeds = typedArrayData<const uint32_t>(env, info[6], napi_uint32_array,
+                                                          "tensorSeeds must be a Uint32Array",
+                                                          &args.run.tensorSeedCount);
+  }
+  args.fused = info.Length() >= 6 && !info[5].IsUndefined();
   if (args.fused) {
     size_t length = 0;
     const double* control = typedArrayData<const double>(
@@ -373,30 +535,36 @@ Napi::Value RunPlanAsync(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 // Everything else
 
-// findOverlap(arrays: Float32Array[]): [i, j] with i < j for two arrays that share a byte, or null.
-// lib/ uses it to name the culprits; createPlan runs the same check itself.
+// findOverlap(arrays: ArrayBufferView[]): [i, j] with i < j for two arrays that share a byte, or
+// null. lib/ uses it to name the culprits; createPlan runs the same check itself.
 Napi::Value FindOverlap(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsArray()) {
-    throw Napi::TypeError::New(env, "findOverlap(arrays: Float32Array[])");
+    throw Napi::TypeError::New(env, "findOverlap(arrays: ArrayBufferView[])");
   }
   // Every element first, then the pointers: Get() can run JavaScript, which could detach a buffer.
   const Napi::Array arrays = info[0].As<Napi::Array>();
   std::vector<Napi::Value> values;
   for (uint32_t i = 0; i < arrays.Length(); ++i) {
     Napi::Value value = arrays.Get(i);
-    if (!isFloat32Array(value)) {
-      throw Napi::TypeError::New(env, "Expected a Float32Array for array " + std::to_string(i));
+    if (!value.IsTypedArray() && !value.IsDataView()) {
+      throw Napi::TypeError::New(env, "Expected an ArrayBufferView for array " + std::to_string(i));
     }
     values.push_back(value);
   }
   std::vector<Span> spans;
   spans.reserve(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
-    size_t length = 0;
-    const float* data = float32Data(
-        env, values[i], [i] { return "array " + std::to_string(i); }, &length);
-    spans.push_back(spanOf(data, length, i));
+    TypedView view{};
+    if (!typedView(env, values[i], &view)) {
+      size_t bytes = 0;
+      void* data = nullptr;
+      NAPI_THROW_IF_FAILED(
+          env, napi_get_dataview_info(env, values[i], &bytes, &data, nullptr, nullptr), env.Null());
+      view.data = data;
+      view.bytes = bytes;
+    }
+    spans.push_back(spanOf(view.data, view.bytes, i));
   }
   size_t first = 0, second = 0;
   if (!findOverlap(std::move(spans), &first, &second)) return env.Null();
@@ -406,12 +574,18 @@ Napi::Value FindOverlap(const Napi::CallbackInfo& info) {
   return pair;
 }
 
-// gradNorm(grads: Float32Array[], threads): the L2 norm of all of them, from the canonical sum of
-// squares (grad-norm.h): bitwise the same on every ISA and thread count.
+// gradNorm(grads: (Float32Array | Uint16Array)[], threads, gradDtypes?: Uint8Array): the L2 norm
+// of all of them (bf16 and fp16 ones widened exactly), from the canonical sum of squares
+// (grad-norm.h): bitwise the same on every ISA and thread count.
 Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() != 2 || !info[0].IsArray() || !info[1].IsNumber()) {
-    throw Napi::TypeError::New(env, "gradNorm(grads: Float32Array[], threads: number)");
+  const bool hasGradDtypes = info.Length() == 3 && !info[2].IsUndefined();
+  if (info.Length() < 2 || info.Length() > 3 || !info[0].IsArray() || !info[1].IsNumber() ||
+      (hasGradDtypes && !(info[2].IsTypedArray() &&
+                          info[2].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array))) {
+    throw Napi::TypeError::New(env,
+                               "gradNorm(grads: (Float32Array | Uint16Array)[], threads: number, "
+                               "gradDtypes?: Uint8Array)");
   }
   const double requestedThreads = info[1].As<Napi::Number>().DoubleValue();
   if (!(requestedThreads >= 1 && requestedThreads <= ThreadPool::kMaxThreads)) {
@@ -423,23 +597,62 @@ Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> values;
   for (uint32_t i = 0; i < arrays.Length(); ++i) {
     Napi::Value value = arrays.Get(i);
-    if (!isFloat32Array(value)) {
-      throw Napi::TypeError::New(env,
-                                 "Expected a Float32Array for grads[" + std::to_string(i) + "]");
+    if (!value.IsTypedArray()) {
+      throw Napi::TypeError::New(
+          env, "Expected a Float32Array or Uint16Array for grads[" + std::to_string(i) + "]");
     }
     values.push_back(value);
   }
-  std::vector<FloatSpan> grads;
+  std::vector<GradDtype> dtypes(values.size(), kGradFloat32);
+  if (hasGradDtypes) {
+    const Napi::Uint8Array given = info[2].As<Napi::Uint8Array>();
+    if (given.ElementLength() != values.size()) {
+      throw Napi::RangeError::New(
+          env, "gradNorm(): gradDtypes has " + std::to_string(given.ElementLength()) +
+                   " elements but there are " + std::to_string(values.size()) + " grads");
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (given[i] >= kGradDtypeCount) {
+        throw Napi::RangeError::New(env, "gradNorm(): gradDtypes[" + std::to_string(i) + "] is " +
+                                             std::to_string(given[i]) +
+                                             " but must be 0 (float32), 1 (bfloat16) or 2 "
+                                             "(float16)");
+      }
+      dtypes[i] = static_cast<GradDtype>(given[i]);
+    }
+  }
+  std::vector<GradSpan> grads;
   grads.reserve(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
-    size_t length = 0;
-    const float* data = float32Data(
-        env, values[i], [i] { return "grads[" + std::to_string(i) + "]"; }, &length);
-    grads.push_back(FloatSpan{data, length});
+    TypedView view{};
+    const napi_typedarray_type expected =
+        dtypes[i] == kGradFloat32 ? napi_float32_array : napi_uint16_array;
+    if (!typedView(env, values[i], &view) || view.type != expected) {
+      throw Napi::TypeError::New(
+          env, std::string("Expected a ") +
+                   (dtypes[i] == kGradFloat32 ? "Float32Array" : "Uint16Array") + " for grads[" +
+                   std::to_string(i) + "] (gradDtypes[" + std::to_string(i) + "] is " +
+                   kGradDtypeNames[dtypes[i]] + ")");
+    }
+    grads.push_back(GradSpan{view.data, view.length, dtypes[i]});
   }
   const double sumSquares = sumOfSquares(grads, activeIsa().kernels->sumSquares,
                                          static_cast<unsigned>(requestedThreads), nullptr);
   return Napi::Number::New(env, std::sqrt(sumSquares));
+}
+
+const char* arrayTypeName(ArrayType type) {
+  switch (type) {
+    case ArrayType::kFloat32:
+      return "float32";
+    case ArrayType::kBfloat16:
+      return "bfloat16";
+    case ArrayType::kUint8:
+      return "uint8";
+    case ArrayType::kGrad:
+      return "grad";
+  }
+  return "";
 }
 
 Napi::Array NamesToArray(const Napi::Env& env, const char* const* names, size_t count) {
@@ -491,10 +704,20 @@ Napi::Object OpsObject(const Napi::Env& env) {
     };
     Napi::Object op = Napi::Object::New(env);
     op.Set("arrays", Frozen(env, NamesToArray(env, layout.arrays, layout.arrayCount)));
+    std::vector<const char*> types;
+    std::vector<const char*> lengths;
+    for (size_t a = 0; a < layout.arrayCount; ++a) {
+      types.push_back(arrayTypeName(layout.arrayTypes[a]));
+      lengths.push_back(layout.arrayLengths[a] == ArrayLength::kBlocks ? "blocks" : "param");
+    }
+    op.Set("arrayTypes", Frozen(env, NamesToArray(env, types.data(), types.size())));
+    op.Set("arrayLengths", Frozen(env, NamesToArray(env, lengths.data(), lengths.size())));
+    op.Set("blockSize", Napi::Number::New(env, static_cast<double>(layout.blockSize)));
+    op.Set("family", Napi::String::New(env, layout.family));
     Napi::Object optional = Napi::Object::New(env);
     for (size_t o = 0; o < layout.optionalCount; ++o) {
-      optional.Set(layout.arrays[layout.optionalArrays[o].array],
-                   flagName(layout.optionalArrays[o].flag));
+      const OpOptionalArray& entry = layout.optionalArrays[o];
+      optional.Set(layout.arrays[entry.array], entry.perTensor ? "tensor" : flagName(entry.flag));
     }
     op.Set("optionalArrays", Frozen(env, optional));
     op.Set("scalars", Frozen(env, NamesToArray(env, layout.scalars, layout.scalarCount)));
@@ -506,6 +729,20 @@ Napi::Object OpsObject(const Napi::Env& env) {
     ops.Set(layout.name, Frozen(env, op));
   }
   return Frozen(env, ops);
+}
+
+// native.dynamicMaps: the blockwise8 codes' values (native/ops/blockwise8-codes.h), copies (the
+// kernels read their own tables), in a frozen object.
+Napi::Object DynamicMapsObject(const Napi::Env& env) {
+  Napi::Object maps = Napi::Object::New(env);
+  const auto copy = [&](const float* values) {
+    Napi::Float32Array array = Napi::Float32Array::New(env, 256);
+    std::memcpy(array.Data(), values, 256 * sizeof(float));
+    return array;
+  };
+  maps.Set("signed", copy(kSignedDynamicMap));
+  maps.Set("unsigned", copy(kUnsignedDynamicMap));
+  return Frozen(env, maps);
 }
 
 // native.control: the control array's indices and option bits (native/control.h).
@@ -524,6 +761,7 @@ Napi::Object ControlObject(const Napi::Env& env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ops", OpsObject(env));
   exports.Set("control", ControlObject(env));
+  exports.Set("dynamicMaps", DynamicMapsObject(env));
   exports.Set("MAX_THREADS", Napi::Number::New(env, ThreadPool::kMaxThreads));
   exports.Set("createPlan", Napi::Function::New(env, CreatePlan, "createPlan"));
   exports.Set("runPlan", Napi::Function::New(env, RunPlan, "runPlan"));

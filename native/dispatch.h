@@ -16,8 +16,8 @@ namespace simd_adamw {
 
 // One ISA's kernels, defined by native/kernels/kernels.cc compiled for that ISA.
 struct IsaKernels {
-  ElementwiseKernel ops[kOpCount];  // indexed by OpId
-  SumSquaresKernel sumSquares;      // the gradient norm's block sums
+  ElementwiseKernel ops[kOpCount];               // indexed by OpId
+  SumSquaresKernel sumSquares[kGradDtypeCount];  // the gradient norm's block sums, by GradDtype
 };
 
 struct IsaInfo {

@@ -18,8 +18,8 @@ double canonicalNan(double x) {
 
 }  // namespace
 
-double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel, unsigned threads,
-                    std::vector<double>* perSpan) {
+double sumOfSquares(const std::vector<GradSpan>& spans, const SumSquaresKernel* kernels,
+                    unsigned threads, std::vector<double>* perSpan) {
   // firstBlock[k]: the index of span k's first block among all spans' blocks laid end to end.
   std::vector<size_t> firstBlock(spans.size() + 1, 0);
   size_t totalElements = 0;
@@ -51,7 +51,9 @@ double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel
       const size_t offset = first * kSumSquaresBlock;
       const size_t length = std::min(spans[k].length, last * kSumSquaresBlock) - offset;
       double* sums = blockSums.data() + firstBlock[k] + first;
-      kernel(spans[k].data + offset, length, sums);
+      const size_t elementSize = spans[k].dtype == kGradFloat32 ? 4 : 2;
+      kernels[spans[k].dtype](static_cast<const char*>(spans[k].data) + offset * elementSize,
+                              length, sums);
       for (size_t b = 0; b < last - first; ++b) sums[b] = canonicalNan(sums[b]);
     }
   });

@@ -1,7 +1,8 @@
 // The global gradient norm's reduction (its per-ISA block sums are native/ops/sum-squares.h): the
-// sum of squares of float32 gradients, accumulated in double precision in one canonical order, so
-// that every ISA and every thread count gives the same bits (clipping decides from it, and a norm
-// that changed with the machine would change training).
+// sum of squares of float32 gradients (bf16 and fp16 ones widened to float32 first, exactly),
+// accumulated in double precision in one canonical order, so that every ISA and every thread count
+// gives the same bits (clipping decides from it, and a norm that changed with the machine would
+// change training).
 //
 // The canonical order, independent of vector width and threads:
 //   - each tensor is cut into blocks of kSumSquaresBlock elements, counted from its first element
@@ -22,21 +23,24 @@
 #include <cstddef>
 #include <vector>
 
+#include "ops/op.h"
 #include "ops/sum-squares.h"
 
 namespace simd_adamw {
 
-// A read-only run of floats: one tensor's gradient.
-struct FloatSpan {
-  const float* data;
+// A read-only run of gradient elements: one tensor's gradient, of one dtype.
+struct GradSpan {
+  const void* data;
   size_t length;
+  GradDtype dtype;
 };
 
 // The sum of squares of every element of every span, in the canonical order, on up to `threads`
 // threads (blocks are computed independently, then added in order, so the thread count never
 // changes a bit). If `perSpan` is not null it receives each span's own sum (how lib/ names the
 // tensor that made the total non-finite, without a second pass).
-double sumOfSquares(const std::vector<FloatSpan>& spans, SumSquaresKernel kernel, unsigned threads,
-                    std::vector<double>* perSpan);
+// `kernels` is one ISA's block-sum kernel per GradDtype.
+double sumOfSquares(const std::vector<GradSpan>& spans, const SumSquaresKernel* kernels,
+                    unsigned threads, std::vector<double>* perSpan);
 
 }  // namespace simd_adamw

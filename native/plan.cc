@@ -5,14 +5,18 @@
 
 namespace simd_adamw {
 
-Plan::Plan(OpId op, JobList jobs) : op_(op), list_(std::move(jobs)) {
+Plan::Plan(OpId familyOp, JobList jobs, std::vector<uint32_t> tensorFlags)
+    : familyOp_(familyOp), list_(std::move(jobs)), tensorFlags_(std::move(tensorFlags)) {
   list_.layOut();
-  const OpLayout& l = layout();
   missingFlags_.assign(list_.jobs.size(), 0);
+  seededFlags_.assign(list_.jobs.size(), 0);
   for (size_t k = 0; k < list_.jobs.size(); ++k) {
+    const OpLayout& l = opLayout(static_cast<OpId>(list_.jobs[k].op));
+    seededFlags_[k] = l.seededFlag;
     for (size_t o = 0; o < l.optionalCount; ++o) {
-      if (list_.jobs[k].arrays[l.optionalArrays[o].array] == nullptr) {
-        missingFlags_[k] |= l.optionalArrays[o].flag;
+      const OpOptionalArray& optional = l.optionalArrays[o];
+      if (!optional.perTensor && list_.jobs[k].arrays[optional.array] == nullptr) {
+        missingFlags_[k] |= optional.flag;
       }
     }
   }
@@ -35,6 +39,10 @@ std::string Plan::check(const PlanRun& run) const {
              std::to_string(run.flags[s]) + ")";
     }
   }
+  if (run.tensorSeeds != nullptr && run.tensorSeedCount != list_.jobs.size()) {
+    return "runPlan(): tensorSeeds has " + std::to_string(run.tensorSeedCount) +
+           " elements but the plan has " + std::to_string(list_.jobs.size()) + " tensors";
+  }
   for (size_t k = 0; k < run.tensorCount; ++k) {
     const uint32_t set = run.tensorSet[k];
     if (set >= run.setCount) {
@@ -43,13 +51,20 @@ std::string Plan::check(const PlanRun& run) const {
     }
     const uint32_t missing = run.flags[set] & missingFlags_[k];
     if (missing != 0) {
-      for (size_t o = 0; o < l.optionalCount; ++o) {
-        if ((missing & l.optionalArrays[o].flag) != 0) {
+      const OpLayout& tensorLayout = opLayout(static_cast<OpId>(list_.jobs[k].op));
+      for (size_t o = 0; o < tensorLayout.optionalCount; ++o) {
+        const OpOptionalArray& optional = tensorLayout.optionalArrays[o];
+        if (!optional.perTensor && (missing & optional.flag) != 0) {
           return "runPlan(): tensor " + std::to_string(k) + " has no " +
-                 l.arrays[l.optionalArrays[o].array] + " but its set " + std::to_string(set) +
+                 tensorLayout.arrays[optional.array] + " but its set " + std::to_string(set) +
                  " needs it";
         }
       }
+    }
+    if ((run.flags[set] & seededFlags_[k]) != 0 && run.tensorSeeds == nullptr) {
+      return "runPlan(): tensor " + std::to_string(k) + " is " +
+             opLayout(static_cast<OpId>(list_.jobs[k].op)).name + " with stochasticRounding in " +
+             "its set " + std::to_string(set) + ", which needs tensorSeeds";
     }
   }
   return std::string();
@@ -65,13 +80,17 @@ void Plan::load(const PlanRun& run) {
     for (size_t i = 0; i < l.scalarCount; ++i) {
       out[i] = static_cast<float>(run.scalars[s * l.scalarCount + i]);
     }
-    out[l.scalarCount] = 1.0f;
+    // A negated gradient (maximize) is a gradient factor of -1: see OpLayout::negateGradFlag.
+    const bool negate = (setFlags_[s] & l.negateGradFlag) != 0;
+    out[l.scalarCount] = negate ? -1.0f : 1.0f;
+    if (negate) setFlags_[s] |= l.scaleGradFlag;
   }
   Job* jobs = list_.jobs.data();
   for (size_t k = 0; k < run.tensorCount; ++k) {
     const uint32_t set = run.tensorSet[k];
     jobs[k].scalars = setScalars_.data() + set * stride;
-    jobs[k].flags = setFlags_[set];
+    jobs[k].flags = setFlags_[set] | tensorFlags_[k];
+    jobs[k].seed = run.tensorSeeds != nullptr ? run.tensorSeeds[k] : 0;
   }
 }
 
@@ -84,13 +103,14 @@ TrainStepResult Plan::run(const IsaInfo& isa, unsigned threads, const TrainStepR
     if (!(result.gradFactor == 1.0f)) {
       const OpLayout& l = layout();
       const size_t stride = l.scalarCount + 1;
-      for (size_t i = l.scalarCount; i < setScalars_.size(); i += stride) {
-        setScalars_[i] = result.gradFactor;
+      for (size_t s = 0; s < setFlags_.size(); ++s) {
+        const bool negate = (setFlags_[s] & l.negateGradFlag) != 0;
+        setScalars_[s * stride + l.scalarCount] = negate ? -result.gradFactor : result.gradFactor;
       }
       for (Job& job : list_.jobs) job.flags |= l.scaleGradFlag;
     }
   }
-  runElementwise(list_, isa.kernels->ops[op_], threads);
+  runElementwise(list_, isa.kernels->ops, threads);
   return result;
 }
 

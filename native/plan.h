@@ -1,6 +1,7 @@
-// A step plan: one op's tensors, gathered and checked once (native/binding.cc's createPlan), run
-// every step with new scalars and flags (runPlan) at a cost of a few nanoseconds per tensor on top
-// of the arithmetic. No N-API here: the binding turns JavaScript values into a Plan and a PlanRun.
+// A step plan: the tensors of one op family (each tensor with its own op), gathered and checked
+// once (native/binding.cc's createPlan), run every step with new scalars and flags (runPlan) at a
+// cost of a few nanoseconds per tensor on top of the arithmetic. No N-API here: the binding turns
+// JavaScript values into a Plan and a PlanRun.
 #pragma once
 
 #include <cstddef>
@@ -22,19 +23,25 @@ struct PlanRun {
   size_t setCount;
   const uint32_t* tensorSet;
   size_t tensorCount;
+  const uint32_t* tensorSeeds;  // null, or tensorSeedCount per-tensor stochastic rounding keys
+  size_t tensorSeedCount;
 };
 
 class Plan {
  public:
-  // `jobs`' arrays and lengths are the plan's; their scalars and flags are set by each run.
-  Plan(OpId op, JobList jobs);
+  // `jobs`' ops, arrays and lengths are the plan's; their scalars, flags and seeds are set by each
+  // run. Every job's op is of the family of `familyOp` (whose scalars and flags the runs use).
+  // tensorFlags[k]: the internal flag bits of tensor k (its grad dtype, its per-tensor arrays),
+  // ORed into its job's flags on every run.
+  Plan(OpId familyOp, JobList jobs, std::vector<uint32_t> tensorFlags);
 
-  OpId op() const { return op_; }
-  const OpLayout& layout() const { return opLayout(op_); }
+  // The family's scalars and public flags.
+  const OpLayout& layout() const { return opLayout(familyOp_); }
   size_t tensorCount() const { return list_.jobs.size(); }
 
-  // Checks a run against the plan: counts, set indices, flag bits, optional arrays. Returns an
-  // empty string when it may run, else the RangeError's message. Touches nothing.
+  // Checks a run against the plan: counts, set indices, flag bits, optional arrays, seeds (needed
+  // when a tensor's op uses a set flag that needs one). Returns an empty string when it may run,
+  // else the RangeError's message. Touches nothing.
   std::string check(const PlanRun& run) const;
 
   // Takes a checked run's values: rounds each set's scalars to float32 once and points every job
@@ -48,9 +55,11 @@ class Plan {
   bool inFlight = false;
 
  private:
-  OpId op_;
+  OpId familyOp_;
   JobList list_;
+  std::vector<uint32_t> tensorFlags_;   // per tensor: internal bits ORed into its flags
   std::vector<uint32_t> missingFlags_;  // per tensor: the flags whose optional array it lacks
+  std::vector<uint32_t> seededFlags_;   // per tensor: the flags with which its op needs a seed
   std::vector<uint32_t> setFlags_;      // per set, as loaded
   std::vector<float> setScalars_;       // per set: the op's scalars, then the gradient factor
 };

@@ -36,11 +36,13 @@ struct JobList {
   size_t totalElements() const { return firstElement.empty() ? 0 : firstElement.back(); }
 };
 
-// Applies `kernel` to every job, on up to `threads` threads. The elements of all jobs are laid end
-// to end and cut into equal contiguous ranges, one per part, so large tensors are split and many
-// small ones are spread. Each element is computed exactly as in a single-threaded pass, so the
-// result is bitwise the same for every thread count. No allocation.
-void runElementwise(const JobList& list, ElementwiseKernel kernel, unsigned threads);
+// Applies each job's kernel (kernels[job.op], one ISA's table) to every job, on up to `threads`
+// threads. The elements of all jobs are laid end to end and cut into equal contiguous ranges, one
+// per part, so large tensors are split and many small ones are spread; inside a job whose op needs
+// whole blocks (job.blockSize > 1: blockwise8) the cut moves down to a block start, so every part
+// has whole blocks counted from the tensor's start. Each element is computed exactly as in a
+// single-threaded pass, so the result is bitwise the same for every thread count. No allocation.
+void runElementwise(const JobList& list, const ElementwiseKernel* kernels, unsigned threads);
 
 // A pass that needs whole tensors (a row or column reduction). Called once per job.
 using TensorKernel = void (*)(const Job& job, void* context);

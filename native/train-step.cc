@@ -15,16 +15,17 @@ constexpr double kClipEpsilon = 1e-6;
 
 }  // namespace
 
-TrainStepResult decideTrainStep(const JobList& list, SumSquaresKernel sumSquares, unsigned threads,
-                                const TrainStepRequest& request) {
+TrainStepResult decideTrainStep(const JobList& list, const SumSquaresKernel* sumSquares,
+                                unsigned threads, const TrainStepRequest& request) {
   TrainStepResult result{std::numeric_limits<double>::quiet_NaN(), 1.0f, false, false, -1};
   const bool clip = request.maxNorm < std::numeric_limits<double>::infinity();
   double factor = 1.0 / request.gradScale;
 
   if (request.measureNorm || request.skipNonFinite || clip) {
-    std::vector<FloatSpan> grads;
+    std::vector<GradSpan> grads;
     grads.reserve(list.jobs.size());
-    for (const Job& job : list.jobs) grads.push_back(FloatSpan{job.arrays[1], job.length});
+    for (const Job& job : list.jobs)
+      grads.push_back(GradSpan{job.arrays[1], job.length, job.gradDtype});
     std::vector<double> perTensor;
     const double sum = sumOfSquares(grads, sumSquares, threads, &perTensor);
     result.gradNorm = std::sqrt(sum) / request.gradScale;

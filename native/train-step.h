@@ -37,8 +37,8 @@ struct TrainStepResult {
 };
 
 // Measures what `request` needs over the 'grad' arrays (arrays[1]) of `list`'s jobs, with
-// `sumSquares` on up to `threads` threads, and decides: skip, or run with gradFactor (1 means the
-// plain kernel, bit for bit the unfused step).
+// `sumSquares` (one kernel per GradDtype) on up to `threads` threads, and decides: skip, or run
+// with gradFactor (1 means the plain kernel, bit for bit the unfused step).
 //
 // The clip coefficient and the gradient factor are computed in double and the factor is rounded
 // to float32 once: gradFactor = float(clipCoef / gradScale). torch instead multiplies the stored
@@ -47,7 +47,7 @@ struct TrainStepResult {
 // float32 ulp of g otherwise. As in torch (clip_grad_norm_ with error_if_nonfinite=False, whose
 // clamp(max=1) keeps a NaN), a non-finite norm without skipNonFinite still clips: a NaN norm makes
 // every gradient NaN, an infinite one multiplies them by 0.
-TrainStepResult decideTrainStep(const JobList& list, SumSquaresKernel sumSquares, unsigned threads,
-                                const TrainStepRequest& request);
+TrainStepResult decideTrainStep(const JobList& list, const SumSquaresKernel* sumSquares,
+                                unsigned threads, const TrainStepRequest& request);
 
 }  // namespace simd_adamw

@@ -90,6 +90,7 @@ function tensorArrays(length, amsgrad) {
     randomArray(length),
     randomArray(length).map(Math.abs),
     amsgrad ? randomArray(length).map(Math.abs) : null,
+    null, // paramBf16
   ];
 }
 
@@ -147,9 +148,9 @@ async function main() {
     expectThrow('createPlan no arguments', () => native.createPlan());
     expectThrow('createPlan unknown op', () => native.createPlan('sgd', good));
     expectThrow('createPlan not an array', () => native.createPlan('adamw', {}));
-    expectThrow('createPlan count', () => native.createPlan('adamw', good.slice(0, 4)));
+    expectThrow('createPlan count', () => native.createPlan('adamw', good.slice(0, 5)));
     expectThrow('createPlan not a Float32Array', () =>
-      native.createPlan('adamw', [...good.slice(0, 4), new Float64Array(8)]),
+      native.createPlan('adamw', [...good.slice(0, 4), new Float64Array(8), null]),
     );
     expectThrow('createPlan null grad', () =>
       native.createPlan('adamw', [good[0], null, ...good.slice(2)]),

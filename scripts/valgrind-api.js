@@ -24,6 +24,31 @@ function filled(length, seed) {
   return array;
 }
 
+// One tensor's arrays for `layout` (native.ops[op]): values a step can take, every optional array
+// a flag in `flags` needs, a paramBf16 on odd k.
+function opArrays(layout, length, k, flags, gradDtype) {
+  const blocks = Math.ceil(length / layout.blockSize);
+  return layout.arrays.map((name, a) => {
+    const need = layout.optionalArrays[name];
+    if (need === 'tensor' && k % 2 === 0) return null;
+    if (need !== undefined && need !== 'tensor' && (flags & layout.flags[need]) === 0) return null;
+    const n = layout.arrayLengths[a] === 'blocks' ? blocks : length;
+    const values = filled(n, k + a).map(Math.abs);
+    switch (layout.arrayTypes[a]) {
+      case 'float32':
+        return values;
+      case 'grad':
+        return gradDtype === 0
+          ? values
+          : new Uint16Array(new Uint32Array(values.buffer).map((x) => x >>> 16));
+      case 'bfloat16':
+        return new Uint16Array(new Uint32Array(values.buffer).map((x) => x >>> 16));
+      default:
+        return new Uint8Array(n).map((_, i) => (i * 37 + k) & 255);
+    }
+  });
+}
+
 let steps = 0;
 let errors = 0;
 function expectError(fn) {
@@ -40,30 +65,38 @@ async function main() {
   const SCALARS = [0.9, 0.1, 0.999, 0.001, 0.99, 0.01, -0.001, 1e-8];
   for (const isa of native.availableIsas()) {
     native.setIsa(isa);
-    // The binding directly: one plan per flag set, all tensors in one scalar set.
-    for (let flags = 0; flags < 8; flags++) {
-      const amsgrad = (flags & native.ops.adamw.flags.amsgrad) !== 0;
-      const arrays = LENGTHS.flatMap((length, k) => [
-        filled(length, k),
-        filled(length, k + 1),
-        filled(length, k + 2),
-        filled(length, k + 3).map(Math.abs),
-        amsgrad ? filled(length, k + 4).map(Math.abs) : null,
-      ]);
-      const plan = native.createPlan('adamw', arrays);
-      native.runPlan(
-        plan,
-        new Float64Array(SCALARS),
-        new Uint32Array([flags]),
-        new Uint32Array(LENGTHS.length),
-        1,
-      );
-      steps++;
+    // The binding directly: for every op, grad dtype and public flag set, one plan of every
+    // length (every other tensor with a bf16 copy of its param), all tensors in one scalar set.
+    for (const [op, layout] of Object.entries(native.ops)) {
+      for (let gradDtype = 0; gradDtype < 3; gradDtype++) {
+        for (let flags = 0; flags < 16; flags++) {
+          const arrays = LENGTHS.flatMap((length, k) =>
+            opArrays(layout, length, k, flags, gradDtype),
+          );
+          const plan = native.createPlan(
+            op,
+            arrays,
+            new Uint8Array(LENGTHS.length).fill(gradDtype),
+          );
+          const seeds = new Uint32Array(LENGTHS.map((_, k) => 0x9e3779b9 * (k + 1)));
+          native.runPlan(
+            plan,
+            new Float64Array(SCALARS),
+            new Uint32Array([flags]),
+            new Uint32Array(LENGTHS.length),
+            1,
+            undefined,
+            seeds,
+          );
+          steps++;
+        }
+      }
     }
     // One tensor large enough that the pool splits it across 2 threads, synchronously and not,
     // and fused with the control (norm, clip).
     const large = native.createPlan('adamw', [
       ...[0, 1, 2, 3].map((seed) => filled(40000, seed)),
+      null,
       null,
     ]);
     const run = [new Float64Array(SCALARS), new Uint32Array(1), new Uint32Array(1), 2];
@@ -118,14 +151,17 @@ async function main() {
   steps += 2;
 
   // Error paths of the binding: every one throws before a kernel runs.
-  const good = [param, grad, expAvg, expAvgSq, null];
+  const good = [param, grad, expAvg, expAvgSq, null, null];
   const plan = native.createPlan('adamw', good);
   const scalars = new Float64Array(8);
   const one = new Uint32Array(1);
   expectError(() => native.createPlan());
   expectError(() => native.createPlan('adamw', good.slice(1)));
-  expectError(() => native.createPlan('adamw', [param, param, expAvg, expAvgSq, null]));
-  expectError(() => native.createPlan('adamw', [param, filled(3, 1), expAvg, expAvgSq, null]));
+  expectError(() => native.createPlan('adamw', [param, param, expAvg, expAvgSq, null, null]));
+  expectError(() =>
+    native.createPlan('adamw', [param, filled(3, 1), expAvg, expAvgSq, null, null]),
+  );
+  expectError(() => native.createPlan('adamw', good, new Uint8Array([1])));
   expectError(() => native.runPlan());
   expectError(() => native.runPlan(plan, scalars, one, one));
   expectError(() => native.runPlan(plan, scalars, one, new Uint32Array(2), 1));

@@ -821,11 +821,11 @@ describe('zero-length and huge lengths', () => {
     );
     expect(
       nativeError(() => {
-        native.createPlan('adamw', [huge, a.grad, a.expAvg, a.expAvgSq, null]);
+        native.createPlan('adamw', [huge, a.grad, a.expAvg, a.expAvgSq, null, null]);
       }),
     ).toEqual({
       name: 'RangeError',
-      message: `tensor 0 grad has 1 elements but param has ${2 ** 30 + 1}`,
+      message: `tensor 0 grad has 1 elements but needs ${2 ** 30 + 1}`,
     });
     same();
   });
@@ -1140,6 +1140,7 @@ describe('the binding re-checks what protects memory', () => {
     filled(length, seed + 2),
     filled(length, seed + 3).map(Math.abs),
     amsgrad ? filled(length, seed + 4).map(Math.abs) : null,
+    null, // paramBf16
   ];
   const arraysOf = (arrays: (Float32Array | null)[]) =>
     arrays.filter((a): a is Float32Array => a !== null);
@@ -1156,32 +1157,131 @@ describe('the binding re-checks what protects memory', () => {
     ['an op that is not a string', [1, tensor(4, 1)]],
     ['arrays not an array', ['adamw', {}]],
     ['a Proxy of an array', ['adamw', new Proxy(tensor(4, 1), {})]],
-    ['a third argument', ['adamw', tensor(4, 1), 0]],
+    ['a fourth argument', ['adamw', tensor(4, 1), undefined, 0]],
   ])('createPlan with %s: TypeError', (_what, args) => {
     expect(nativeError(() => createPlan(...args))).toEqual({
       name: 'TypeError',
-      message: 'createPlan(op: string, arrays: (Float32Array | null)[])',
+      message:
+        'createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array)',
     });
   });
 
-  test('an unknown op: TypeError naming the ops', () => {
+  test('an unknown op, alone or in a per-tensor list: TypeError naming the ops', () => {
+    const ops = "'adamw', 'adamwBfloat16', 'adamwBlockwise8'";
     expect(nativeError(() => createPlan('sgd', tensor(4, 1)))).toEqual({
       name: 'TypeError',
-      message: "Expected one of 'adamw' for op but received 'sgd'",
+      message: `Expected one of ${ops} for op but received 'sgd'`,
+    });
+    expect(nativeError(() => createPlan(['adamw', 'sgd'], tensor(4, 1)))).toEqual({
+      name: 'TypeError',
+      message: `Expected one of ${ops} for op[1] but received 'sgd'`,
+    });
+    expect(nativeError(() => createPlan(['adamw', 3], tensor(4, 1)))).toEqual({
+      name: 'TypeError',
+      message: `Expected one of ${ops} for op[1]`,
+    });
+  });
+
+  test('per-tensor ops: the arrays must be exactly their arrays', () => {
+    expect(nativeError(() => createPlan(['adamw', 'adamw'], tensor(4, 1)))).toEqual({
+      name: 'RangeError',
+      message: "createPlan(): 6 arrays but the 2 tensors' ops need 12",
+    });
+  });
+
+  test('gradDtypes: a Uint8Array of one valid dtype per tensor, and grads of that type', () => {
+    expect(nativeError(() => createPlan('adamw', tensor(4, 1), new Uint16Array(1)))).toEqual({
+      name: 'TypeError',
+      message: 'createPlan(): gradDtypes must be a Uint8Array',
+    });
+    expect(nativeError(() => createPlan('adamw', tensor(4, 1), new Uint8Array(2)))).toEqual({
+      name: 'RangeError',
+      message: 'createPlan(): gradDtypes has 2 elements but there are 1 tensors',
+    });
+    expect(nativeError(() => createPlan('adamw', tensor(4, 1), Uint8Array.of(3)))).toEqual({
+      name: 'RangeError',
+      message:
+        'createPlan(): gradDtypes[0] is 3 but must be 0 (float32), 1 (bfloat16) or 2 (float16)',
+    });
+    expect(nativeError(() => createPlan('adamw', tensor(4, 1), Uint8Array.of(1)))).toEqual({
+      name: 'TypeError',
+      message: 'Expected a Uint16Array for tensor 0 grad (gradDtypes[0] is bfloat16)',
+    });
+    const halfGrad: unknown[] = tensor(4, 1);
+    halfGrad[1] = new Uint16Array(4);
+    expect(nativeError(() => createPlan('adamw', halfGrad))).toEqual({
+      name: 'TypeError',
+      message: 'Expected a Float32Array for tensor 0 grad (gradDtypes[0] is float32)',
+    });
+    expect(nativeError(() => createPlan('adamw', halfGrad, Uint8Array.of(2)))).toBe('no error');
+  });
+
+  test('the lean ops: element types, per-block lengths, overlap across types', () => {
+    const param = filled(300, 1);
+    const grad = filled(300, 2);
+    const bf16 = [param, grad, new Uint16Array(300), new Uint16Array(300), null, null];
+    expect(nativeError(() => createPlan('adamwBfloat16', bf16))).toBe('no error');
+    const wrongBf16: unknown[] = [...bf16];
+    wrongBf16[2] = new Float32Array(300);
+    expect(nativeError(() => createPlan('adamwBfloat16', wrongBf16))).toEqual({
+      name: 'TypeError',
+      message: 'Expected a Uint16Array for tensor 0 expAvg',
+    });
+    // 300 elements: 2 blocks of 256.
+    const blockwise = () => [
+      filled(300, 1),
+      filled(300, 2),
+      new Uint8Array(300),
+      new Float32Array(2),
+      new Uint8Array(300),
+      new Float32Array(2),
+      null,
+      null,
+      new Uint16Array(300),
+    ];
+    expect(nativeError(() => createPlan('adamwBlockwise8', blockwise()))).toBe('no error');
+    const shortAbsmax: unknown[] = blockwise();
+    shortAbsmax[5] = new Float32Array(1);
+    expect(nativeError(() => createPlan('adamwBlockwise8', shortAbsmax))).toEqual({
+      name: 'RangeError',
+      message:
+        'tensor 0 expAvgSqAbsmax has 1 elements but needs 2 (one per block of 256 elements of param)',
+    });
+    const signedCodes: unknown[] = blockwise();
+    signedCodes[2] = new Int8Array(300);
+    expect(nativeError(() => createPlan('adamwBlockwise8', signedCodes))).toEqual({
+      name: 'TypeError',
+      message: 'Expected a Uint8Array for tensor 0 expAvg',
+    });
+    const shortCopy: unknown[] = blockwise();
+    shortCopy[8] = new Uint16Array(299);
+    expect(nativeError(() => createPlan('adamwBlockwise8', shortCopy))).toEqual({
+      name: 'RangeError',
+      message: 'tensor 0 paramBf16 has 299 elements but needs 300',
+    });
+    // Codes over the bytes of the second tensor's param: a byte is shared whatever the types.
+    const second = tensor(300, 5);
+    const codesOverParam = blockwise();
+    codesOverParam[4] = new Uint8Array(second[0]!.buffer, 4, 300);
+    expect(
+      nativeError(() => createPlan(['adamwBlockwise8', 'adamw'], [...codesOverParam, ...second])),
+    ).toEqual({
+      name: 'RangeError',
+      message: 'tensor 0 expAvgSq and tensor 1 param overlap in memory',
     });
   });
 
   test('a count of arrays that is not whole tensors is a RangeError; a sparse array of 2^32 - 1 fails at its first hole', () => {
     expect(nativeError(() => createPlan('adamw', tensor(4, 1).slice(0, 4)))).toEqual({
       name: 'RangeError',
-      message: "createPlan(): 4 arrays is not a multiple of the 5 arrays of a 'adamw' tensor",
+      message: "createPlan(): 4 arrays is not a multiple of the 6 arrays of a 'adamw' tensor",
     });
-    // 2^32 - 2 is no whole number of tensors; 2^32 - 1 is 858,993,459 of them, and the first hole
+    // 2^32 - 2 is no whole number of tensors; 2^32 - 4 is 715,827,882 of them, and the first hole
     // ends the read (no 4 billion Get() calls).
     const sparse: unknown[] = [];
     sparse.length = 2 ** 32 - 2;
     expect(nativeError(() => createPlan('adamw', sparse))).toMatchObject({ name: 'RangeError' });
-    sparse.length = 2 ** 32 - 1;
+    sparse.length = 2 ** 32 - 4;
     expect(nativeError(() => createPlan('adamw', sparse))).toEqual({
       name: 'TypeError',
       message: 'Expected a Float32Array for tensor 0 param',
@@ -1190,16 +1290,16 @@ describe('the binding re-checks what protects memory', () => {
 
   test('a hole, a null that is not optional, a wrong type: TypeError', () => {
     const holey = [...tensor(16, 1), ...tensor(4, 10)];
-    Reflect.deleteProperty(holey, 6); // a hole
+    Reflect.deleteProperty(holey, 7); // a hole
     expect(nativeError(() => createPlan('adamw', holey))).toEqual({
       name: 'TypeError',
-      message: 'Expected a Float32Array for tensor 1 grad',
+      message: 'Expected a Float32Array or Uint16Array for tensor 1 grad',
     });
     const nullGrad = tensor(4, 1);
     nullGrad[1] = null;
     expect(nativeError(() => createPlan('adamw', nullGrad))).toEqual({
       name: 'TypeError',
-      message: 'Expected a Float32Array for tensor 0 grad',
+      message: 'Expected a Float32Array or Uint16Array for tensor 0 grad',
     });
     const second: unknown[] = tensor(4, 10);
     second[3] = new Float64Array(4);
@@ -1220,7 +1320,7 @@ describe('the binding re-checks what protects memory', () => {
     short[2] = filled(3, 1);
     expect(nativeError(() => createPlan('adamw', [...tensor(16, 1), ...short]))).toEqual({
       name: 'RangeError',
-      message: 'tensor 1 expAvg has 3 elements but param has 4',
+      message: 'tensor 1 expAvg has 3 elements but needs 4',
     });
     const shared = filled(12, 5);
     const overlapping = tensor(8, 10);
@@ -1268,9 +1368,27 @@ describe('the binding re-checks what protects memory', () => {
       'TypeError',
     ],
     [
-      'a seventh argument',
-      ['plan', scalars(1), new Uint32Array(1), new Uint32Array(1), 1, undefined, 0],
+      'an eighth argument',
+      ['plan', scalars(1), new Uint32Array(1), new Uint32Array(1), 1, undefined, undefined, 0],
       'TypeError',
+    ],
+    [
+      'tensorSeeds an Int32Array',
+      ['plan', scalars(1), new Uint32Array(1), new Uint32Array(1), 1, undefined, new Int32Array(1)],
+      'TypeError',
+    ],
+    [
+      'tensorSeeds of 2 elements for 1 tensor',
+      [
+        'plan',
+        scalars(1),
+        new Uint32Array(1),
+        new Uint32Array(1),
+        1,
+        undefined,
+        new Uint32Array(2),
+      ],
+      'RangeError',
     ],
     ['threads 0', ['plan', scalars(1), new Uint32Array(1), new Uint32Array(1), 0], 'RangeError'],
     [
@@ -1305,7 +1423,7 @@ describe('the binding re-checks what protects memory', () => {
     ],
     [
       'an unknown flag bit (the internal scale bit)',
-      ['plan', scalars(1), new Uint32Array([8]), new Uint32Array(1), 1],
+      ['plan', scalars(1), new Uint32Array([16]), new Uint32Array(1), 1],
       'RangeError',
     ],
     [
@@ -1354,11 +1472,11 @@ describe('the binding re-checks what protects memory', () => {
   // hole) that detached tensor 0's buffer. The kernel then wrote into memory owned by the buffer it
   // was transferred to, or freed by GC. The binding reads every element before taking any pointer.
   test.each([
-    ['detaches a buffer read earlier', 'detach', 'tensor 0 grad has 1000 elements but param has 0'],
+    ['detaches a buffer read earlier', 'detach', 'tensor 0 grad has 1000 elements but needs 0'],
     [
       'shrinks a resizable buffer read earlier',
       'shrink',
-      'tensor 0 grad has 1000 elements but param has 2',
+      'tensor 0 grad has 1000 elements but needs 2',
     ],
   ] as const)(
     'an index getter on Array.prototype that %s: RangeError, no plan',
@@ -1371,8 +1489,8 @@ describe('the binding re-checks what protects memory', () => {
       first[0] = firstParam;
       const second = tensor(length, 10);
       const arrays: (Float32Array | null)[] = [...first, ...second];
-      Reflect.deleteProperty(arrays, 7); // tensor 1's expAvg: a hole, so Get(7) reads Array.prototype
-      Object.defineProperty(Array.prototype, '7', {
+      Reflect.deleteProperty(arrays, 8); // tensor 1's expAvg: a hole, so Get(8) reads Array.prototype
+      Object.defineProperty(Array.prototype, '8', {
         configurable: true,
         get() {
           if (attack === 'detach') detach(firstParam.buffer);
@@ -1384,7 +1502,7 @@ describe('the binding re-checks what protects memory', () => {
       try {
         error = nativeError(() => createPlan('adamw', arrays));
       } finally {
-        delete (Array.prototype as unknown as Record<string, unknown>)['7'];
+        delete (Array.prototype as unknown as Record<string, unknown>)['8'];
       }
       expect(error).toEqual({ name: 'RangeError', message });
     },

@@ -15,23 +15,41 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** What a native op's array holds: a Float32Array ('float32'), a Uint16Array of bf16 bits
+ * ('bfloat16'), a Uint8Array ('uint8'), or the gradient ('grad': a Float32Array, or a Uint16Array
+ * of bf16 or fp16 bits, per the tensor's grad dtype). */
+export type NativeArrayType = 'float32' | 'bfloat16' | 'uint8' | 'grad';
+
+/** How long a native op's array is: the param's length, or one element per block of `blockSize`
+ * elements (ceil(length / blockSize)). */
+export type NativeArrayLength = 'param' | 'blocks';
+
+/** A tensor's gradient dtype as createPlan and gradNorm take it (the index into this list). */
+export const NATIVE_GRAD_DTYPES = ['float32', 'bfloat16', 'float16'] as const;
+export type NativeGradDtype = (typeof NATIVE_GRAD_DTYPES)[number];
+
+/** The typed arrays a native op's arrays can be. */
+export type NativeArray = Float32Array | Uint16Array | Uint8Array;
+
 /** How one native op lays out a tensor's arrays and a scalar set (declared in native/ops/). */
 export interface NativeOpLayout {
   /** The arrays of one tensor, in order: 'param', 'grad', then the op's state arrays. */
   readonly arrays: readonly string[];
-  /** Arrays that may be null, each with the flag that needs it (adamw: maxExpAvgSq with amsgrad). */
+  /** Each array's element type, parallel to `arrays`. */
+  readonly arrayTypes: readonly NativeArrayType[];
+  /** Each array's length, parallel to `arrays`. */
+  readonly arrayLengths: readonly NativeArrayLength[];
+  /** 1, or the block of the op's per-block arrays (256 for adamwBlockwise8). */
+  readonly blockSize: number;
+  /** Ops of one family share scalars and flags; one plan may run a different one per tensor. */
+  readonly family: string;
+  /** Arrays that may be null, each with the public flag that needs it (adamw: maxExpAvgSq with
+   * amsgrad), or 'tensor': present or not per tensor, fixed by the plan (paramBf16). */
   readonly optionalArrays: Readonly<Record<string, string>>;
   /** The per-step scalars of a scalar set, in order; doubles here, rounded to float32 natively. */
   readonly scalars: readonly string[];
   /** Flag name to bit. */
   readonly flags: Readonly<Record<string, number>>;
-  /** Parallel to `arrays`: 'float32', 'bfloat16' (Uint16Array), 'uint8', or 'grad' (the
-   * tensor's grad dtype). */
-  readonly arrayTypes: readonly string[];
-  /** Parallel to `arrays`: 'param' (the param's length) or 'blocks' (ceil(length / blockSize)). */
-  readonly arrayLengths: readonly string[];
-  /** Elements per block of the 'blocks' arrays (1 when there are none). */
-  readonly blockSize: number;
 }
 
 /** Indices into the fused step's Float64Array `control` (lib/ writes the inputs, the step the
@@ -57,7 +75,9 @@ export interface NativePlan {
 }
 
 /** What runPlan and runPlanAsync take: the plan, this step's scalar sets (scalars and a flags
- * word each), each tensor's set, the thread limit, and the fused step's control if any. */
+ * word each), each tensor's set, the thread limit, the fused step's control if any (undefined for
+ * none), and each tensor's stochastic rounding key for this step (required when a set used by an
+ * adamwBfloat16 tensor has stochasticRounding; one per tensor). */
 export type RunPlanArguments = [
   plan: NativePlan,
   scalars: Float64Array,
@@ -71,16 +91,21 @@ export type RunPlanArguments = [
 export interface NativeAddon {
   readonly ops: Readonly<Partial<Record<string, NativeOpLayout>>>;
   readonly control: ControlLayout;
+  /** The blockwise8 codes' values (bitsandbytes' dynamic maps, ascending; code = index): signed
+   * for expAvg, unsigned for expAvgSq and maxExpAvgSq. Copies: the kernels use their own. */
+  readonly dynamicMaps: { readonly signed: Float32Array; readonly unsigned: Float32Array };
   /** The largest `threads` a step accepts. */
   readonly MAX_THREADS: number;
   /**
-   * Checks and holds `op`'s arrays for a run of tensors (`arrays.length / ops[op].arrays.length`
-   * of them, each tensor's arrays in the op's order; null only for an optional array): every
-   * non-null entry a Float32Array, equal lengths within a tensor, no two arrays sharing a byte.
+   * Checks and holds the arrays of a run of tensors: `op` is every tensor's op (then there are
+   * `arrays.length / ops[op].arrays.length` tensors), or one op per tensor, all of one family.
+   * Each tensor's arrays come in its op's order (null only for an optional array), of its op's
+   * arrayTypes (the grad's per `gradDtypes[k]`: 0 float32, 1 bfloat16, 2 float16; absent: all 0)
+   * and arrayLengths; no two arrays of the plan may share a byte.
    */
   createPlan(
     op: string | readonly string[],
-    arrays: readonly (ArrayBufferView | null)[],
+    arrays: readonly (NativeArray | null)[],
     gradDtypes?: Uint8Array,
   ): NativePlan;
   /**
@@ -93,17 +118,16 @@ export interface NativeAddon {
   runPlan(...args: RunPlanArguments): void;
   /** {@link runPlan} on a libuv worker thread; argument errors throw synchronously. */
   runPlanAsync(...args: RunPlanArguments): Promise<void>;
-  /** The L2 norm of all the arrays' elements, from the canonical double-precision sum of squares
+  /** The L2 norm of all the arrays' elements (grads[k] of dtype gradDtypes[k], as in createPlan;
+   * bf16 and fp16 widened exactly), from the canonical double-precision sum of squares
    * (native/ops/sum-squares.h): bitwise the same on every ISA and thread count. */
   gradNorm(
     grads: readonly (Float32Array | Uint16Array)[],
     threads: number,
     gradDtypes?: Uint8Array,
   ): number;
-  /** Indices [i, j], i < j, of two arrays that share a byte of memory, or null. */
+  /** Indices [i, j], i < j, of two views that share a byte of memory, or null. */
   findOverlap(arrays: readonly ArrayBufferView[]): [number, number] | null;
-  /** bitsandbytes' dynamic maps, 256 ascending float32 values each. */
-  readonly dynamicMaps: { readonly signed: Float32Array; readonly unsigned: Float32Array };
   /** Names of every kernel compiled into this binary, best first. */
   compiledIsas(): string[];
   /** Names of the compiled kernels this CPU and OS can run, best first. */
@@ -136,7 +160,7 @@ const REQUIRED_FUNCTIONS = [
   'activeIsa',
   'setIsa',
 ];
-const REQUIRED_DATA = ['ops', 'control', 'MAX_THREADS'];
+const REQUIRED_DATA = ['ops', 'control', 'dynamicMaps', 'MAX_THREADS'];
 
 /** The platform's prebuild folder name, as prebuildify names it: linux-x64, linux-arm64, ... */
 const PREBUILD_PLATFORM = `${process.platform}-${process.arch}`;

@@ -20,7 +20,13 @@ import { checkNoOverlap, holdForAsyncStep, type NamedArray } from '../core/array
 import { checkBoolean, isPlainObject } from '../core/checks';
 import { describe, rangeError, stepInFlightError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
-import { native, type NativeOpLayout, type NativePlan, opLayout } from '../core/native';
+import {
+  native,
+  type NativeArray,
+  type NativeOpLayout,
+  type NativePlan,
+  opLayout,
+} from '../core/native';
 import { checkThreads, defaultThreads } from '../core/threads';
 import { checkSchedule, type LrSchedule, lrFactor, type ScheduleState } from '../train/schedules';
 import {
@@ -838,20 +844,17 @@ export abstract class Optimizer<
     if (name === undefined) throw new Error(`simd-adamw: ${spec.className} has no ${dtype} state`);
     const layout = opLayout(name);
     const base = this.#layout;
-    if (
-      layout.scalars.join() !== base.scalars.join() ||
-      JSON.stringify(layout.flags) !== JSON.stringify(base.flags)
-    ) {
+    if (layout.family !== base.family) {
       throw new Error(
         `simd-adamw: native op '${name}' is not of the family of '${spec.ops.float32}' ` +
-          '(its scalars or flags differ)',
+          `('${layout.family}', not '${base.family}')`,
       );
     }
     const sources = layout.arrays.map((array, a): ArraySource => {
       if (a === 0) return { from: 'data' };
       if (a === 1) return { from: 'grad' };
       if (array === 'paramBf16') return { from: 'dataBf16' };
-      const blocks = layout.arrayLengths?.[a] === 'blocks';
+      const blocks = layout.arrayLengths[a] === 'blocks';
       const tensorName = blocks && array.endsWith('Absmax') ? array.slice(0, -6) : array;
       const index = spec.state.findIndex((tensor) => tensor.name === tensorName);
       if (index < 0 || (dtype === 'blockwise8' && spec.state[index].map === undefined)) {
@@ -939,7 +942,7 @@ export abstract class Optimizer<
   // The native plan over every param's current arrays, each tensor in its op's order.
   #createPlan(): NativePlan {
     const ops: string[] = [];
-    const arrays: (ArrayBufferView | null)[] = [];
+    const arrays: (NativeArray | null)[] = [];
     const gradDtypes = new Uint8Array(this.#slots.length);
     let lowPrecisionGrads = false;
     for (const [k, slot] of this.#slots.entries()) {
@@ -957,7 +960,7 @@ export abstract class Optimizer<
       : native.createPlan(op, arrays);
   }
 
-  #arrayOf(slot: Slot, source: ArraySource): ArrayBufferView | null {
+  #arrayOf(slot: Slot, source: ArraySource): NativeArray | null {
     switch (source.from) {
       case 'data':
         return slot.data;

@@ -21,22 +21,52 @@
 namespace simd_adamw {
 namespace {
 
-// Turns a job's runtime flags into one of the op's branch-free loop instantiations, indexed by the
-// flags (the public ones and the internal scaleGrad bit, which must form a contiguous mask).
+// Turns a job's runtime flags into one of the op's branch-free loop instantiations. Only the bits
+// the op's kernel depends on (kKernelFlags: public flags it reads and internal ones the plan and
+// the fused step set) select an instantiation: the flags are compressed to those bits, in order,
+// and entry `index` of the table is the instantiation for the flags `index` expands to. A grad
+// dtype field of 3 (no such dtype; the plan never sets it) maps to the float32 instantiation, so
+// it costs a table entry but no code.
+constexpr uint32_t expandFlags(uint32_t index, uint32_t mask) {
+  uint32_t flags = 0;
+  for (uint32_t bit = 1, next = 1; bit != 0 && next <= index; bit <<= 1) {
+    if ((mask & bit) == 0) continue;
+    if ((index & next) != 0) flags |= bit;
+    next <<= 1;
+  }
+  return flags;
+}
+
+constexpr uint32_t compressFlags(uint32_t flags, uint32_t mask) {
+  uint32_t index = 0;
+  for (uint32_t bit = 1, next = 1; bit != 0 && bit <= mask; bit <<= 1) {
+    if ((mask & bit) == 0) continue;
+    if ((flags & bit) != 0) index |= next;
+    next <<= 1;
+  }
+  return index;
+}
+
+template <class Op>
+constexpr uint32_t instantiatedFlags(uint32_t index) {
+  const uint32_t flags = expandFlags(index, Op::kKernelFlags);
+  const bool noSuchDtype = (flags & Op::kGradDtypeMask) == Op::kGradDtypeMask;
+  return noSuchDtype ? flags & ~Op::kGradDtypeMask : flags;
+}
+
 template <class Op, class Sequence>
 struct FlagTable;
-template <class Op, uint32_t... kFlags>
-struct FlagTable<Op, std::integer_sequence<uint32_t, kFlags...>> {
-  static constexpr ElementwiseKernel kRuns[] = {&Op::template run<F32, kFlags>...};
+template <class Op, uint32_t... kIndex>
+struct FlagTable<Op, std::integer_sequence<uint32_t, kIndex...>> {
+  static constexpr ElementwiseKernel kRuns[] = {
+      &Op::template run<F32, instantiatedFlags<Op>(kIndex)>...};
 };
 
 template <class Op>
 void elementwise(const Job& job, size_t begin, size_t end) {
-  constexpr OpLayout kLayout = layoutOf<Op>();
-  constexpr uint32_t kAll = kLayout.publicFlags | kLayout.scaleGradFlag;
-  static_assert((kAll & (kAll + 1)) == 0, "an op's flags are the low bits");
-  using Table = FlagTable<Op, std::make_integer_sequence<uint32_t, kAll + 1>>;
-  Table::kRuns[job.flags & kAll](job, begin, end);
+  constexpr uint32_t kBits = __builtin_popcount(Op::kKernelFlags);
+  using Table = FlagTable<Op, std::make_integer_sequence<uint32_t, (1u << kBits)>>;
+  Table::kRuns[compressFlags(job.flags, Op::kKernelFlags)](job, begin, end);
 }
 
 }  // namespace
@@ -48,7 +78,8 @@ const IsaKernels SIMD_ADAMW_CAT(kIsaKernels_, SIMD_ADAMW_ISA) = {
         SIMD_ADAMW_FOREACH_OP(SIMD_ADAMW_OP_KERNEL)
 #undef SIMD_ADAMW_OP_KERNEL
     },
-    &sumSquaresBlocks<F64>,
+    {&sumSquaresBlocks<F64, kGradFloat32>, &sumSquaresBlocks<F64, kGradBfloat16>,
+     &sumSquaresBlocks<F64, kGradFloat16>},
 };
 
 }  // namespace simd_adamw

@@ -5,18 +5,23 @@
 //   X(id, Descriptor)
 //
 //   id          the op's index in every ISA's table is kOp<id> (enum OpId below)
-//   Descriptor  the op's descriptor struct (name, arrays, scalars, flags) with its algorithm,
+//   Descriptor  the op's descriptor struct (name, family, arrays with their types and lengths,
+//               scalars, flags, the flag bits its kernel depends on) with its algorithm,
 //               `template <class F32, uint32_t kFlags> static void run(job, begin, end)`, written
 //               over the vector layer (see native/ops/adamw.h)
 //
 // Adding an elementwise op is its header (descriptor + algorithm), its #include and one row here.
 #pragma once
 
+#include "adamw-bfloat16.h"
+#include "adamw-blockwise8.h"
 #include "adamw.h"
 
 // clang-format off
 #define SIMD_ADAMW_FOREACH_OP(X) \
-  X(Adamw, AdamwOp)
+  X(Adamw, AdamwOp) \
+  X(AdamwBfloat16, AdamwBfloat16Op) \
+  X(AdamwBlockwise8, AdamwBlockwise8Op)
 // clang-format on
 
 namespace simd_adamw {

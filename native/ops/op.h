@@ -9,66 +9,107 @@
 namespace simd_adamw {
 
 // The most arrays one tensor of any op has.
-constexpr size_t kMaxArraysPerTensor = 8;
+constexpr size_t kMaxArraysPerTensor = 10;
 
 struct OpFlag {
   const char* name;
   uint32_t bit;
 };
 
-// An array that may be null unless a flag is set.
+// What an array holds. kGrad is float32 or 16-bit (bf16 or fp16 bits), per tensor: see GradDtype.
+enum class ArrayType : uint8_t { kFloat32, kBfloat16, kUint8, kGrad };
+// How long an array is: the param's length, or one element per block of blockSize elements
+// (ceil(length / blockSize): the per-block absmax of the 8-bit state).
+enum class ArrayLength : uint8_t { kParam, kBlocks };
+
+// A tensor's gradient element type (createPlan's gradDtypes): the plan puts it into each job's
+// flags at the op's gradDtypeShift, two bits, so the kernel widens it in a branch-free loop.
+enum GradDtype : uint8_t { kGradFloat32 = 0, kGradBfloat16 = 1, kGradFloat16 = 2, kGradDtypeCount };
+
+constexpr size_t elementBytes(ArrayType type, GradDtype grad) {
+  return type == ArrayType::kFloat32    ? 4
+         : type == ArrayType::kBfloat16 ? 2
+         : type == ArrayType::kUint8    ? 1
+         : grad == kGradFloat32         ? 4
+                                        : 2;
+}
+
+// An array that may be null. With perTensor false it is needed exactly when `flag` (a public flag)
+// is set in a run's flags; with perTensor true each tensor has it or not, fixed by createPlan, and
+// `flag` is an internal bit the plan sets in the tensor's job flags when the array is present.
 struct OpOptionalArray {
-  size_t array;   // index into arrays
-  uint32_t flag;  // the flag that needs it
+  size_t array;  // index into arrays
+  uint32_t flag;
+  bool perTensor;
 };
 
 // An op's layout. arrays[0] is always "param" and arrays[1] "grad" (what the fused step's norm,
 // skip, clip and unscale read). The kernel receives scalarCount floats and then the gradient factor
 // (used only with scaleGradFlag, which is internal: it is not one of `flags`, and lib/ may not set
-// it).
+// it). Ops of one family share scalars and flags, so one plan may run a different op per tensor.
 struct OpLayout {
   const char* name;
+  const char* family;
   const char* const* arrays;
+  const ArrayType* arrayTypes;
+  const ArrayLength* arrayLengths;
   size_t arrayCount;
+  size_t blockSize;  // thread parts of a tensor start at multiples of it (1: anywhere)
   const OpOptionalArray* optionalArrays;
   size_t optionalCount;
   const char* const* scalars;
   size_t scalarCount;
   const OpFlag* flags;
   size_t flagCount;
-  uint32_t publicFlags;    // the OR of flags[].bit
-  uint32_t scaleGradFlag;  // g *= gradFactor before anything else (the fused clip/unscale)
+  uint32_t publicFlags;     // the OR of flags[].bit
+  uint32_t scaleGradFlag;   // g *= gradFactor before anything else (the fused clip/unscale)
+  uint32_t negateGradFlag;  // a public flag the plan applies as a negative gradFactor (maximize)
+  uint32_t gradDtypeShift;  // the GradDtype's two bits in the job flags start here
+  uint32_t seededFlag;      // the public flag that needs a per-tensor seed (0: none)
+  uint32_t kernelFlags;     // every bit the kernel's instantiations depend on
 };
 
-// One tensor's part of a pass: its arrays (in the op's order; a missing optional array is null),
-// its length, its scalars (the op's scalarCount floats, then the gradient factor) and its flags.
+// One tensor's part of a pass: its arrays (in the op's order, element types per the op's
+// arrayTypes; a missing optional array is null), its length, its scalars (the op's scalarCount
+// floats, then the gradient factor), its flags (public and internal) and its seed (the stochastic
+// rounding key of this tensor for this step).
 struct Job {
-  float* arrays[kMaxArraysPerTensor];
+  void* arrays[kMaxArraysPerTensor];
+  size_t arrayBytes[kMaxArraysPerTensor];  // each array's size, for the runner's prefetch
   size_t length;
   const float* scalars;
   uint32_t flags;
+  uint32_t seed;
+  uint32_t op;         // OpId: which kernel of the ISA's table runs it
+  uint32_t blockSize;  // the op's
+  GradDtype gradDtype;
 };
 
-// Applies the op to elements [begin, end) of `job`. Elements are independent, so a caller may split
-// a tensor into ranges (for threads) and get bitwise the same result as one call.
+// Applies the op to elements [begin, end) of `job` (begin and end multiples of the op's blockSize,
+// or end == length). Blocks are independent, so a caller may split a tensor into ranges (for
+// threads) and get bitwise the same result as one call.
 using ElementwiseKernel = void (*)(const Job& job, size_t begin, size_t end);
+
+template <class T, size_t N>
+constexpr size_t countOf(const T (&)[N]) {
+  return N;
+}
 
 // Builds an OpLayout from an op's descriptor struct (see native/ops/adamw.h for the shape).
 template <class Op>
 constexpr OpLayout layoutOf() {
   uint32_t publicFlags = 0;
   for (const OpFlag& flag : Op::kFlags) publicFlags |= flag.bit;
-  return OpLayout{Op::kName,
-                  Op::kArrays,
-                  sizeof(Op::kArrays) / sizeof(Op::kArrays[0]),
-                  Op::kOptionalArrays,
-                  sizeof(Op::kOptionalArrays) / sizeof(Op::kOptionalArrays[0]),
-                  Op::kScalars,
-                  sizeof(Op::kScalars) / sizeof(Op::kScalars[0]),
-                  Op::kFlags,
-                  sizeof(Op::kFlags) / sizeof(Op::kFlags[0]),
-                  publicFlags,
-                  Op::kScaleGrad};
+  static_assert(countOf(Op::kArrays) == countOf(Op::kArrayTypes), "one type per array");
+  static_assert(countOf(Op::kArrays) == countOf(Op::kArrayLengths), "one length per array");
+  static_assert(countOf(Op::kArrays) <= kMaxArraysPerTensor, "kMaxArraysPerTensor is enough");
+  return OpLayout{Op::kName,           Op::kFamily,           Op::kArrays,
+                  Op::kArrayTypes,     Op::kArrayLengths,     countOf(Op::kArrays),
+                  Op::kBlockSize,      Op::kOptionalArrays,   countOf(Op::kOptionalArrays),
+                  Op::kScalars,        countOf(Op::kScalars), Op::kFlags,
+                  countOf(Op::kFlags), publicFlags,           Op::kScaleGrad,
+                  Op::kNegateGrad,     Op::kGradDtypeShift,   Op::kSeededFlag,
+                  Op::kKernelFlags};
 }
 
 }  // namespace simd_adamw

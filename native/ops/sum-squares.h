@@ -15,7 +15,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+
+#include "../simd/convert.h"
+#include "op.h"
 
 namespace simd_adamw {
 
@@ -24,9 +28,10 @@ constexpr size_t kSumSquaresPartials = 16;
 
 // Writes the sum of squares of each block of data[0, length) to sums[0, ceil(length /
 // kSumSquaresBlock)), each in the canonical order of one block; every block is full but the last.
-// `data` is the start of a block of its tensor. A NaN sum may have any NaN bits; sumOfSquares
-// canonicalizes it.
-using SumSquaresKernel = void (*)(const float* data, size_t length, double* sums);
+// `data` is the start of a block of its tensor, of one gradient dtype (one kernel per dtype: a bf16
+// or fp16 element is widened to float32 exactly first, so its square is that of the widened
+// float). A NaN sum may have any NaN bits; sumOfSquares canonicalizes it.
+using SumSquaresKernel = void (*)(const void* data, size_t length, double* sums);
 
 }  // namespace simd_adamw
 
@@ -51,6 +56,34 @@ inline void addSquares(const float* p,
   }
 }
 
+// The first n (<= 16) elements of a gradient of dtype kDtype at element offset i, widened to
+// float32 into `out`; the rest of `out` is +0.
+template <GradDtype kDtype>
+inline void widenGrad(const void* data, size_t i, size_t n, float (&out)[kSumSquaresPartials]) {
+  if (kDtype == kGradFloat32) {
+    std::memcpy(out, static_cast<const float*>(data) + i, n * sizeof(float));
+  } else {
+    const uint16_t* p = static_cast<const uint16_t*>(data) + i;
+    for (size_t j = 0; j < n; ++j) {
+      out[j] = floatOfBits(kDtype == kGradBfloat16 ? widenBf16(p[j]) : widenF16(p[j]));
+    }
+  }
+  for (size_t j = n; j < kSumSquaresPartials; ++j) out[j] = 0.0f;
+}
+
+// Adds the squares of the 16 elements at element offset i of `data` to the partials.
+template <class F64, GradDtype kDtype>
+inline void addGradSquares(const void* data, size_t i,
+                           typename F64::V (&partials)[kSumSquaresPartials / F64::kWidth]) {
+  if (kDtype == kGradFloat32) {
+    addSquares<F64>(static_cast<const float*>(data) + i, partials);
+  } else {
+    float widened[kSumSquaresPartials];
+    widenGrad<kDtype>(data, i, kSumSquaresPartials, widened);
+    addSquares<F64>(widened, partials);
+  }
+}
+
 // The partials of one block, combined.
 template <class F64>
 double combineVectors(const typename F64::V (&partials)[kSumSquaresPartials / F64::kWidth]) {
@@ -61,9 +94,9 @@ double combineVectors(const typename F64::V (&partials)[kSumSquaresPartials / F6
   return combinePartials(stored);
 }
 
-// kBlocks full blocks, starting at data, side by side.
-template <class F64, size_t kBlocks>
-void sumFullBlocks(const float* data, double* sums) {
+// kBlocks full blocks, starting at element `first` of data, side by side.
+template <class F64, GradDtype kDtype, size_t kBlocks>
+void sumFullBlocks(const void* data, size_t first, double* sums) {
   constexpr size_t kVectors = kSumSquaresPartials / F64::kWidth;
   typename F64::V partials[kBlocks][kVectors];
   for (size_t b = 0; b < kBlocks; ++b) {
@@ -71,44 +104,44 @@ void sumFullBlocks(const float* data, double* sums) {
   }
   for (size_t i = 0; i < kSumSquaresBlock; i += kSumSquaresPartials) {
     for (size_t b = 0; b < kBlocks; ++b) {
-      addSquares<F64>(data + b * kSumSquaresBlock + i, partials[b]);
+      addGradSquares<F64, kDtype>(data, first + b * kSumSquaresBlock + i, partials[b]);
     }
   }
   for (size_t b = 0; b < kBlocks; ++b) sums[b] = combineVectors<F64>(partials[b]);
 }
 
-// One block of any length up to kSumSquaresBlock.
-template <class F64>
-double sumSquaresBlock(const float* data, size_t length) {
+// One block of any length up to kSumSquaresBlock, starting at element `first` of data.
+template <class F64, GradDtype kDtype>
+double sumSquaresBlock(const void* data, size_t first, size_t length) {
   static_assert(kSumSquaresPartials % F64::kWidth == 0, "the partials fill whole vectors");
   constexpr size_t kVectors = kSumSquaresPartials / F64::kWidth;
   typename F64::V partials[kVectors];
   for (size_t k = 0; k < kVectors; ++k) partials[k] = F64::zero();
   size_t i = 0;
   for (; i + kSumSquaresPartials <= length; i += kSumSquaresPartials) {
-    addSquares<F64>(data + i, partials);
+    addGradSquares<F64, kDtype>(data, first + i, partials);
   }
   if (i < length) {
     // The last few elements, zero-padded to 16: each padding lane adds +0 to a partial, which
     // leaves it unchanged (a partial is never -0: it starts at +0 and only adds squares).
-    float tail[kSumSquaresPartials] = {};
-    std::memcpy(tail, data + i, (length - i) * sizeof(float));
+    float tail[kSumSquaresPartials];
+    widenGrad<kDtype>(data, first + i, length - i, tail);
     addSquares<F64>(tail, partials);
   }
   return combineVectors<F64>(partials);
 }
 
 // The kernel (SumSquaresKernel): the sums of the blocks of data[0, length), all full but the last.
-template <class F64>
-void sumSquaresBlocks(const float* data, size_t length, double* sums) {
+template <class F64, GradDtype kDtype>
+void sumSquaresBlocks(const void* data, size_t length, double* sums) {
   const size_t fullBlocks = length / kSumSquaresBlock;
   size_t b = 0;
   for (; b + F64::kBlocksAtOnce <= fullBlocks; b += F64::kBlocksAtOnce) {
-    sumFullBlocks<F64, F64::kBlocksAtOnce>(data + b * kSumSquaresBlock, sums + b);
+    sumFullBlocks<F64, kDtype, F64::kBlocksAtOnce>(data, b * kSumSquaresBlock, sums + b);
   }
-  for (; b < fullBlocks; ++b) sumFullBlocks<F64, 1>(data + b * kSumSquaresBlock, sums + b);
+  for (; b < fullBlocks; ++b) sumFullBlocks<F64, kDtype, 1>(data, b * kSumSquaresBlock, sums + b);
   if (length % kSumSquaresBlock != 0) {
-    sums[b] = sumSquaresBlock<F64>(data + b * kSumSquaresBlock, length % kSumSquaresBlock);
+    sums[b] = sumSquaresBlock<F64, kDtype>(data, b * kSumSquaresBlock, length % kSumSquaresBlock);
   }
 }
 

@@ -9,12 +9,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "buffered-lanes.h"
 #include "canonical-nan.h"
 
 namespace simd_adamw {
 namespace {
 
-struct F32 {
+struct F32Core {
   static constexpr size_t kWidth = 8;
   using V = __m256;
 
@@ -44,7 +45,13 @@ struct F32 {
     const V nan = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(kCanonicalNanBits)));
     return _mm256_blendv_ps(a, nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
   }
+  // Lanes where `test` is NaN take `ifNan`, the others `otherwise`.
+  static V selectWhereNan(V test, V ifNan, V otherwise) {
+    return _mm256_blendv_ps(otherwise, ifNan, _mm256_cmp_ps(test, test, _CMP_UNORD_Q));
+  }
 };
+
+struct F32 : BufferedLanes<F32Core> {};
 
 struct F64 {
   static constexpr size_t kWidth = 4;

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "buffered-lanes.h"
 #include "canonical-nan.h"
 
 // GCC 12's _mm512_sqrt_ps/_mm512_max_ps/_mm512_cvtps_pd pass _mm512_undefined_*() as the unused
@@ -22,7 +23,7 @@
 namespace simd_adamw {
 namespace {
 
-struct F32 {
+struct F32Core {
   static constexpr size_t kWidth = 16;
   using V = __m512;
 
@@ -51,7 +52,13 @@ struct F32 {
     const V nan = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(kCanonicalNanBits)));
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a, nan);
   }
+  // Lanes where `test` is NaN take `ifNan`, the others `otherwise`.
+  static V selectWhereNan(V test, V ifNan, V otherwise) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(test, test, _CMP_UNORD_Q), otherwise, ifNan);
+  }
 };
+
+struct F32 : BufferedLanes<F32Core> {};
 
 struct F64 {
   static constexpr size_t kWidth = 8;

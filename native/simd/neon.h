@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "buffered-lanes.h"
 #include "canonical-nan.h"
 
 #if !defined(__aarch64__)
@@ -30,7 +31,7 @@
 namespace simd_adamw {
 namespace {
 
-struct F32 {
+struct F32Core {
   static constexpr size_t kWidth = 4;
   using V = float32x4_t;
 
@@ -68,7 +69,13 @@ struct F32 {
     const uint32x4_t isNumber = vceqq_f32(a, a);
     return vbslq_f32(isNumber, a, vreinterpretq_f32_u32(vdupq_n_u32(kCanonicalNanBits)));
   }
+  // Lanes where `test` is NaN take `ifNan`, the others `otherwise`.
+  static V selectWhereNan(V test, V ifNan, V otherwise) {
+    return vbslq_f32(vceqq_f32(test, test), otherwise, ifNan);
+  }
 };
+
+struct F32 : BufferedLanes<F32Core> {};
 
 struct F64 {
   static constexpr size_t kWidth = 2;

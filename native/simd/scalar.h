@@ -29,12 +29,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "buffered-lanes.h"
 #include "canonical-nan.h"
 
 namespace simd_adamw {
 namespace {
 
-struct F32 {
+struct F32Core {
   static constexpr size_t kWidth = 1;
   using V = float;
 
@@ -62,7 +63,13 @@ struct F32 {
     std::memcpy(&nan, &kCanonicalNanBits, sizeof nan);
     return nan;
   }
+  // Lanes where `test` is NaN take `ifNan`, the others `otherwise`.
+  static V selectWhereNan(V test, V ifNan, V otherwise) {
+    return std::isnan(test) ? ifNan : otherwise;
+  }
 };
+
+struct F32 : BufferedLanes<F32Core> {};
 
 struct F64 {
   static constexpr size_t kWidth = 1;

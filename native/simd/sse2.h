@@ -9,12 +9,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "buffered-lanes.h"
 #include "canonical-nan.h"
 
 namespace simd_adamw {
 namespace {
 
-struct F32 {
+struct F32Core {
   static constexpr size_t kWidth = 4;
   using V = __m128;
 
@@ -50,7 +51,14 @@ struct F32 {
     const V nan = _mm_castsi128_ps(_mm_set1_epi32(static_cast<int>(kCanonicalNanBits)));
     return _mm_or_ps(_mm_and_ps(isNan, nan), _mm_andnot_ps(isNan, a));
   }
+  // Lanes where `test` is NaN take `ifNan`, the others `otherwise`.
+  static V selectWhereNan(V test, V ifNan, V otherwise) {
+    const V isNan = _mm_cmpunord_ps(test, test);
+    return _mm_or_ps(_mm_and_ps(isNan, ifNan), _mm_andnot_ps(isNan, otherwise));
+  }
 };
+
+struct F32 : BufferedLanes<F32Core> {};
 
 struct F64 {
   static constexpr size_t kWidth = 2;
