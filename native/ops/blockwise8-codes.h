@@ -7,7 +7,9 @@
 // correctly rounded float32 division, so |y| <= 1; an all-zero block has absmax 0 and every code is
 // the map's 0), and code = the index of the map value nearest to y in exact real arithmetic, ties
 // to the lower index. That makes the codes a pure function of the float32 values, the same on every
-// ISA, and the same codes bitsandbytes stores wherever its own rounding is exact.
+// ISA. A code means what bitsandbytes' code means (the same map bits times absmax), so states
+// convert both ways without loss; only a value within a rounding error of a midpoint may get
+// another code from bitsandbytes' own kernels, which round differently on the way.
 //
 // Why the maps are constants. bitsandbytes builds them with create_dynamic_map(signed,
 // max_exponent_bits=7, total_bits=8), whose torch.linspace uses fused multiply-add on x86-64 and
@@ -36,9 +38,12 @@
 // (blockwise8_detail::makeDynamicMap; it refuses to compile if a bucket holds two midpoints), and
 // native/tests/blockwise8-codes-test.cc compares the search with an exact reference for every
 // float y in [-1, 1] and with a brute-force nearest scan on a sample. The per-element work is a
-// division, integer clamps, shifts and a compare, and a table load: a loop without branches that
+// division, integer clamps, shifts and adds, and a table load: a loop without branches that
 // GCC vectorizes (a gather where the ISA has one), with the same bits on every ISA because every
 // step is exact or one IEEE operation.
+//
+// Dequantizing is a table load and a multiply: portable code for every ISA but AVX-512, where the
+// table sits in registers and permutes replace the gather (codeValuesAvx512; same bits).
 //
 // The tables are constexpr data (one copy); the functions have internal linkage (an anonymous
 // namespace): kernels.cc includes this header once per ISA with that ISA's -m flags, and the
@@ -48,6 +53,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace simd_adamw {
 
@@ -356,6 +364,67 @@ inline void nearestCodes(const uint32_t* __restrict buckets, const float* __rest
   }
 }
 
+// Dequantizing, portable: GCC vectorizes the table load as a gather (emulated or not).
+inline void codeValues(const float* __restrict table, const uint8_t* __restrict codes, float absmax,
+                       size_t n, float* __restrict out) {
+  for (size_t j = 0; j < n; ++j) out[j] = table[codes[j]] * absmax;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SIMD_ADAMW_BLOCKWISE8_AVX512 1
+// Dequantizing with AVX-512F: the 256 map values in 16 registers, each code's value picked by
+// 8 two-register permutes (the code's low 5 bits) and 7 blends (its top 3 bits), 16 lanes at a
+// time: about 1.4x the speed of the gather on AMD Zen 5. The same multiply, so the same bits. (A
+// binary search over the midpoints the same way, 8 levels of permute and compare, was no faster
+// than the portable search's one gather, so quantizing stays portable on every ISA.) Compiled
+// with a target attribute so that every x86-64 build, and the test, has it; dequantizeBlock uses
+// it where the translation unit is built for AVX-512.
+__attribute__((target("avx512f"))) inline void codeValuesAvx512(const float* __restrict table,
+                                                                const uint8_t* __restrict codes,
+                                                                float absmax, size_t n,
+                                                                float* __restrict out) {
+  __m512 registers[16];
+  for (int r = 0; r < 16; ++r) registers[r] = _mm512_loadu_ps(table + 16 * r);
+  const __m512 scale = _mm512_set1_ps(absmax);
+  const __m512i bit5 = _mm512_set1_epi32(32), bit6 = _mm512_set1_epi32(64),
+                bit7 = _mm512_set1_epi32(128);
+  for (size_t j = 0; j < n; j += 16) {
+    const size_t count = n - j >= 16 ? 16 : n - j;
+    __m128i bytes;
+    if (count == 16) {
+      bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j));
+    } else {  // a masked byte load needs AVX-512BW
+      uint8_t tail[16] = {};
+      std::memcpy(tail, codes + j, count);
+      bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tail));
+    }
+    const __m512i code = _mm512_maskz_cvtepu8_epi32(0xffff, bytes);  // (no GCC 12 warning)
+    __m512 pick[8];
+    for (int r = 0; r < 8; ++r) {
+      pick[r] = _mm512_permutex2var_ps(registers[2 * r], code, registers[2 * r + 1]);
+    }
+    const __mmask16 high5 = _mm512_test_epi32_mask(code, bit5);
+    const __mmask16 high6 = _mm512_test_epi32_mask(code, bit6);
+    const __mmask16 high7 = _mm512_test_epi32_mask(code, bit7);
+    for (int r = 0; r < 4; ++r) pick[r] = _mm512_mask_blend_ps(high5, pick[2 * r], pick[2 * r + 1]);
+    for (int r = 0; r < 2; ++r) pick[r] = _mm512_mask_blend_ps(high6, pick[2 * r], pick[2 * r + 1]);
+    const __m512 value = _mm512_mask_blend_ps(high7, pick[0], pick[1]);
+    _mm512_mask_storeu_ps(out + j, static_cast<__mmask16>((1u << count) - 1),
+                          _mm512_mul_ps(value, scale));
+  }
+}
+#endif
+
+// Finite magnitudes order like their bit patterns: an integer max, which vectorizes everywhere.
+inline float blockAbsmax(const float* values, size_t n) {
+  uint32_t maxBits = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t magnitude = bitsOf(values[j]) & 0x7fffffffu;
+    maxBits = magnitude > maxBits ? magnitude : maxBits;
+  }
+  return floatOf(maxBits);
+}
+
 }  // namespace
 }  // namespace blockwise8_detail
 
@@ -374,22 +443,19 @@ inline uint8_t nearestCode(const DynamicMap& map, float y) {
 // out[j] = map.values[codes[j]] * absmax, j < n.
 inline void dequantizeBlock(const DynamicMap& map, const uint8_t* __restrict codes, float absmax,
                             size_t n, float* __restrict out) {
-  const float* __restrict values = map.values;
-  for (size_t j = 0; j < n; ++j) out[j] = values[codes[j]] * absmax;
+#if defined(SIMD_ADAMW_BLOCKWISE8_AVX512) && defined(__AVX512F__)
+  blockwise8_detail::codeValuesAvx512(map.values, codes, absmax, n, out);
+#else
+  blockwise8_detail::codeValues(map.values, codes, absmax, n, out);
+#endif
 }
 
 // Returns absmax = max |values[j]| (values finite) and sets codes[j] to the nearest code of
 // values[j] / absmax, j < n (every code the map's 0 when absmax is 0).
 inline float quantizeBlock(const DynamicMap& map, const float* __restrict values, size_t n,
                            uint8_t* __restrict codes) {
-  // Finite magnitudes order like their bit patterns: an integer max, which vectorizes everywhere.
-  uint32_t maxBits = 0;
-  for (size_t j = 0; j < n; ++j) {
-    const uint32_t magnitude = blockwise8_detail::bitsOf(values[j]) & 0x7fffffffu;
-    maxBits = magnitude > maxBits ? magnitude : maxBits;
-  }
-  const float absmax = blockwise8_detail::floatOf(maxBits);
-  if (maxBits == 0) {
+  const float absmax = blockwise8_detail::blockAbsmax(values, n);
+  if (absmax == 0) {
     std::memset(codes, map.zeroCode, n);
   } else {
     blockwise8_detail::nearestCodes(map.buckets, values, absmax, n, codes);

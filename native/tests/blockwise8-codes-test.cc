@@ -4,18 +4,21 @@
 //     -1; unsigned: 0 to 1), strictly ascending, every midpoint exact in double, every rounded
 //     midpoint the largest float at or below it, at most one midpoint per search bucket;
 //   - the search: every float32 y in [-1, 1] (both signs, all 2 * 0x3f800001 patterns per map)
-//     against an exact merge over the double midpoints; a sample of them (every pattern stepped by
-//     a prime, +-64 patterns around every midpoint, code and bucket edge) against a brute-force
-//     nearest scan that compares the exact distances |y - code|, ties to the lower index;
+//     against the exact count of double midpoints below y; a sample of them (every pattern
+//     stepped by a prime, +-64 patterns around every midpoint, code and bucket edge, and every
+//     midpoint that is a float, a tie) against a brute-force nearest scan that compares the exact
+//     distances |y - code|, ties to the lower index;
 //   - blocks: absmax and codes of every length 0..256 (codes past n untouched), all-zero blocks,
 //     values that are code * absmax exactly, the signed map's -absmax (no -1 code), and the
 //     round-trip error bound of the issue for every element;
 //   - on x86-64, the same header compiled for AVX2 and AVX-512 (target attributes; the build's ISA
-//     flags are per file) gives the same codes and values as the baseline build.
+//     flags are per file), and the AVX-512 permute dequantize, give the baseline build's codes and
+//     values (every check above runs on every variant the CPU has; the sweep on the fastest).
 //
 //   blockwise8-codes-test [--sample-only] [--bench]   exit status 0 when every check passes
-// --sample-only skips the exhaustive sweep (seconds instead of ~10 s); --bench also prints ns per
-// element of quantizeBlock and dequantizeBlock on 1M elements for each compiled variant.
+// --sample-only skips the exhaustive sweep (2-3 s instead of about 6 s of CPU on AVX-512; use it
+// under qemu); --bench also prints ns per element of quantizeBlock and dequantizeBlock for each
+// variant, streaming over 1M elements and in L1.
 #include "../ops/blockwise8-codes.h"
 
 #include <chrono>
@@ -42,17 +45,8 @@ bool expect(bool ok, const std::string& what) {
 // "ok", or "FAILED" when a check failed since `before` (the failure count then).
 const char* verdict(int before) { return gFailures == before ? "ok" : "FAILED"; }
 
-uint32_t bitsOf(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits;
-}
-
-float floatOf(uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
+using blockwise8_detail::bitsOf;
+using blockwise8_detail::floatOf;
 
 std::string hex(float x) {
   char text[64];
@@ -133,7 +127,7 @@ void dequantizeBaseline(const DynamicMap& map, const uint8_t* c, float a, size_t
 #define SIMD_ADAMW_VARIANT(isa, name)                                                            \
   __attribute__((target(isa), flatten)) void codes_##name(const DynamicMap& map, const float* y, \
                                                           size_t n, uint8_t* codes) {            \
-    for (size_t j = 0; j < n; ++j) codes[j] = nearestCode(map, y[j]);                            \
+    blockwise8_detail::nearestCodes(map.buckets, y, 1.0f, n, codes);                             \
   }                                                                                              \
   __attribute__((target(isa), flatten)) float quantize_##name(                                   \
       const DynamicMap& map, const float* v, size_t n, uint8_t* codes) {                         \
@@ -146,6 +140,13 @@ void dequantizeBaseline(const DynamicMap& map, const uint8_t* c, float a, size_t
 SIMD_ADAMW_VARIANT("avx2", avx2)
 SIMD_ADAMW_VARIANT("avx512f", avx512f)
 #undef SIMD_ADAMW_VARIANT
+
+// The permute dequantizing that dequantizeBlock uses where built for AVX-512.
+__attribute__((target("avx512f"), flatten)) void dequantizePermute(const DynamicMap& map,
+                                                                   const uint8_t* c, float a,
+                                                                   size_t n, float* out) {
+  blockwise8_detail::codeValuesAvx512(map.values, c, a, n, out);
+}
 #endif
 
 struct Variant {
@@ -157,13 +158,16 @@ struct Variant {
 };
 
 std::vector<Variant> variants() {
+  // Slowest first: the header compiled with no ISA flags (the scalar, SSE2 and NEON builds), for
+  // AVX2, and for AVX-512 with the portable or (as the AVX-512 kernels do) the permute dequantize.
   std::vector<Variant> list = {
       {"baseline", true, codesBaseline, quantizeBaseline, dequantizeBaseline}};
 #if defined(__x86_64__) && defined(__GNUC__)
+  const bool avx512 = __builtin_cpu_supports("avx512f") != 0;
   list.push_back(
       {"avx2", __builtin_cpu_supports("avx2") != 0, codes_avx2, quantize_avx2, dequantize_avx2});
-  list.push_back({"avx512f", __builtin_cpu_supports("avx512f") != 0, codes_avx512f,
-                  quantize_avx512f, dequantize_avx512f});
+  list.push_back({"avx512f", avx512, codes_avx512f, quantize_avx512f, dequantize_avx512f});
+  list.push_back({"avx512f-permute", avx512, codes_avx512f, quantize_avx512f, dequantizePermute});
 #endif
   return list;
 }
@@ -528,7 +532,7 @@ void bench(const NamedMap& m) {
         best[1] =
             std::fmin(best[1], std::chrono::duration<double, std::nano>(t2 - t1).count() / kN);
       }
-      std::printf("  bench %-8s %-8s %-9s quantize %.3f ns/element, dequantize %.3f ns/element\n",
+      std::printf("  bench %-8s %-16s %-9s quantize %.3f ns/element, dequantize %.3f ns/element\n",
                   m.name, variant.name, streaming ? "streaming" : "in L1", best[0], best[1]);
     }
   }
