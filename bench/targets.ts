@@ -224,6 +224,27 @@ function issue12Targets(rows: readonly LeanRow[], bestIsa: string): TargetResult
       }
     }
   }
+  // Each class's roofline is a ceiling, as issue 10's: no lean step may beat its own beyond noise.
+  let worst: { value: number; where: string } | undefined;
+  for (const r of rows) {
+    if (r.fractionOfRoofline === undefined || r.fractionOfRoofline <= 0) continue;
+    if (worst === undefined || 1 / r.fractionOfRoofline < worst.value) {
+      worst = {
+        value: 1 / r.fractionOfRoofline,
+        where: `worst: ${r.label}, ${formatSize(r.size)}, ${threadWord(r.threads)}`,
+      };
+    }
+  }
+  targets.push(
+    target(
+      12,
+      'each lean roofline is a ceiling: roofline / its step, every size and thread setting',
+      worst?.where ?? 'not measured in this run',
+      0.95,
+      'x',
+      worst?.value,
+    ),
+  );
   return targets;
 }
 

@@ -1,36 +1,23 @@
-// The lean-state surface of the public API (issue 12) as the lean tests use it, in one place: an
-// optimizer built from '../../lib' with stateDtype / gradDtype / dataBf16, its state(p) and
-// stateFloat32(p) read back as plain copies.
-import { Adam, AdamW } from '../../lib';
-import type { GradDtype, StateDtype } from './lean-reference';
+// The lean-state surface of the public API (issue 12) as the lean tests use it, in one place, typed
+// with the package's own exported types (a change to them breaks these tests at compile time): an
+// AdamW or Adam from '../../lib' with stateDtype / gradDtype / dataBf16, and its state(p) read back
+// as plain copies that later steps cannot change.
+import {
+  Adam,
+  AdamW,
+  type AnyParam,
+  type Blockwise8Tensor,
+  type OptimizerOptions,
+  type ParamGroup,
+  type ParamState,
+  type ParamStateFloat32,
+  type StateDtype,
+} from '../../lib';
 
-export interface LeanParam {
-  data: Float32Array;
-  grad: Float32Array | Uint16Array;
-  gradDtype?: GradDtype;
-  dataBf16?: Uint16Array;
-  name?: string;
-}
-
-export interface LeanHyper {
-  lr: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  amsgrad: boolean;
-  maximize: boolean;
-  stateDtype?: StateDtype;
-}
-
-export interface LeanOptions extends LeanHyper {
-  threads?: number;
-  stochasticRounding?: boolean;
-  seed?: number;
-  min8bitSize?: number;
-}
-
-export type LeanMomentCopy =
-  Float32Array | Uint16Array | { codes: Uint8Array; absmax: Float32Array };
+export type LeanParam = AnyParam;
+export type LeanOptions = OptimizerOptions;
+export type LeanGroup = ParamGroup;
+export type LeanMomentCopy = Float32Array | Uint16Array | Blockwise8Tensor;
 
 export interface LeanStateCopy {
   step: number;
@@ -40,56 +27,35 @@ export interface LeanStateCopy {
   maxExpAvgSq?: LeanMomentCopy;
 }
 
-export interface LeanOptimizer {
-  step(): unknown;
-  threads: number;
-  state(param: LeanParam): unknown;
-  stateFloat32(param: LeanParam): unknown;
-}
+export type LeanOptimizer = AdamW | Adam;
 
 export function createLeanOptimizer(
   decoupled: boolean,
-  groups: (Partial<LeanHyper> & { params: LeanParam[] })[],
+  groups: LeanGroup[],
   options: LeanOptions,
 ): LeanOptimizer {
-  const Optimizer = (decoupled ? AdamW : Adam) as unknown as new (
-    groups: (Partial<LeanHyper> & { params: LeanParam[] })[],
-    options: LeanOptions,
-  ) => LeanOptimizer;
-  return new Optimizer(groups, options);
+  return decoupled ? new AdamW(groups, options) : new Adam(groups, options);
 }
 
-function copyMoment(value: unknown, where: string): LeanMomentCopy {
+function copyMoment(value: LeanMomentCopy): LeanMomentCopy {
   if (value instanceof Float32Array || value instanceof Uint16Array) return value.slice();
-  const { codes, absmax } = (value ?? {}) as { codes?: unknown; absmax?: unknown };
-  if (codes instanceof Uint8Array && absmax instanceof Float32Array) {
-    return { codes: codes.slice(), absmax: absmax.slice() };
-  }
-  throw new Error(`${where} is neither a typed array nor { codes, absmax }`);
+  return { codes: value.codes.slice(), absmax: value.absmax.slice() };
 }
 
-/** A copy of optimizer.state(param), checked to have the shape the contract gives it. */
+/** A copy of optimizer.state(param). */
 export function leanState(optimizer: LeanOptimizer, param: LeanParam): LeanStateCopy {
-  const s = optimizer.state(param) as Record<string, unknown>;
+  const s: ParamState = optimizer.state(param);
   const out: LeanStateCopy = {
-    step: s.step as number,
-    dtype: s.dtype as StateDtype,
-    expAvg: copyMoment(s.expAvg, 'state.expAvg'),
-    expAvgSq: copyMoment(s.expAvgSq, 'state.expAvgSq'),
+    step: s.step,
+    dtype: s.dtype,
+    expAvg: copyMoment(s.expAvg),
+    expAvgSq: copyMoment(s.expAvgSq),
   };
-  if (s.maxExpAvgSq !== undefined) out.maxExpAvgSq = copyMoment(s.maxExpAvgSq, 'state.maxExpAvgSq');
+  if (s.maxExpAvgSq !== undefined) out.maxExpAvgSq = copyMoment(s.maxExpAvgSq);
   return out;
 }
 
 /** optimizer.stateFloat32(param): dequantized Float32Array copies of every moment. */
-export function leanStateFloat32(
-  optimizer: LeanOptimizer,
-  param: LeanParam,
-): { dtype: StateDtype; expAvg: Float32Array; expAvgSq: Float32Array; maxExpAvgSq?: Float32Array } {
-  return optimizer.stateFloat32(param) as {
-    dtype: StateDtype;
-    expAvg: Float32Array;
-    expAvgSq: Float32Array;
-    maxExpAvgSq?: Float32Array;
-  };
+export function leanStateFloat32(optimizer: LeanOptimizer, param: LeanParam): ParamStateFloat32 {
+  return optimizer.stateFloat32(param);
 }
