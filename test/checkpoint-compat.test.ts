@@ -89,6 +89,34 @@ describe('an AdamW checkpoint written by 0.1.0', () => {
     resumeAndCompare(expected, params, optimizer);
   });
 
+  test('loads as float32 state, the lean-state options at their defaults', () => {
+    const params = paramsAtSave(expected);
+    const optimizer = AdamW.load(file, params);
+    expect(optimizer.paramGroups.map((group) => group.stateDtype)).toEqual(
+      optimizer.paramGroups.map(() => 'float32'),
+    );
+    expect(params.map((p) => optimizer.state(p).dtype)).toEqual(params.map(() => 'float32'));
+    expect([optimizer.stochasticRounding, optimizer.seed, optimizer.min8bitSize]).toEqual([
+      false,
+      0,
+      4096,
+    ]);
+  });
+
+  test('is refused by an optimizer with bfloat16 state, naming stateDtype', () => {
+    // The file's groups, each with bfloat16 state.
+    const groups = AdamW.load(file, paramsAtSave(expected)).paramGroups.map((group) => ({
+      params: group.params.map((p) => ({ ...p, data: p.data.slice(), grad: p.grad.slice() })),
+      stateDtype: 'bfloat16' as const,
+    }));
+    const optimizer = new AdamW(groups);
+    expect(() => {
+      optimizer.loadFrom(file);
+    }).toThrow(
+      /^Expected 'bfloat16' \(as this optimizer's paramGroups\[0\]; stateDtype decides which state exists\) for __metadata__\.param_groups\[0\]\.stateDtype of checkpoint .* but received 'float32' of type string$/,
+    );
+  });
+
   test('is refused by Adam, naming the kind', () => {
     expect(() => Adam.load(file, paramsAtSave(expected))).toThrow(/'adam'.*'adamw'|adamw/);
   });

@@ -491,6 +491,37 @@ describe('bad input: TypeError or RangeError in the usual format, before anythin
     expect(group.stateDtype).toBe('bfloat16');
   });
 
+  test("a grad or dataBf16 over the optimizer's own lean state is an overlap, nothing written", () => {
+    // p1's absmax has ceil(4396 / 256) = 18 floats: the bytes of 36 bf16 values.
+    const params = [param(36, 1, 'p0'), param(4396, 2, 'p1'), param(36, 3, 'p2')];
+    const optimizer = new AdamW([
+      { params: [params[0]!, params[2]!], stateDtype: 'bfloat16' },
+      { params: [params[1]!], stateDtype: 'blockwise8' },
+    ]);
+    optimizer.step();
+    const before = everything(optimizer, params);
+    const bf16 = optimizer.state(params[0]!);
+    const b8 = optimizer.state(params[1]!);
+    if (bf16.dtype !== 'bfloat16' || b8.dtype !== 'blockwise8') throw new Error('dtypes');
+    params[2]!.grad = bf16.expAvgSq;
+    params[2]!.gradDtype = 'bfloat16';
+    expect(thrown(() => optimizer.step())).toEqual({
+      name: 'RangeError',
+      message:
+        'Expected state of p0 (expAvgSq) and p2.grad not to overlap in memory but they share bytes',
+    });
+    params[2]!.grad = params[2]!.data.slice();
+    delete params[2]!.gradDtype;
+    const { absmax } = b8.expAvg;
+    params[0]!.dataBf16 = new Uint16Array(absmax.buffer, absmax.byteOffset, 36);
+    expect(thrown(() => optimizer.step())).toEqual({
+      name: 'RangeError',
+      message:
+        'Expected p0.dataBf16 and state of p1 (expAvg).absmax not to overlap in memory but they share bytes',
+    });
+    expect(everything(optimizer, params)).toEqual(before);
+  });
+
   // A replacement between steps is checked at step(), with every array unchanged.
   test.each<[string, (p: AnyParam, other: AnyParam) => void, string, RegExp]>([
     [
@@ -684,6 +715,29 @@ describe('stochastic rounding', () => {
     expect(roundedUp / total).toBeLessThan(0.8);
   });
 
+  test('stepAsync rounds as step does, with bf16 grads and dataBf16', async () => {
+    const make = () =>
+      makeParams(43).map((p) => ({
+        ...p,
+        grad: rneAll(p.grad as Float32Array),
+        gradDtype: 'bfloat16' as const,
+        dataBf16: new Uint16Array(p.data.length),
+      }));
+    const sync = make();
+    const async = make();
+    const options = { stateDtype: 'bfloat16' as const, stochasticRounding: true, seed: 9 };
+    const a = new AdamW(sync, options);
+    const b = new AdamW(async, options);
+    for (let t = 0; t < 2; t++) {
+      a.step({ clipGradNorm: 0.5 });
+      await b.stepAsync({ clipGradNorm: 0.5 });
+    }
+    expect(everything(b, async)).toEqual(everything(a, sync));
+    expect(async.map((p) => Array.from(p.dataBf16))).toEqual(
+      sync.map((p) => Array.from(p.dataBf16)),
+    );
+  });
+
   test('bf16 groups round stochastically, others are unaffected', () => {
     const a = makeParams(19);
     const b = a.map(copyParam);
@@ -856,6 +910,31 @@ describe('checkpoints and state dicts', () => {
     expect(entry.expAvg.codes).not.toBe(state.expAvg.codes);
     expect(Array.from(entry.expAvg.codes)).toEqual(Array.from(state.expAvg.codes));
     expect(sd.paramGroups[0]!.stateDtype).toBe('blockwise8');
+    // A getter of the pair runs before any array is checked: detaching an array it hands back is
+    // caught, and nothing changes.
+    const before = everything(optimizer, [p!]);
+    const absmax = entry.expAvg.absmax.slice();
+    const hostile = {
+      ...sd,
+      state: [
+        {
+          ...entry,
+          expAvg: {
+            get codes() {
+              structuredClone(absmax.buffer, { transfer: [absmax.buffer as ArrayBuffer] });
+              return entry.expAvg.codes;
+            },
+            absmax,
+          },
+        },
+      ],
+    };
+    expect(thrown(() => optimizer.loadStateDict(hostile as typeof sd))).toEqual({
+      name: 'TypeError',
+      message:
+        'Expected a Float32Array for stateDict.state[0].expAvg.absmax but received a Float32Array whose ArrayBuffer is detached',
+    });
+    expect(everything(optimizer, [p!])).toEqual(before);
     // A dict whose absmax is one block short is refused.
     const short = {
       ...sd,

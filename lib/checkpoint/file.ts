@@ -30,7 +30,9 @@
 //   fewer than min_8bit_size elements.
 import * as fs from 'node:fs';
 
+import { checkBoolean } from '../core/checks';
 import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { lengthOf } from '../core/intrinsics';
 import {
   assertLittleEndianHost,
   CRC32_KEY,
@@ -58,7 +60,6 @@ import {
   type StateArray,
   storageOf,
 } from '../optim/state-storage';
-import { checkBoolean } from '../core/checks';
 import { checkScheduleState, type ScheduleState } from '../train/schedules';
 import {
   applyState,
@@ -169,13 +170,8 @@ export function saveCheckpoint(
       const dtypes = FILE_DTYPES[slot.dtype];
       for (const [part, data] of partsOf(array).entries()) {
         const dtype = dtypes[part];
-        const length = data.byteLength / (dtype === 'F32' ? 4 : dtype === 'BF16' ? 2 : 1);
-        byDtype[dtype].push({
-          name: part === 0 ? name : absmaxName(name),
-          dtype,
-          shape: [length],
-          data,
-        });
+        const entry = { name: part === 0 ? name : absmaxName(name), dtype, data };
+        byDtype[dtype].push({ ...entry, shape: [lengthOf(data)] });
       }
     }
   }

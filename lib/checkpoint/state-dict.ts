@@ -161,7 +161,7 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     checkKnownKeys(name, entry, stateKeys);
     const fields: Record<string, unknown> = { ...entry };
     // A blockwise8 tensor's two arrays are read here too, with every other field.
-    for (const tensor of spec.state) {
+    for (const tensor of slot.dtype === 'blockwise8' ? spec.state : []) {
       const saved = fields[tensor.name];
       if (typeof saved === 'object' && saved !== null && !ArrayBuffer.isView(saved)) {
         const { codes, absmax } = saved as Record<string, unknown>;

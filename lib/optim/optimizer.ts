@@ -1,14 +1,16 @@
 // The one optimizer machinery: everything an optimizer of this package does besides its own
-// arithmetic, for any spec (optim/spec.ts). Groups and their validated setters, per-param state,
-// the native step plan, step/stepAsync with the fused clip/unscale/skip options, schedules,
-// threads, state(), memory(), state dicts and checkpoint files. Each optimizer is its spec plus a
+// arithmetic, for any spec (optim/spec.ts). Groups and their validated setters, per-param state in
+// the dtype its group asks for (optim/state-storage.ts), the native step plan, step/stepAsync with
+// the fused clip/unscale/skip options and stochastic rounding, schedules, threads, state(),
+// stateFloat32(), memory(), state dicts and checkpoint files. Each optimizer is its spec plus a
 // thin subclass (optim/adam.ts).
 //
 // A step is one native call for all params (PyTorch's foreach/fused idea: real models have
 // hundreds of small bias and norm vectors, and one call per tensor would cost more than their
-// update). The addon holds a plan of the step's arrays, gathered and checked once; every step only
-// confirms, in JavaScript, that each array is the same object and still has its length, and makes
-// a new plan when a param's data or grad was replaced.
+// update), each tensor with the op of its state dtype. The addon holds a plan of the step's arrays,
+// gathered and checked once; every step only confirms, in JavaScript, that each array is the same
+// object and still has its length, and makes a new plan when a param's data, grad, gradDtype or
+// dataBf16 was replaced.
 import {
   loadCheckpointInto,
   loadOptimizer,

@@ -3,8 +3,10 @@
 //
 // An optimizer declares its hyperparameters (default, check, checkpoint name, whether fixed after
 // construction), its per-param state tensors (name, file name, shape rule, blockwise8 map, when
-// present), the native op that runs it for each state dtype it supports, and how its hyperparameters become the op's per-step scalars. Nothing
-// outside its spec file names `expAvg` or `betas`.
+// present), the native op that runs it for each state dtype it supports, and how its
+// hyperparameters become the ops' per-step scalars. Nothing outside its spec file names `expAvg`
+// or `betas`; another optimizer gets bfloat16 and blockwise8 state by declaring their ops and its
+// tensors' maps.
 
 /** One hyperparameter: its default, its check, and how a checkpoint file names it. */
 export interface HyperparameterSpec<T> {
@@ -89,7 +91,8 @@ export interface OptimizerSpec<H extends BaseHyperparameters> {
   readonly decayKey?: string;
   /** The op's per-step scalars, by name, in the order stepScalars writes them. */
   readonly scalars: readonly string[];
-  /** The op's flags, by name: bit i of stepScalars' result is flags[i]. */
+  /** The op's flags, by name: bit i of stepScalars' result is flags[i]. Not the framework's own
+   * (stochasticRounding, an optimizer option that optim/optimizer.ts sets). */
   readonly flags: readonly string[];
   /**
    * Writes the scalars of one step of a tensor whose group has hyperparameters `h`, at 1-based

@@ -13,8 +13,6 @@
 // for a small tensor the absmax and the quantization error cost more than the bytes saved).
 import { markAsUntransferable } from 'node:worker_threads';
 
-import { types } from 'node:util';
-
 import { checkTypedArray, type NamedArray, type TypedArrayKind } from '../core/arrays';
 import { native, opLayout } from '../core/native';
 import type { AnyOptimizerSpec, QuantizationMap, StateDtype } from './spec';
@@ -227,7 +225,7 @@ export function stateToFloat32(
 }
 
 /** bitsandbytes' dynamic map `map` (256 ascending float32 values), as the addon has it. */
-export function dynamicMap(map: QuantizationMap | undefined): Float32Array {
+function dynamicMap(map: QuantizationMap | undefined): Float32Array {
   if (map === undefined) throw new Error('simd-adamw: a blockwise8 state tensor needs a map');
   return native.dynamicMaps[map];
 }
@@ -257,12 +255,4 @@ export function copyStateInto(into: StateArray, from: StateArray): void {
     into.codes.set(source.codes);
     into.absmax.set(source.absmax);
   }
-}
-
-/** The dtype a stored state array has (for messages): the typed array's kind or a blockwise8
- * pair. */
-export function isBlockwise8Tensor(value: unknown): value is Blockwise8Tensor {
-  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return false;
-  const { codes, absmax } = value as { codes?: unknown; absmax?: unknown };
-  return types.isUint8Array(codes) && types.isFloat32Array(absmax);
 }
