@@ -1261,7 +1261,7 @@ describe('the binding re-checks what protects memory', () => {
     });
     // Codes over the bytes of the second tensor's param: a byte is shared whatever the types.
     const second = tensor(300, 5);
-    const codesOverParam = blockwise();
+    const codesOverParam: unknown[] = blockwise();
     codesOverParam[4] = new Uint8Array(second[0]!.buffer, 4, 300);
     expect(
       nativeError(() => createPlan(['adamwBlockwise8', 'adamw'], [...codesOverParam, ...second])),

@@ -109,7 +109,7 @@ void AdamwBlockwise8Op::run(const Job& job, size_t begin, size_t end) {
       if (kWithMax)
         L::store(maxExpAvgSq + j, F32::selectWhereNan(nonFinite, zero, r.secondMoment), tag);
     };
-    forEachVector<F32>(size_t{0}, n, vector, [](size_t) {});
+    forEachVectorShort<F32>(0, n, vector);
     expAvgAbsmax[block] = quantizeBlock(signedMap, expAvg, n, expAvgCodes + start);
     expAvgSqAbsmax[block] = quantizeBlock(unsignedMap, expAvgSq, n, expAvgSqCodes + start);
     if (kWithMax) maxAbsmax[block] = quantizeBlock(unsignedMap, maxExpAvgSq, n, maxCodes + start);

@@ -164,16 +164,30 @@ inline void prefetchAhead(const T* p, size_t i) {
 // lanes.h) at compile time, so the body and the tail share the arithmetic but not a branch. The
 // prefetched addresses stay inside the arrays (forming a pointer past their end would be undefined
 // behaviour): the prefetching part stops kPrefetchAhead + a line before the end.
+//
+// The scalar layer (the reference, run only where no SIMD layer is) skips the prefetching part:
+// with one float per vector it would be sixteen more copies of the loop body in each of the ops'
+// instantiations, for compile time and binary size rather than speed.
 template <class F32, class Vector, class Prefetch>
 inline void forEachVector(size_t begin, size_t end, Vector vector, Prefetch prefetch) {
   static_assert(kElementsPerLine % F32::kWidth == 0, "a line holds whole vectors");
   size_t i = begin;
-  if (end - begin >= kPrefetchMinRange) {
-    for (; end - i >= kPrefetchAhead + kElementsPerLine; i += kElementsPerLine) {
-      prefetch(i);
-      for (size_t v = 0; v < kElementsPerLine; v += F32::kWidth) vector(i + v, FullVector{});
+  if constexpr (F32::kWidth > 1) {
+    if (end - begin >= kPrefetchMinRange) {
+      for (; end - i >= kPrefetchAhead + kElementsPerLine; i += kElementsPerLine) {
+        prefetch(i);
+        for (size_t v = 0; v < kElementsPerLine; v += F32::kWidth) vector(i + v, FullVector{});
+      }
     }
   }
+  for (; i + F32::kWidth <= end; i += F32::kWidth) vector(i, FullVector{});
+  if (i < end) vector(i, PartialVector{end - i});
+}
+
+// forEachVector without the prefetching part, for short ranges (a blockwise8 block).
+template <class F32, class Vector>
+inline void forEachVectorShort(size_t begin, size_t end, Vector vector) {
+  size_t i = begin;
   for (; i + F32::kWidth <= end; i += F32::kWidth) vector(i, FullVector{});
   if (i < end) vector(i, PartialVector{end - i});
 }

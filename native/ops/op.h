@@ -90,6 +90,15 @@ struct Job {
 // threads) and get bitwise the same result as one call.
 using ElementwiseKernel = void (*)(const Job& job, size_t begin, size_t end);
 
+// What a kernel is called with for a run's `flags` (public ones plus scaleGradFlag) and gradient
+// factor: the negateGradFlag (maximize) becomes scaleGradFlag with the factor negated (-1 without
+// scaling). The plan does the same per scalar set (native/plan.cc); the C++ tests call this.
+inline void toKernelFlags(const OpLayout& layout, uint32_t* flags, float* gradFactor) {
+  if ((*flags & layout.negateGradFlag) == 0) return;
+  *gradFactor = (*flags & layout.scaleGradFlag) != 0 ? -*gradFactor : -1.0f;
+  *flags |= layout.scaleGradFlag;
+}
+
 template <class T, size_t N>
 constexpr size_t countOf(const T (&)[N]) {
   return N;

@@ -9,8 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "buffered-lanes.h"
 #include "canonical-nan.h"
+#include "convert.h"
 
 // GCC 12's _mm512_sqrt_ps/_mm512_max_ps/_mm512_cvtps_pd pass _mm512_undefined_*() as the unused
 // merge source and then warn that it may be uninitialized (GCC bug 105593, fixed in GCC 13).
@@ -23,7 +23,7 @@
 namespace simd_adamw {
 namespace {
 
-struct F32Core {
+struct F32 {
   static constexpr size_t kWidth = 16;
   using V = __m512;
 
@@ -56,9 +56,79 @@ struct F32Core {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(test, test, _CMP_UNORD_Q), otherwise, ifNan);
   }
-};
 
-struct F32 : BufferedLanes<F32Core> {};
+  // The lean-state lanes (native/simd/convert.h has the definitions, one element at a time):
+  // 16-bit loads and stores, and the stochastic rounding's random bits. AVX-512F has the 16 <-> 32
+  // bit conversions (vpmovzxwd, vpmovdw with a mask) and vcvtph2ps, the exact fp16 widening.
+  using U = __m512i;
+
+  static __m256i loadHalves(const uint16_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  // Masked 16-bit loads need AVX-512BW: a partial vector goes through a zero-padded buffer.
+  static __m256i loadHalvesPartial(const uint16_t* p, size_t n) {
+    uint16_t buffer[kWidth] = {};
+    std::memcpy(buffer, p, n * sizeof(uint16_t));
+    return loadHalves(buffer);
+  }
+
+  static V widenBf16(__m256i halves) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16));
+  }
+  // Exact for every finite half and +-Inf; a NaN stays a NaN (its payload never reaches memory:
+  // every stored NaN is canonicalized).
+  static V widenF16(__m256i halves) { return _mm512_cvtph_ps(halves); }
+  // (x + bias) >> 16 (the top half), NaN lanes the canonical bf16 NaN.
+  static __m512i narrowBf16(V v, __m512i bias) {
+    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_castps_si512(v), bias), 16);
+    return _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), rounded,
+                                   _mm512_set1_epi32(kCanonicalBf16NanBits));
+  }
+  static __m512i rneBias(V v) {  // 0x7fff + the kept part's lowest bit
+    const __m512i x = _mm512_castps_si512(v);
+    return _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                            _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1)));
+  }
+  static void storeHalves(uint16_t* p, __m512i lanes) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(lanes));
+  }
+  static void storeHalvesPartial(uint16_t* p, __m512i lanes, size_t n) {
+    _mm512_mask_cvtepi32_storeu_epi16(p, firstLanes(n), lanes);
+  }
+
+  static V loadBf16(const uint16_t* p) { return widenBf16(loadHalves(p)); }
+  static V loadBf16Partial(const uint16_t* p, size_t n) {
+    return widenBf16(loadHalvesPartial(p, n));
+  }
+  static V loadF16(const uint16_t* p) { return widenF16(loadHalves(p)); }
+  static V loadF16Partial(const uint16_t* p, size_t n) { return widenF16(loadHalvesPartial(p, n)); }
+  static void storeBf16(uint16_t* p, V v) { storeHalves(p, narrowBf16(v, rneBias(v))); }
+  static void storeBf16Partial(uint16_t* p, V v, size_t n) {
+    storeHalvesPartial(p, narrowBf16(v, rneBias(v)), n);
+  }
+  static void storeBf16Stochastic(uint16_t* p, V v, U random16) {
+    storeHalves(p, narrowBf16(v, random16));
+  }
+  static void storeBf16StochasticPartial(uint16_t* p, V v, U random16, size_t n) {
+    storeHalvesPartial(p, narrowBf16(v, random16), n);
+  }
+
+  static U randomBits(uint32_t key, size_t i) {
+    const __m512i index =
+        _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(i))),
+                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i x = _mm512_xor_si512(
+        _mm512_set1_epi32(static_cast<int>(key)),
+        _mm512_mullo_epi32(index, _mm512_set1_epi32(static_cast<int>(kIndexSpread))));
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846ca68bu)));
+    return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  }
+  static U low16(U r) { return _mm512_and_si512(r, _mm512_set1_epi32(0xffff)); }
+  static U high16(U r) { return _mm512_srli_epi32(r, 16); }
+};
 
 struct F64 {
   static constexpr size_t kWidth = 8;

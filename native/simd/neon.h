@@ -21,8 +21,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "buffered-lanes.h"
 #include "canonical-nan.h"
+#include "convert.h"
 
 #if !defined(__aarch64__)
 #error "native/simd/neon.h needs AArch64: 32-bit Arm NEON has no IEEE vector division or doubles"
@@ -31,7 +31,7 @@
 namespace simd_adamw {
 namespace {
 
-struct F32Core {
+struct F32 {
   static constexpr size_t kWidth = 4;
   using V = float32x4_t;
 
@@ -73,9 +73,65 @@ struct F32Core {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return vbslq_f32(vceqq_f32(test, test), otherwise, ifNan);
   }
-};
 
-struct F32 : BufferedLanes<F32Core> {};
+  // The lean-state lanes (native/simd/convert.h has the definitions, one element at a time):
+  // 16-bit loads and stores, and the stochastic rounding's random bits. FCVTL widens fp16 exactly
+  // (a NaN stays a NaN; its payload never reaches memory: every stored NaN is canonicalized).
+  using U = uint32x4_t;
+
+  static uint16x4_t loadHalvesPartial(const uint16_t* p, size_t n) {
+    uint16_t buffer[kWidth] = {0, 0, 0, 0};
+    std::memcpy(buffer, p, n * sizeof(uint16_t));
+    return vld1_u16(buffer);
+  }
+  static void storeHalvesPartial(uint16_t* p, uint16x4_t halves, size_t n) {
+    uint16_t buffer[kWidth];
+    vst1_u16(buffer, halves);
+    std::memcpy(p, buffer, n * sizeof(uint16_t));
+  }
+  static V widenBf16(uint16x4_t h) { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
+  static V widenF16(uint16x4_t h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
+  // (x + bias) >> 16 (the top half), NaN lanes the canonical bf16 NaN.
+  static uint16x4_t narrowBf16(V v, uint32x4_t bias) {
+    const uint32x4_t rounded = vshrq_n_u32(vaddq_u32(vreinterpretq_u32_f32(v), bias), 16);
+    const uint32x4_t isNumber = vceqq_f32(v, v);
+    return vmovn_u32(vbslq_u32(isNumber, rounded, vdupq_n_u32(kCanonicalBf16NanBits)));
+  }
+  static uint32x4_t rneBias(V v) {  // 0x7fff + the kept part's lowest bit
+    const uint32x4_t x = vreinterpretq_u32_f32(v);
+    return vaddq_u32(vdupq_n_u32(0x7fff), vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1)));
+  }
+
+  static V loadBf16(const uint16_t* p) { return widenBf16(vld1_u16(p)); }
+  static V loadBf16Partial(const uint16_t* p, size_t n) {
+    return widenBf16(loadHalvesPartial(p, n));
+  }
+  static V loadF16(const uint16_t* p) { return widenF16(vld1_u16(p)); }
+  static V loadF16Partial(const uint16_t* p, size_t n) { return widenF16(loadHalvesPartial(p, n)); }
+  static void storeBf16(uint16_t* p, V v) { vst1_u16(p, narrowBf16(v, rneBias(v))); }
+  static void storeBf16Partial(uint16_t* p, V v, size_t n) {
+    storeHalvesPartial(p, narrowBf16(v, rneBias(v)), n);
+  }
+  static void storeBf16Stochastic(uint16_t* p, V v, U random16) {
+    vst1_u16(p, narrowBf16(v, random16));
+  }
+  static void storeBf16StochasticPartial(uint16_t* p, V v, U random16, size_t n) {
+    storeHalvesPartial(p, narrowBf16(v, random16), n);
+  }
+
+  static U randomBits(uint32_t key, size_t i) {
+    const uint32_t lanes[kWidth] = {0, 1, 2, 3};
+    const uint32x4_t index = vaddq_u32(vdupq_n_u32(static_cast<uint32_t>(i)), vld1q_u32(lanes));
+    uint32x4_t x = veorq_u32(vdupq_n_u32(key), vmulq_u32(index, vdupq_n_u32(kIndexSpread)));
+    x = veorq_u32(x, vshrq_n_u32(x, 16));
+    x = vmulq_u32(x, vdupq_n_u32(0x7feb352du));
+    x = veorq_u32(x, vshrq_n_u32(x, 15));
+    x = vmulq_u32(x, vdupq_n_u32(0x846ca68bu));
+    return veorq_u32(x, vshrq_n_u32(x, 16));
+  }
+  static U low16(U r) { return vandq_u32(r, vdupq_n_u32(0xffff)); }
+  static U high16(U r) { return vshrq_n_u32(r, 16); }
+};
 
 struct F64 {
   static constexpr size_t kWidth = 2;

@@ -29,13 +29,13 @@
 #include <cstdint>
 #include <cstring>
 
-#include "buffered-lanes.h"
 #include "canonical-nan.h"
+#include "convert.h"
 
 namespace simd_adamw {
 namespace {
 
-struct F32Core {
+struct F32 {
   static constexpr size_t kWidth = 1;
   using V = float;
 
@@ -67,9 +67,28 @@ struct F32Core {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return std::isnan(test) ? ifNan : otherwise;
   }
-};
 
-struct F32 : BufferedLanes<F32Core> {};
+  // The lean-state lanes: 16-bit loads and stores and the stochastic rounding's random bits, the
+  // definitions of native/simd/convert.h one element at a time.
+  using U = uint32_t;
+  static V loadBf16(const uint16_t* p) { return floatOfBits(widenBf16(*p)); }
+  static V loadBf16Partial(const uint16_t* p, size_t) { return loadBf16(p); }
+  static V loadF16(const uint16_t* p) { return floatOfBits(widenF16(*p)); }
+  static V loadF16Partial(const uint16_t* p, size_t) { return loadF16(p); }
+  static void storeBf16(uint16_t* p, V v) { *p = narrowBf16Rne(bitsOfFloat(v)); }
+  static void storeBf16Partial(uint16_t* p, V v, size_t) { storeBf16(p, v); }
+  static void storeBf16Stochastic(uint16_t* p, V v, U random16) {
+    *p = narrowBf16Stochastic(bitsOfFloat(v), random16);
+  }
+  static void storeBf16StochasticPartial(uint16_t* p, V v, U random16, size_t) {
+    storeBf16Stochastic(p, v, random16);
+  }
+  static U randomBits(uint32_t key, size_t i) {
+    return randomBitsOf(key, static_cast<uint32_t>(i));
+  }
+  static U low16(U r) { return r & 0xffffu; }
+  static U high16(U r) { return r >> 16; }
+};
 
 struct F64 {
   static constexpr size_t kWidth = 1;

@@ -42,9 +42,12 @@ enum AdamwFlags : uint32_t {
   kAdamwMaximize = AdamwOp::kMaximize,
   kAdamwCoupled = AdamwOp::kCoupled,
   kAdamwScaleGrad = AdamwOp::kScaleGrad,
-  kAdamwAllFlags = (AdamwOp::kScaleGrad << 1) - 1,
+  // Every public flag that changes adamw, and the scale bit (stochasticRounding, bit 3, does not).
+  kAdamwAllFlags = AdamwOp::kAmsgrad | AdamwOp::kMaximize | AdamwOp::kCoupled | AdamwOp::kScaleGrad,
 };
 
+// The job of one tensor with kernel flags `flags` (maximize already turned into a negative factor
+// by toKernelFlags; `s` is the kernel's copy).
 inline Job adamwJob(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags) {
   Job job{};
   job.arrays[AdamwOp::kParam] = t.param;
@@ -55,13 +58,17 @@ inline Job adamwJob(const AdamwTensor& t, const AdamwScalars& s, uint32_t flags)
   job.length = t.length;
   job.scalars = &s.beta1;
   job.flags = flags;
+  job.op = kOpAdamw;
+  job.blockSize = 1;
   return job;
 }
 
-// Elements [begin, end) of one tensor with `isa`'s adamw kernel.
+// Elements [begin, end) of one tensor with `isa`'s adamw kernel, run with `flags` as a plan would.
 inline void adamwWith(const IsaInfo& isa, const AdamwTensor& t, const AdamwScalars& s,
                       uint32_t flags, size_t begin, size_t end) {
-  isa.kernels->ops[kOpAdamw](adamwJob(t, s, flags), begin, end);
+  AdamwScalars kernelScalars = s;
+  toKernelFlags(opLayout(kOpAdamw), &flags, &kernelScalars.gradFactor);
+  isa.kernels->ops[kOpAdamw](adamwJob(t, kernelScalars, flags), begin, end);
 }
 
 inline bool isScalarIsa(const IsaInfo& isa) { return std::strcmp(isa.name, "scalar") == 0; }

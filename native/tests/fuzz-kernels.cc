@@ -15,7 +15,12 @@
 // range whose bits must survive: that catches a stray masked store however it got there.
 //
 // Input layout (every field is read front to back; a short input reads as zeros past its end):
-//   flags        1 byte, low 3 bits: amsgrad, maximize, coupled
+//   flags        1 byte, low 3 bits: amsgrad, maximize, coupled; the high 5 bits, when not all
+//                0, also run a lean-state case (native/tests/lean-ops.h): op (bits 3-4, mod 3),
+//                grad dtype (bits 5-6, mod 3), stochasticRounding (bit 7), the length below
+//                (at most 5000), the rest of the case drawn from a generator seeded by a hash of
+//                the whole input, checked against lean-ops.h's reference on every ISA and 1, 2, 3
+//                and 8 threads
 //   length       1 byte kind (< 192: 0..100, < 240: 0..5000, else 0..100000), then the value
 //   padding      0..17 floats before the tensor (alignment)
 //   range        1 byte (< 128: the whole tensor), else begin and end within it
@@ -214,8 +219,25 @@ FuzzStats gStats;
   std::abort();
 }
 
+// The lean-state case the input's first byte asks for, if any (see the input layout above).
+void runLeanInput(const uint8_t* data, size_t size, const Case& c) {
+  if (size == 0 || (data[0] >> 3) == 0) return;
+  uint64_t hash = 14695981039346656037ull;
+  for (size_t i = 0; i < size; ++i) hash = (hash ^ data[i]) * 1099511628211ull;
+  lean::Rng rng(hash);
+  const OpId op = static_cast<OpId>(((data[0] >> 3) & 3u) % kOpCount);
+  const GradDtype dtype = static_cast<GradDtype>(((data[0] >> 5) & 3u) % kGradDtypeCount);
+  const uint32_t flags = c.flags | ((data[0] & 0x80u) != 0 ? AdamwFamily::kStochasticRounding : 0u);
+  const bool scale = !(c.scalars.gradFactor == 1.0f);
+  lean::Totals totals;
+  lean::checkCase(lean::randomCase(rng, op, dtype, flags, scale, std::min<size_t>(c.length, 5000)),
+                  totals);
+  if (totals.mismatches != 0) fail();
+}
+
 void runInput(const uint8_t* data, size_t size) {
   const Case c = decodeCase(data, size);
+  runLeanInput(data, size, c);
   if (!checkScalar(c, gStats.inputs)) fail();
   for (const IsaInfo& isa : compiledIsas()) {
     if (isScalarIsa(isa) || !isa.supported()) continue;

@@ -16,6 +16,11 @@
 //   - sumOfSquares, with every ISA's kernel and 1 to 7 threads, against the reference total and
 //     per-tensor sums; a NaN result must be the canonical quiet NaN;
 //   - the total is finite exactly when every element is.
+// The same for 16-bit gradients (bf16 and fp16 bits, grad-norm.h's widened order): each case's
+// tensors again as bf16 (the top halves of its floats) and as fp16 (random patterns with the
+// case's specials: subnormals, +-Inf, NaN), against the reference over their float32 widenings,
+// decoded here independently (bits << 16; fp16 by its definition with ldexp), so a bf16 or fp16
+// grad's norm must equal that of its float32 widening bit for bit.
 // A digest of the scalar kernel's results is printed so that runs on different architectures can
 // be compared (scripts/test-kernels-cross.sh does).
 //
@@ -76,6 +81,30 @@ bool sameSum(double a, double b) {
 bool sameCanonicalSum(double got, double want) {
   if (std::isnan(want)) return bitsOf(got) == kCanonicalNanBits;
   return bitsOf(got) == bitsOf(want);
+}
+
+// A tensor's float32 gradient, as the reference reads it.
+struct FloatSpan {
+  const float* data;
+  size_t length;
+};
+
+std::vector<GradSpan> gradSpans(const std::vector<FloatSpan>& spans) {
+  std::vector<GradSpan> result;
+  for (const FloatSpan& span : spans)
+    result.push_back(GradSpan{span.data, span.length, kGradFloat32});
+  return result;
+}
+
+// IEEE binary16 by its definition: (-1)^s 2^(e - 15) (1 + m / 1024), subnormals 2^-14 (m / 1024).
+float decodeHalf(uint16_t h) {
+  const int exponent = (h >> 10) & 0x1f;
+  const int mantissa = h & 0x3ff;
+  const float sign = (h & 0x8000) ? -1.0f : 1.0f;
+  if (exponent == 31)
+    return mantissa != 0 ? std::numeric_limits<float>::quiet_NaN() : sign * INFINITY;
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);
+  return sign * std::ldexp(static_cast<float>(1024 + mantissa), exponent - 25);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,8 +296,8 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
       const size_t first = blocks > 1 ? (span.length + caseIndex) % blocks : 0;
       for (const size_t from : {size_t{0}, first}) {
         std::vector<double> sums(blocks - from + 1, -1.0);
-        isa.kernels->sumSquares(span.data + from * kBlock, span.length - from * kBlock,
-                                sums.data());
+        isa.kernels->sumSquares[kGradFloat32](span.data + from * kBlock,
+                                              span.length - from * kBlock, sums.data());
         for (size_t b = from; b < blocks; ++b) {
           const size_t length = std::min(span.length - b * kBlock, kBlock);
           const double expected = referenceBlock(span.data + b * kBlock, length);
@@ -286,13 +315,78 @@ void checkCase(const Case& c, uint64_t caseIndex, Totals& totals, Digest& inputs
     // The whole reduction, on every thread count.
     for (unsigned threads : kThreadCounts) {
       std::vector<double> perSpan;
-      const double got = sumOfSquares(spans, isa.kernels->sumSquares, threads, &perSpan);
+      const double got = sumOfSquares(gradSpans(spans), isa.kernels->sumSquares, threads, &perSpan);
       ++totals.checks;
       if (!sameCanonicalSum(got, want)) totals.fail("total", isa.name, caseIndex, got, want);
       for (size_t k = 0; k < spans.size(); ++k) {
         ++totals.checks;
         if (!sameSum(perSpan[k], wantPerSpan[k])) {
           totals.fail("tensor sum", isa.name, caseIndex, perSpan[k], wantPerSpan[k]);
+        }
+      }
+      if (isa.kernels == scalarIsa().kernels && threads == 1) results.add(bitsOf(got));
+    }
+  }
+}
+
+// The case's tensors as 16-bit gradients of `dtype`: every ISA's kernel and sumOfSquares against
+// the reference over the independently widened floats.
+void checkHalfCase(const Case& c, GradDtype dtype, uint64_t caseIndex, Totals& totals,
+                   Digest& results) {
+  std::vector<uint16_t> halves(c.storage.size());
+  Rng rng(caseIndex * 2 + dtype);
+  for (size_t i = 0; i < halves.size(); ++i) {
+    if (dtype == kGradBfloat16) {
+      halves[i] = static_cast<uint16_t>(bitsOf(c.storage[i]) >> 16);
+    } else if (c.hasSpecials && uniform(rng, 0, 200) == 0) {
+      const uint16_t specials[] = {0x7c00, 0xfc00, 0x7e00, 0x7d01, 0xfe55, 0x0001, 0x83ff, 0x7bff};
+      halves[i] = specials[uniform(rng, 0, 7)];
+    } else {
+      // Finite: exponent 0 (subnormal) .. 30, any mantissa and sign.
+      halves[i] = static_cast<uint16_t>((uniform(rng, 0, 1) << 15) | (uniform(rng, 0, 30) << 10) |
+                                        uniform(rng, 0, 1023));
+    }
+  }
+  std::vector<float> widened(halves.size());
+  for (size_t i = 0; i < halves.size(); ++i) {
+    widened[i] = dtype == kGradBfloat16 ? floatOf(static_cast<uint32_t>(halves[i]) << 16)
+                                        : decodeHalf(halves[i]);
+  }
+  std::vector<FloatSpan> reference;
+  std::vector<GradSpan> grads;
+  for (size_t k = 0; k < c.starts.size(); ++k) {
+    reference.push_back(FloatSpan{widened.data() + c.starts[k], c.lengths[k]});
+    grads.push_back(GradSpan{halves.data() + c.starts[k], c.lengths[k], dtype});
+  }
+  std::vector<double> wantPerSpan;
+  const double want = referenceSum(reference, &wantPerSpan);
+  const char* name = dtype == kGradBfloat16 ? "bf16" : "fp16";
+  for (const IsaInfo& isa : compiledIsas()) {
+    if (!isa.supported()) continue;
+    for (size_t k = 0; k < grads.size(); ++k) {
+      const size_t blocks = (grads[k].length + kBlock - 1) / kBlock;
+      std::vector<double> sums(blocks + 1, -1.0);
+      isa.kernels->sumSquares[dtype](grads[k].data, grads[k].length, sums.data());
+      for (size_t b = 0; b < blocks; ++b) {
+        const size_t length = std::min(grads[k].length - b * kBlock, kBlock);
+        ++totals.checks;
+        const double expected = referenceBlock(reference[k].data + b * kBlock, length);
+        if (!sameSum(sums[b], expected)) totals.fail(name, isa.name, caseIndex, sums[b], expected);
+      }
+      ++totals.checks;
+      if (bitsOf(sums.back()) != bitsOf(-1.0)) {
+        totals.fail("write past the last block", isa.name, caseIndex, sums.back(), -1.0);
+      }
+    }
+    for (unsigned threads : kThreadCounts) {
+      std::vector<double> perSpan;
+      const double got = sumOfSquares(grads, isa.kernels->sumSquares, threads, &perSpan);
+      ++totals.checks;
+      if (!sameCanonicalSum(got, want)) totals.fail(name, isa.name, caseIndex, got, want);
+      for (size_t k = 0; k < grads.size(); ++k) {
+        ++totals.checks;
+        if (!sameSum(perSpan[k], wantPerSpan[k])) {
+          totals.fail(name, isa.name, caseIndex, perSpan[k], wantPerSpan[k]);
         }
       }
       if (isa.kernels == scalarIsa().kernels && threads == 1) results.add(bitsOf(got));
@@ -332,7 +426,10 @@ int run(int argc, char** argv) {
   Digest inputs, results;
   uint64_t orderSensitive = 0, nonFinite = 0;
   for (uint64_t k = 0; k < cases; ++k) {
-    checkCase(randomCase(rng), k, totals, inputs, results, orderSensitive, nonFinite);
+    const Case c = randomCase(rng);
+    checkCase(c, k, totals, inputs, results, orderSensitive, nonFinite);
+    checkHalfCase(c, kGradBfloat16, k, totals, results);
+    checkHalfCase(c, kGradFloat16, k, totals, results);
   }
   std::printf("  norm     digests: inputs %016" PRIx64 ", results %016" PRIx64 "\n", inputs.hash,
               results.hash);

@@ -6,10 +6,12 @@
 //   runner-test        exit status 0 when every check passes, 1 otherwise
 #include "../runner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -58,8 +60,11 @@ struct Tensors {
       Job job{};
       for (size_t a = 0; a < 5; ++a) {
         job.arrays[a] = (a == 4 && !withMax) ? nullptr : arrays[k * 5 + a].data();
+        job.arrayBytes[a] = job.arrays[a] != nullptr ? lengths[k] * sizeof(float) : 0;
       }
       job.length = lengths[k];
+      job.op = kOpAdamw;
+      job.blockSize = 1;
       list.jobs.push_back(job);
     }
     list.layOut();
@@ -87,7 +92,7 @@ void testElementwise(const std::vector<size_t>& lengths, const char* label) {
       job.flags = kAdamwAmsgrad;
     }
     for (int step = 0; step < 3; ++step) {
-      runElementwise(list, activeIsa().kernels->ops[kOpAdamw], threads);
+      runElementwise(list, activeIsa().kernels->ops, threads);
     }
     if (threads == 1) {
       reference = t.bits();
@@ -103,9 +108,11 @@ void testElementwise(const std::vector<size_t>& lengths, const char* label) {
 void sumIntoFirst(const Job& job, void*) {
   if (job.length < 2) return;
   float sum = 0.0f;
-  for (size_t i = 0; i < job.length; ++i) sum += job.arrays[1][i];
-  job.arrays[0][0] = sum;
-  job.arrays[0][1] += 1.0f;
+  const float* grad = static_cast<const float*>(job.arrays[1]);
+  float* param = static_cast<float*>(job.arrays[0]);
+  for (size_t i = 0; i < job.length; ++i) sum += grad[i];
+  param[0] = sum;
+  param[1] += 1.0f;
 }
 
 void testPerTensor() {
@@ -134,16 +141,96 @@ void testPerTensor() {
   }
 }
 
+// runElementwise's cut of jobs whose op needs whole blocks: a recording kernel (job.op indexes the
+// table passed in) notes every range; each job's ranges must cover it exactly once, each starting
+// at a multiple of its block size and ending at one or at the job's end, on every thread count.
+std::mutex gRangesMutex;
+std::vector<std::vector<std::pair<size_t, size_t>>> gRanges;  // per job
+const Job* gFirstJob = nullptr;
+
+void recordRange(const Job& job, size_t begin, size_t end) {
+  std::lock_guard<std::mutex> lock(gRangesMutex);
+  gRanges[static_cast<size_t>(&job - gFirstJob)].emplace_back(begin, end);
+}
+
+void testBlockCuts() {
+  const std::vector<size_t> lengths = {70000, 3, 256, 40000, 0, 511, 90001, 16384, 257};
+  const ElementwiseKernel kernels[1] = {&recordRange};
+  for (unsigned threads : {1u, 2u, 3u, 8u}) {
+    JobList list;
+    for (size_t k = 0; k < lengths.size(); ++k) {
+      Job job{};
+      job.length = lengths[k];
+      job.op = 0;
+      job.blockSize = k % 3 == 1 ? 1 : 256;
+      list.jobs.push_back(job);
+    }
+    list.layOut();
+    gRanges.assign(lengths.size(), {});
+    gFirstJob = list.jobs.data();
+    runElementwise(list, kernels, threads);
+    for (size_t k = 0; k < lengths.size(); ++k) {
+      std::vector<std::pair<size_t, size_t>> ranges = gRanges[k];
+      std::sort(ranges.begin(), ranges.end());
+      size_t covered = 0;
+      bool ok = true;
+      for (const auto& range : ranges) {
+        ok = ok && range.first == covered && range.first < range.second &&
+             range.first % list.jobs[k].blockSize == 0 &&
+             (range.second % list.jobs[k].blockSize == 0 || range.second == lengths[k]);
+        covered = range.second;
+      }
+      expect(ok && covered == lengths[k],
+             "block cuts: job " + std::to_string(k) + " on " + std::to_string(threads) +
+                 " threads is covered once, in whole blocks (" + std::to_string(ranges.size()) +
+                 " ranges)");
+    }
+  }
+}
+
+// A plan refuses a run whose adamwBfloat16 tensor has stochasticRounding and no seeds, and seeds of
+// the wrong count; the float32 op needs none.
+void testSeeds() {
+  JobList list;
+  for (OpId op : {kOpAdamw, kOpAdamwBfloat16}) {
+    Job job{};
+    job.op = op;
+    job.blockSize = 1;
+    list.jobs.push_back(job);
+  }
+  Plan plan(kOpAdamw, list, std::vector<uint32_t>(2, 0));
+  const std::vector<double> scalars(2 * AdamwOp::kScalarCount, 0.5);
+  const uint32_t flags[2] = {AdamwOp::kStochasticRounding, 0};
+  uint32_t sets[2] = {1, 0};  // the bf16 tensor (1) in the stochastic set (0)
+  const uint32_t seeds[2] = {1, 2};
+  PlanRun run{scalars.data(), scalars.size(), flags, 2, sets, 2, nullptr, 0};
+  expect(plan.check(run).find("tensor 1 is adamwBfloat16 with stochasticRounding") !=
+             std::string::npos,
+         "seeds: stochastic rounding without seeds is refused: " + plan.check(run));
+  sets[0] = 0;
+  sets[1] = 1;  // the bf16 tensor without stochastic rounding, the float32 one with it
+  expect(plan.check(run).empty(), "seeds: not needed otherwise: " + plan.check(run));
+  run.tensorSeeds = seeds;
+  run.tensorSeedCount = 1;
+  expect(plan.check(run).find("tensorSeeds has 1 elements") != std::string::npos,
+         "seeds: a wrong count is refused: " + plan.check(run));
+  sets[0] = 1;
+  sets[1] = 0;
+  run.tensorSeedCount = 2;
+  expect(plan.check(run).empty(), "seeds: given, a stochastic run passes: " + plan.check(run));
+}
+
 void testPlan() {
   Tensors t({100, 3, 0}, 3);
   JobList list = t.jobs(false);
   list.jobs[1].arrays[4] = t.arrays[1 * 5 + 4].data();  // tensor 1 has maxExpAvgSq
-  Plan plan(kOpAdamw, list);
+  Plan plan(kOpAdamw, list, std::vector<uint32_t>(list.jobs.size(), 0));
   const std::vector<uint32_t> before = t.bits();
   std::vector<double> scalars(2 * AdamwOp::kScalarCount, 0.5);
   std::vector<uint32_t> flags = {0, kAdamwAmsgrad};
   std::vector<uint32_t> sets = {0, 1, 0};
-  PlanRun run{scalars.data(), scalars.size(), flags.data(), flags.size(), sets.data(), sets.size()};
+  PlanRun run{scalars.data(), scalars.size(), flags.data(), flags.size(),
+              sets.data(),    sets.size(),    nullptr,      0};
   expect(plan.check(run).empty(), "plan: a valid run passes: " + plan.check(run));
   sets = {1, 1, 0};  // tensor 0 has no maxExpAvgSq but set 1 is amsgrad
   expect(plan.check(run).find("tensor 0 has no maxExpAvgSq") != std::string::npos,
@@ -187,6 +274,8 @@ int main() {
   testElementwise(many, "300 small tensors");
   testElementwise({1u << 18, 5, 1u << 17}, "large tensors");
   testPerTensor();
+  testBlockCuts();
+  testSeeds();
   testPlan();
   std::printf(gFailures == 0 ? "  all runner checks passed\n" : "  %d checks FAILED\n", gFailures);
   return gFailures == 0 ? 0 : 1;
