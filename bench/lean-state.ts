@@ -16,7 +16,7 @@
 //   blockwise8, bf16 grads   14 + 16 per 256
 //
 // Sizes: 64M params in a full run (the issue's DRAM size), 1M in --quick (CI smoke), or --sizes.
-import { AdamW, backend } from '../lib/index';
+import { AdamW, type AnyParam, backend, type StateArray } from '../lib/index';
 import { benchNative, type RooflineProbe } from './bench-native';
 import { seededRandom, STEP_HYPERPARAMETERS } from './data';
 import type { Contender, Skipped, Workload } from './measure';
@@ -143,15 +143,15 @@ export class LeanArrays {
     const data = this.#param.subarray(0, size);
     const grad = config.bf16Grads ? this.#gradBf16.subarray(0, size) : this.#grad.subarray(0, size);
     const { lr, beta1, beta2, eps, weightDecay } = STEP_HYPERPARAMETERS;
-    const param = {
+    const param: AnyParam = {
       data,
       grad,
-      ...(config.bf16Grads ? { gradDtype: 'bfloat16' } : {}),
+      ...(config.bf16Grads ? { gradDtype: 'bfloat16' as const } : {}),
     };
     let optimizer: AdamW;
     try {
-      // The lean options are issue 12's; an older lib/ rejects them, and the row says why.
-      optimizer = new AdamW([param as never], {
+      // A build whose kernels lack a dtype throws here, and the row says why.
+      optimizer = new AdamW([param], {
         lr,
         betas: [beta1, beta2],
         eps,
@@ -162,14 +162,13 @@ export class LeanArrays {
     } catch (error) {
       return { skipped: `this build has no ${config.label} (${(error as Error).message})` };
     }
-    const state = optimizer.state(param as never) as unknown as Record<string, unknown>;
+    const state = optimizer.state(param);
     const moment = (
-      value: unknown,
-    ): [Float32Array | Uint16Array | Uint8Array, Float32Array | null] => {
-      if (value instanceof Float32Array || value instanceof Uint16Array) return [value, null];
-      const { codes, absmax } = value as { codes: Uint8Array; absmax: Float32Array };
-      return [codes, absmax];
-    };
+      value: StateArray,
+    ): [Float32Array | Uint16Array | Uint8Array, Float32Array | null] =>
+      value instanceof Float32Array || value instanceof Uint16Array
+        ? [value, null]
+        : [value.codes, value.absmax];
     const [expAvg, expAvgAbsmax] = moment(state.expAvg);
     const [expAvgSq, expAvgSqAbsmax] = moment(state.expAvgSq);
     return { optimizer, expAvg, expAvgSq, expAvgAbsmax, expAvgSqAbsmax, grad };
