@@ -7,7 +7,7 @@
 // and around 32, 64, the block and 4096). Then the properties the issue names: RNE
 // ties, subnormals, zeros, non-finite gradients, the blockwise8 round-trip bound, the float32
 // fallback of small tensors, and what stochastic rounding is for.
-import { backend } from '../lib';
+import { backend, gradNorm } from '../lib';
 import { createDynamicMap } from './helpers/bnb-maps';
 import {
   createLeanOptimizer,
@@ -907,4 +907,100 @@ describe('stochastic rounding', () => {
     expect(Math.abs(stochastic[steps - 1]! / expected - 1)).toBeLessThan(0.005);
     expect(stochastic[steps - 1]!).toBeLessThan(start * 0.98);
   });
+});
+
+describe('fused clipping, unscaling and the non-finite skip on 16-bit gradients', () => {
+  // A bf16 or fp16 gradient must behave exactly as the Float32Array of its widened values: the
+  // same norm, the same clip coefficient, the same step, bit for bit (the float32-grad path is the
+  // one test/fused-step.test.ts checks against torch).
+  const lengths = [1, 33, 257, 4097];
+  const widen = (bits: Uint16Array, dtype: GradDtype): Float32Array =>
+    Float32Array.from(bits, (b) => (dtype === 'bfloat16' ? bf16Widen(b) : fp16(b)));
+
+  test.each(
+    STATE_DTYPES.flatMap((stateDtype) =>
+      (['bfloat16', 'float16'] as const).map((gradDtype) => [stateDtype, gradDtype] as const),
+    ),
+  )(
+    '%s state, %s grads: the same bits as the widened float32 gradients',
+    (stateDtype, gradDtype) => {
+      const random = mulberry32(31);
+      const params0 = lengths.map((n) => makeParam(n, random));
+      const mix = { specialRate: 0.01, nonFiniteRate: 0 };
+      const grads = [0, 1].map(() =>
+        lengths.map((n) => makeGrad(n, gradDtype, random, mix) as Uint16Array),
+      );
+      const failures: string[] = [];
+      for (const isa of backend.available) {
+        backend.setIsa(isa);
+        for (const threads of [1, 3]) {
+          const run = (sixteen: boolean) => {
+            const params: LeanParam[] = params0.map((p, k) => ({
+              data: p.slice(),
+              grad: sixteen ? grads[0]![k]! : widen(grads[0]![k]!, gradDtype),
+              ...(sixteen ? { gradDtype } : {}),
+            }));
+            const optimizer = lib({ ...BASE, amsgrad: true }, stateDtype, params, {
+              threads,
+              ...(stateDtype === 'bfloat16' ? { stochasticRounding: true, seed: 3 } : {}),
+            });
+            const reports = [];
+            for (let s = 0; s < 2; s++) {
+              params.forEach((p, k) => {
+                p.grad = sixteen ? grads[s]![k]! : widen(grads[s]![k]!, gradDtype);
+              });
+              // Step 1 clips (the norm is far above 0.05); step 2 only unscales.
+              reports.push(
+                optimizer.step({ clipGradNorm: s === 0 ? 0.05 : Infinity, gradScale: 4 }),
+              );
+            }
+            return { params, reports, state: params.map((p) => leanState(optimizer, p)) };
+          };
+          const a = run(true);
+          const b = run(false);
+          if (!a.reports[0]!.clipped)
+            failures.push(`${isa}, threads ${threads}: step 1 did not clip`);
+          a.reports.forEach((r, s) => {
+            const e = b.reports[s]!;
+            if (r.gradNorm !== e.gradNorm || r.clipped !== e.clipped) {
+              failures.push(
+                `${isa}, threads ${threads}, step ${s + 1}: report ${JSON.stringify(r)} vs ${JSON.stringify(e)}`,
+              );
+            }
+          });
+          a.params.forEach((p, k) => {
+            const found =
+              arrayDifference('param', p.data, b.params[k]!.data) ??
+              momentDifference('expAvg', a.state[k]!.expAvg, b.state[k]!.expAvg as RefMoment) ??
+              momentDifference('expAvgSq', a.state[k]!.expAvgSq, b.state[k]!.expAvgSq as RefMoment);
+            if (found !== null) failures.push(`${isa}, threads ${threads}, tensor ${k}: ${found}`);
+          });
+        }
+      }
+      expect(failures).toEqual([]);
+      // gradNorm() of the 16-bit params is the norm of their widenings, bit for bit.
+      const sixteen = params0.map((p, k) => ({ data: p, grad: grads[0]![k]!, gradDtype }));
+      const widened = grads[0]!.map((g) => widen(g, gradDtype));
+      expect(gradNorm(sixteen)).toBe(gradNorm(widened));
+      expect(Number.isFinite(gradNorm(widened)) && gradNorm(widened) > 0).toBe(true);
+    },
+  );
+
+  test.each(GRAD_DTYPES.filter((d) => d !== 'float32'))(
+    'a non-finite %s gradient skips the whole step when asked, changing nothing',
+    (gradDtype) => {
+      const n = 300;
+      const data = makeParam(n, mulberry32(8));
+      const grad = makeGrad(n, gradDtype, mulberry32(9), { specialRate: 0, nonFiniteRate: 0 });
+      (grad as Uint16Array)[123] = gradDtype === 'bfloat16' ? 0x7fc0 : 0x7c00; // NaN, +Inf
+      for (const stateDtype of STATE_DTYPES) {
+        const p: LeanParam = { data: data.slice(), grad, gradDtype };
+        const optimizer = lib(BASE, stateDtype, [p]);
+        const report = optimizer.step({ skipNonFinite: true });
+        expect(report.skipped).toBe(true);
+        expect(arrayDifference('param', p.data, data)).toBeNull();
+        expect(leanState(optimizer, p).step).toBe(0);
+      }
+    },
+  );
 });
