@@ -251,14 +251,13 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
       Napi::Value value = arrays.Get(static_cast<uint32_t>(firstArray[k] + a));
       const bool optional = optionalEntry(layout, a) != nullptr;
       if (!value.IsTypedArray() && !(value.IsNull() && optional)) {
-        // The element type is checked in phase 2, where the grad dtypes are known.
-        const GradDtype grad = kGradFloat32;
+        // Not a typed array at all. Element types are checked in phase 2, where the grad dtypes
+        // are known; a grad here can still be either.
+        const std::string expected = layout.arrayTypes[a] == ArrayType::kGrad
+                                         ? "Float32Array or Uint16Array"
+                                         : expectedArrayName(layout.arrayTypes[a], kGradFloat32);
         throw Napi::TypeError::New(
-            env, "Expected a " +
-                     std::string(layout.arrayTypes[a] == ArrayType::kGrad
-                                     ? "Float32Array or Uint16Array"
-                                     : expectedArrayName(layout.arrayTypes[a], grad)) +
-                     (optional ? " or null" : "") + " for " + where(k, a));
+            env, "Expected a " + expected + (optional ? " or null" : "") + " for " + where(k, a));
       }
       values.push_back(value);
     }

@@ -59,7 +59,7 @@ struct AdamwFamily {
     kMaximize = 1u << 1,
     kCoupled = 1u << 2,             // Adam with L2: g += l2 * p before the moments (no decay)
     kStochasticRounding = 1u << 3,  // bf16 state rounded stochastically (adamwBfloat16 only)
-    kScaleGrad = 1u << 4,           // internal: g *= gradFactor first, before maximize and L2
+    kScaleGrad = 1u << 4,           // internal: g *= gradFactor (signed: maximize) before L2
     kGradDtypeLow = 1u << 5,        // internal: two bits, the tensor's GradDtype
     kGradDtypeHigh = 1u << 6,
     kHasParamBf16 = 1u << 7,  // internal: the tensor has a paramBf16 array to write

@@ -208,7 +208,8 @@ bool checkScalar(const Case& c, uint64_t caseIndex) {
 struct FuzzStats {
   uint64_t inputs = 0;
   uint64_t elements = 0;
-  Totals totals;  // over every ISA
+  Totals totals;      // over every ISA
+  lean::Totals lean;  // the lean-state cases, every ISA and thread count against the reference
 };
 
 FuzzStats gStats;
@@ -229,10 +230,10 @@ void runLeanInput(const uint8_t* data, size_t size, const Case& c) {
   const GradDtype dtype = static_cast<GradDtype>(((data[0] >> 5) & 3u) % kGradDtypeCount);
   const uint32_t flags = c.flags | ((data[0] & 0x80u) != 0 ? AdamwFamily::kStochasticRounding : 0u);
   const bool scale = !(c.scalars.gradFactor == 1.0f);
-  lean::Totals totals;
+  const uint64_t problemsBefore = gStats.lean.mismatches;
   lean::checkCase(lean::randomCase(rng, op, dtype, flags, scale, std::min<size_t>(c.length, 5000)),
-                  totals);
-  if (totals.mismatches != 0) fail();
+                  gStats.lean);
+  if (gStats.lean.mismatches != problemsBefore) fail();
 }
 
 void runInput(const uint8_t* data, size_t size) {
@@ -405,6 +406,24 @@ std::vector<Seed> handMadeSeeds() {
   ranged[7] = 3;  // three splits follow
   ranged.insert(ranged.begin() + 8, {5, 20, 40});
   named.push_back({"range-13-73-three-splits", ranged});
+  // The lean-state ops (the first byte's high bits): every op x grad dtype, stochastic rounding on
+  // and off, the low flag bits and lengths varied, around the vector widths and a block (256).
+  for (uint8_t op = 0; op < 3; ++op) {
+    for (uint8_t dtype = 0; dtype < 3; ++dtype) {
+      for (uint8_t stochastic = 0; stochastic < 2; ++stochastic) {
+        const uint8_t flags = static_cast<uint8_t>((op + dtype + stochastic) % 8);
+        const uint8_t first =
+            static_cast<uint8_t>(flags | (op << 3) | (dtype << 5) | (stochastic << 7));
+        const uint8_t length = static_cast<uint8_t>(17 + 40 * op + 13 * dtype + stochastic);
+        named.push_back({"lean-op" + std::to_string(op) + "-grad" + std::to_string(dtype) +
+                             (stochastic ? "-sr" : "") + "-length" + std::to_string(length),
+                         seedBytes(first, 0, {length}, 1, 0, seed8, 1, seed8)});
+      }
+    }
+  }
+  // A 5000-element blockwise8 tensor (the lean cases' largest): 20 blocks, the last partial.
+  named.push_back({"lean-blockwise8-length4999", seedBytes(static_cast<uint8_t>(2u << 3 | 1u), 200,
+                                                           {0x87, 0x13}, 3, 0, seed8, 1, seed8)});
   return named;
 }
 
@@ -498,7 +517,11 @@ int driver(int argc, char** argv) {
               gStats.inputs, replayed, generated, seed, elapsedSeconds(), gStats.elements,
               isas.empty() ? "no SIMD kernel" : isas.c_str(), t.finiteOutputs, t.infiniteOutputs,
               t.nanOutputs, t.mismatches, t.nonCanonicalNans);
-  return t.mismatches == 0 && t.nonCanonicalNans == 0 ? 0 : 1;
+  std::printf("fuzz-kernels: lean-state ops: %" PRIu64
+              " runs (kernels and plans, every ISA) of %" PRIu64
+              " elements against the reference, %" PRIu64 " mismatches\n",
+              gStats.lean.runs, gStats.lean.elements, gStats.lean.mismatches);
+  return t.mismatches == 0 && t.nonCanonicalNans == 0 && gStats.lean.mismatches == 0 ? 0 : 1;
 }
 
 }  // namespace

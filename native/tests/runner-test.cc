@@ -180,10 +180,10 @@ void testBlockCuts() {
              (range.second % list.jobs[k].blockSize == 0 || range.second == lengths[k]);
         covered = range.second;
       }
-      expect(ok && covered == lengths[k],
-             "block cuts: job " + std::to_string(k) + " on " + std::to_string(threads) +
-                 " threads is covered once, in whole blocks (" + std::to_string(ranges.size()) +
-                 " ranges)");
+      expect(ok && covered == lengths[k], "block cuts: job " + std::to_string(k) + " on " +
+                                              std::to_string(threads) +
+                                              " threads is covered once, in whole blocks (" +
+                                              std::to_string(ranges.size()) + " ranges)");
     }
   }
 }
