@@ -155,7 +155,6 @@ function makeParam(n: number, random: () => number): Float32Array {
 // One case: a set of tensors, their gradients for each step, the hyperparameters.
 
 interface Case {
-  name: string;
   stateDtype: StateDtype;
   gradDtype: GradDtype;
   dataBf16: boolean;
@@ -405,7 +404,6 @@ describe.each(STATE_DTYPES)('stateDtype %s: bit for bit the reference', (stateDt
     ]),
   )('%s', (_name, x) => {
     const c: Case = {
-      name: _name,
       stateDtype,
       gradDtype: x.gradDtype,
       dataBf16: x.dataBf16,

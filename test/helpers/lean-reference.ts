@@ -1,9 +1,9 @@
-// An independent reference for the lean-state step (issue 12), for tests only: the numeric
-// definitions of notes/issue12-contract.md written out element by element in plain TypeScript, with
+// An independent reference for the lean-state step (issue 12), for tests only: the issue's numeric
+// definitions (README, "Lean optimizer state") written out element by element in TypeScript, with
 // float32 rounding emulated by Math.fround exactly where the kernel rounds, so results can be
 // compared bit for bit. Nothing here calls the addon or lib/.
 //
-// - The float32 update is the sequence of native/ops/adamw.h (one correctly rounded float32
+// - The float32 update is the sequence of native/ops/adamw-math.h (one correctly rounded float32
 //   operation at a time, no fusion), on scalars computed in float64 as PyTorch does in Python and
 //   rounded to float32 once.
 // - bf16: widen = bits << 16; RNE store (x + 0x7FFF + ((x >> 16) & 1)) >> 16; stochastic store
@@ -189,7 +189,7 @@ export interface StepScalars {
 }
 
 /** PyTorch's p -= (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps), written p += negStepSize m / (sqrt(v) +
- * epsHat) with negStepSize = -lr sqrt(bc2)/bc1, epsHat = eps sqrt(bc2) (native/ops/adamw.h). */
+ * epsHat) with negStepSize = -lr sqrt(bc2)/bc1, epsHat = eps sqrt(bc2) (native/ops/adamw-math.h). */
 export function stepScalars(h: RefHyper, step: number): StepScalars {
   const bc1 = 1 - h.beta1 ** step;
   const sqrtBc2 = sqrt(1 - h.beta2 ** step);
