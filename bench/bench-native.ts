@@ -19,6 +19,15 @@ export type RooflineProbe =
   | 'add-prefetch-far'
   | 'add-256-prefetch-far';
 
+/** The loop shapes of the lean-state probes (native/bench/lean-probes.cc). */
+export type LeanProbe =
+  | 'lean'
+  | 'lean-prefetch'
+  | 'lean-prefetch-far'
+  | 'lean-256'
+  | 'lean-256-prefetch'
+  | 'lean-256-prefetch-far';
+
 /** What simd_adamw_bench.node exports (native/bench/bench-addon.cc). */
 export interface BenchAddon {
   /** The probe names, in the order the addon defines them. */
@@ -50,6 +59,27 @@ export interface BenchAddon {
     scalars: Float64Array,
     passes: number,
     threads: number,
+  ): void;
+  /** The lean-state probe names, in the order the addon defines them. */
+  readonly leanProbes: readonly LeanProbe[];
+  /**
+   * `passes` passes of `probe` with the memory traffic of a lean-state step: read param, grad
+   * (Float32Array or bf16 bits), expAvg and expAvgSq (bf16 bits, or 8-bit codes with one absmax per
+   * 256 elements in the two absmax arrays, null for bf16); write param and both moments (and the
+   * absmax). Element work: p += widen(g) * delta, m += delta, v += delta, absmax += delta; the
+   * bench passes delta 0 (nothing changes), the test 1. Split as a step of the same length.
+   */
+  benchLeanProbe(
+    param: Float32Array,
+    grad: Float32Array | Uint16Array,
+    expAvg: Uint16Array | Uint8Array,
+    expAvgSq: Uint16Array | Uint8Array,
+    expAvgAbsmax: Float32Array | null,
+    expAvgSqAbsmax: Float32Array | null,
+    passes: number,
+    threads: number,
+    probe: LeanProbe,
+    delta: number,
   ): void;
   /** The threads a step of `length` elements uses when `threads` are allowed (native/runner.h). */
   threadsFor(length: number, threads: number): number;
@@ -84,7 +114,8 @@ function load(): BenchAddon {
   const exports = addon as Partial<BenchAddon> | null;
   if (
     typeof exports?.benchRooflineProbe !== 'function' ||
-    typeof exports.benchCLoop !== 'function'
+    typeof exports.benchCLoop !== 'function' ||
+    typeof exports.benchLeanProbe !== 'function'
   ) {
     throw new Error('the module loaded as simd_adamw_bench.node is not the bench addon');
   }

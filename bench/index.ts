@@ -4,6 +4,7 @@
 //   npm run bench                      full run; rewrites bench/RESULTS.md and bench/results/
 //   npm run bench -- --quick           under a minute; writes to the temp directory (CI smoke test)
 //   npm run bench -- --only peers,call-overhead --sizes 64K,16M --json out.json
+//   npm run bench -- --only lean-state --threads 1,2   issue 12's cases alone (64M; --sizes to change)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,6 +28,7 @@ import { modelStepContenders, smallTransformerShapes, totalLength } from './mode
 import { loadTfjsPeer, plainJsContender, torchNote } from './peers';
 import { createProgress } from './progress';
 import { resultsMarkdown, terminalReport } from './report';
+import { LeanArrays, leanContenders, leanRows } from './lean-state';
 import { type BenchResults, type Result, toResult, withRoofline } from './results';
 import { probeContenders } from './roofline';
 import { singleTensorContenders } from './single-tensor';
@@ -41,6 +43,7 @@ const QUESTIONS = [
   'model-step',
   'many-tensors',
   'call-overhead',
+  'lean-state',
 ] as const;
 type Question = (typeof QUESTIONS)[number];
 
@@ -53,6 +56,8 @@ interface Mode {
   readonly settings: SampleSettings;
   /** TensorFlow.js takes seconds per step at 16M; it is measured up to this size. */
   readonly tfjsMaxSize: number;
+  /** The lean-state question's sizes unless --sizes is given (issue 12's targets are at 64M). */
+  readonly leanSizes: readonly number[];
 }
 
 const FULL: Mode = {
@@ -66,6 +71,7 @@ const FULL: Mode = {
     budgetSeconds: 6,
   },
   tfjsMaxSize: 16 * M,
+  leanSizes: [64 * M],
 };
 
 const QUICK: Mode = {
@@ -79,6 +85,7 @@ const QUICK: Mode = {
     budgetSeconds: 0.5,
   },
   tfjsMaxSize: M,
+  leanSizes: [M],
 };
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -86,7 +93,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --quick            fewer, shorter samples and sizes up to 16M (under a minute)
   --only <list>      questions to run, comma-separated: ${QUESTIONS.join(', ')}
                      (single-tensor, c-loop and peers always run with the roofline)
-  --sizes <list>     tensor sizes for the throughput questions, e.g. 4K,64K,16M
+  --sizes <list>     tensor sizes for the throughput questions, e.g. 4K,64K,16M (and for
+                     lean-state, whose default is 64M, 1M with --quick)
   --threads <list>   thread settings for the simd-adamw contenders, e.g. 1 (default: 1 and all)
   --isas <list>      kernels for the single-tensor question, e.g. avx512 (default: all available)
   --json <path>      also write the results as JSON to <path>
@@ -98,6 +106,7 @@ interface Options {
   readonly mode: Mode;
   readonly questions: ReadonlySet<Question>;
   readonly sizes: readonly number[];
+  readonly leanSizes: readonly number[];
   readonly threads: readonly number[];
   readonly isas: readonly string[];
   readonly json?: string;
@@ -181,6 +190,8 @@ function parseOptions(argv: readonly string[]): Options {
     mode,
     questions,
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
+    leanSizes:
+      values.sizes === undefined ? mode.leanSizes : [...new Set(sizes)].sort((a, b) => a - b),
     threads: [...new Set(threads)].sort((a, b) => a - b),
     isas,
     ...(values.json === undefined ? {} : { json: path.resolve(values.json) }),
@@ -203,7 +214,7 @@ async function formatMarkdown(file: string, source: string): Promise<string> {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const { mode, questions, sizes, threads, isas } = options;
+  const { mode, questions, sizes, leanSizes, threads, isas } = options;
   const started = Date.now();
   const loadAverageBefore = loadAverage();
   const machine = describeMachine();
@@ -286,6 +297,21 @@ async function main(): Promise<void> {
     : [];
   const manyContenders = questions.has('many-tensors') ? manyTensorContenders(bestIsa) : [];
   const callContenders = questions.has('call-overhead') ? callOverheadContenders(bestIsa) : [];
+  const leanArrays = questions.has('lean-state')
+    ? new LeanArrays(Math.max(...leanSizes))
+    : undefined;
+  const leanStateContenders =
+    leanArrays === undefined ? [] : leanContenders(leanArrays, threads, bestIsa);
+  if (leanArrays !== undefined) {
+    notes.push(
+      'Lean state (issue 12): AdamW.step() on one tensor per state dtype (lr 1e-3, weight decay ' +
+        `0.01, ${bestIsa}), all sharing one param and its float32 / bf16 gradients, each with its ` +
+        'own state; each against the float32-state step and the fastest probe of its own ' +
+        'traffic (float32: the eleven probes of roofline-probes.cc on its arrays; lean: six ' +
+        "loop shapes of lean-probes.cc, -march=native, on the optimizer's own state arrays). " +
+        `Sizes ${leanSizes.map(formatSize).join(', ')}.`,
+    );
+  }
 
   const { rounds } = mode.settings;
   const progress = createProgress(
@@ -293,7 +319,8 @@ async function main(): Promise<void> {
       (sizes.length * throughputContenders.length +
         modelContenders.length +
         manyContenders.length +
-        CALL_OVERHEAD_SIZES.length * callContenders.length),
+        CALL_OVERHEAD_SIZES.length * callContenders.length +
+        leanSizes.length * leanStateContenders.length),
   );
   const tick = (label: string): void => {
     progress.tick(label);
@@ -303,6 +330,7 @@ async function main(): Promise<void> {
   let modelStep: Result[] = [];
   let manyTensors: Result[] = [];
   const callOverhead: Result[] = [];
+  const leanResults: Result[] = [];
   try {
     if (throughputContenders.length > 0) {
       for (const size of sizes) {
@@ -330,13 +358,19 @@ async function main(): Promise<void> {
       const measured = measureInterleaved(callContenders, size, mode.settings, tick);
       callOverhead.push(...measured.map((m) => toResult(m, size)));
     }
+    for (const size of leanStateContenders.length > 0 ? leanSizes : []) {
+      progress.section(`lean state ${formatSize(size)}`);
+      const measured = measureInterleaved(leanStateContenders, size, mode.settings, tick);
+      leanResults.push(...measured.map((m) => toResult(m, size)));
+    }
   } finally {
     progress.stop();
     backend.setIsa(bestIsa);
   }
 
+  const rows = leanRows(leanResults);
   const targets = evaluateTargets(
-    { throughput, modelStep, callOverhead, manyTensors },
+    { throughput, modelStep, callOverhead, manyTensors, leanRows: rows },
     bestIsa,
     threads,
     allThreads,
@@ -365,6 +399,7 @@ async function main(): Promise<void> {
       : {}),
     callOverhead,
     manyTensors,
+    ...(leanResults.length > 0 ? { leanState: { results: leanResults, rows } } : {}),
     targets,
     notes,
   };

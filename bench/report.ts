@@ -8,6 +8,7 @@ import {
   type Result,
   type TargetResult,
 } from './results';
+import type { LeanRow } from './lean-state';
 import { describeTarget } from './targets';
 
 type Align = 'left' | 'right';
@@ -293,6 +294,39 @@ export function headlines(results: BenchResults): string[] {
   return out;
 }
 
+/** Issue 12: one row per state configuration, size and thread count. */
+export function leanStateTable(rows: readonly LeanRow[]): string {
+  const ratio = (value: number | undefined): string =>
+    value === undefined ? '-' : `${value.toFixed(2)}x`;
+  return table(
+    [
+      'size',
+      'threads',
+      'state, grads',
+      'bytes/param',
+      'Mparams/s',
+      'GB/s',
+      'vs float32 step',
+      'roofline Mparams/s',
+      'vs roofline',
+      'roofline probe',
+    ],
+    rows.map((r) => [
+      formatSize(r.size),
+      String(r.threads),
+      r.label,
+      r.bytesPerParam.toFixed(r.bytesPerParam % 1 === 0 ? 0 : 2),
+      r.mparamsPerSecond === undefined ? (r.skipped ?? '-') : mparams(r.mparamsPerSecond),
+      r.gbPerSecond === undefined ? '-' : r.gbPerSecond.toFixed(1),
+      ratio(r.versusFloat32),
+      r.rooflineMparamsPerSecond === undefined ? '-' : mparams(r.rooflineMparamsPerSecond),
+      ratio(r.fractionOfRoofline),
+      r.rooflineProbe ?? '-',
+    ]),
+    ['right', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
+  );
+}
+
 export function targetsTable(targets: readonly TargetResult[]): string {
   return table(
     ['issue', 'target', 'where', 'result'],
@@ -343,6 +377,9 @@ export function terminalReport(results: BenchResults): string {
   }
   if (results.throughput.length > 0) {
     parts.push('Fastest probe (the roofline)', rooflineWinnersTable(results.throughput));
+  }
+  if (results.leanState !== undefined && results.leanState.rows.length > 0) {
+    parts.push('Lean optimizer state (issue 12)', leanStateTable(results.leanState.rows));
   }
   parts.push('Issue 10 rows', issue10Table(results.targets));
   parts.push('Targets', targetsTable(results.targets));
@@ -419,6 +456,19 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
             'with at most 2048 elements; one AdamW.step() against one tensor of the same total size.',
       '',
       modelStepTable(results.modelStep),
+      '',
+    );
+  }
+  if (results.leanState !== undefined && results.leanState.rows.length > 0) {
+    lines.push(
+      '## Lean optimizer state (issue 12)',
+      '',
+      'One tensor, `AdamW.step()` per step, for each state dtype and for bf16 gradients ' +
+        '(bench/lean-state.ts), against the float32-state step and against the fastest probe ' +
+        'that moves the same bytes per param (the float32 probes of the throughput question for ' +
+        'float32 state, native/bench/lean-probes.cc for the others), all interleaved in this run.',
+      '',
+      leanStateTable(results.leanState.rows),
       '',
     );
   }

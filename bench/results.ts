@@ -1,5 +1,6 @@
 // What a run produces, in the shape written to --json and read by the report, the chart and the
 // targets. Throughput is derived from the measured time per step here, in one place.
+import type { LeanRow } from './lean-state';
 import type { Family, MeasuredContender, Timing } from './measure';
 
 /** Bytes an AdamW step moves per parameter: reads param, grad, expAvg, expAvgSq; writes three. */
@@ -87,6 +88,11 @@ export interface BenchResults {
   readonly callOverhead: readonly Result[];
   /** 1,024 tensors of 1,024 against one tensor of 1M, 1 thread (many-tensors.ts). */
   readonly manyTensors: readonly Result[];
+  /** Issue 12: each state dtype's step and its own-traffic roofline (lean-state.ts). */
+  readonly leanState?: {
+    readonly results: readonly Result[];
+    readonly rows: readonly LeanRow[];
+  };
   readonly targets: readonly TargetResult[];
   readonly notes: readonly string[];
 }

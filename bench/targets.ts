@@ -1,7 +1,9 @@
-// The speed targets of issue 3, issue 4's threading targets once there is more than one thread, and
-// issue 10's rows against the plain C loop and the roofline, evaluated on this run's numbers. A missed target is reported with its ratio; the
+// The speed targets of issue 3, issue 4's threading targets once there is more than one thread,
+// issue 10's rows against the plain C loop and the roofline, and issue 12's lean-state targets,
+// evaluated on this run's numbers. A missed target is reported with its ratio; the
 // thresholds are the issues' and are never adjusted to the results.
 import { formatSize } from './data';
+import { leanConfig, type LeanRow } from './lean-state';
 import { findResult, type Result, type TargetResult } from './results';
 
 const M = 1 << 20;
@@ -11,6 +13,7 @@ interface Measured {
   readonly modelStep: readonly Result[];
   readonly callOverhead: readonly Result[];
   readonly manyTensors: readonly Result[];
+  readonly leanRows?: readonly LeanRow[];
 }
 
 function target(
@@ -166,6 +169,82 @@ export function evaluateTargets(
     }
   }
   targets.push(...issue10Targets(throughput, manyTensors, kernelId(1), bestIsa));
+  targets.push(...issue12Targets(measured.leanRows ?? [], bestIsa));
+  return targets;
+}
+
+/** Issue 12's speed targets: at DRAM sizes (the issue names 64M) on 1 and 2 threads, each lean
+ * state's step against the float32-state step of the same run, and against its own roofline. */
+const ISSUE12_VERSUS_FLOAT32: readonly [string, number][] = [
+  ['bfloat16', 1.3],
+  ['blockwise8', 1.5],
+  ['blockwise8-bf16-grads', 1.7],
+];
+
+function issue12Targets(rows: readonly LeanRow[], bestIsa: string): TargetResult[] {
+  const targets: TargetResult[] = [];
+  const dram = rows.filter((r) => r.size >= 16 * M);
+  for (const threads of [1, 2]) {
+    const measured = dram.filter((r) => r.threads === threads);
+    const sizes = [...new Set(measured.map((r) => r.size))];
+    const where = (size: number | undefined): string =>
+      size === undefined
+        ? `not measured: no lean-state size >= 16M on ${threadWord(threads)} in this run`
+        : `${formatSize(size)}, ${threadWord(threads)}, ${bestIsa}`;
+    for (const [config, threshold] of ISSUE12_VERSUS_FLOAT32) {
+      const label = leanConfig(config)?.label ?? config;
+      for (const size of sizes.length > 0 ? sizes : [undefined]) {
+        const row = measured.find((r) => r.config === config && r.size === size);
+        targets.push(
+          target(
+            12,
+            `DRAM: ${label} / float32-state step`,
+            where(size),
+            threshold,
+            'x',
+            row?.versusFloat32,
+          ),
+        );
+      }
+    }
+    for (const [config] of ISSUE12_VERSUS_FLOAT32) {
+      const label = leanConfig(config)?.label ?? config;
+      for (const size of sizes.length > 0 ? sizes : [undefined]) {
+        const row = measured.find((r) => r.config === config && r.size === size);
+        targets.push(
+          target(
+            12,
+            `DRAM: ${label} / its own roofline`,
+            where(size),
+            0.9,
+            'x',
+            row?.fractionOfRoofline,
+          ),
+        );
+      }
+    }
+  }
+  // Each class's roofline is a ceiling, as issue 10's: no lean step may beat its own beyond noise.
+  let worst: { value: number; where: string } | undefined;
+  for (const r of rows) {
+    if (r.fractionOfRoofline === undefined || r.fractionOfRoofline <= 0) continue;
+    if (worst === undefined || 1 / r.fractionOfRoofline < worst.value) {
+      worst = {
+        value: 1 / r.fractionOfRoofline,
+        where: `worst: ${r.label}, ${formatSize(r.size)}, ${threadWord(r.threads)}`,
+      };
+    }
+  }
+  targets.push(
+    target(
+      12,
+      'each lean roofline is a ceiling: roofline / its step, every size and thread setting',
+      worst?.where ?? 'not measured in this run',
+      0.95,
+      'x',
+      worst?.value,
+    ),
+  );
   return targets;
 }
 

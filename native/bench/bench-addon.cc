@@ -5,6 +5,8 @@
 //   rooflineProbes: string[]                                   the probe names
 //   benchRooflineProbe(param, grad, expAvg, expAvgSq, passes, threads, probe)   roofline-probes.cc
 //   benchCLoop(param, grad, expAvg, expAvgSq, scalars, passes, threads)         c-loop.cc
+//   leanProbes: string[]; benchLeanProbe(param, grad, expAvg, expAvgSq, expAvgAbsmax,
+//     expAvgSqAbsmax, passes, threads, probe, delta)   the lean-state rooflines, lean-probes.cc
 //   threadsFor(length, threads): number     how many threads a step of `length` uses (runner.h)
 #include <napi.h>
 
@@ -15,6 +17,7 @@ namespace bench {
 
 void registerRooflineProbes(Napi::Env env, Napi::Object exports);
 void registerCLoop(Napi::Env env, Napi::Object exports);
+void registerLeanProbes(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -29,6 +32,7 @@ Napi::Value ThreadsFor(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerRooflineProbes(env, exports);
   registerCLoop(env, exports);
+  registerLeanProbes(env, exports);
   exports.Set("threadsFor", Napi::Function::New(env, ThreadsFor, "threadsFor"));
   return exports;
 }

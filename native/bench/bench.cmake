@@ -9,7 +9,7 @@
 set(SIMD_ADAMW_BENCH_DIR ${CMAKE_CURRENT_LIST_DIR})
 add_library(simd_adamw_bench SHARED
             ${SIMD_ADAMW_BENCH_DIR}/bench-addon.cc ${SIMD_ADAMW_BENCH_DIR}/roofline-probes.cc
-            ${SIMD_ADAMW_BENCH_DIR}/c-loop.cc ${CMAKE_JS_SRC})
+            ${SIMD_ADAMW_BENCH_DIR}/c-loop.cc ${SIMD_ADAMW_BENCH_DIR}/lean-probes.cc ${CMAKE_JS_SRC})
 set_target_properties(simd_adamw_bench PROPERTIES PREFIX "" SUFFIX ".node"
                                                   CXX_VISIBILITY_PRESET hidden)
 # The thread pool and threadsFor/partsFor from the core library, so the probes split and schedule
@@ -28,5 +28,5 @@ target_compile_options(simd_adamw_bench PRIVATE -O3 -Wall -Wextra -Wpedantic -ff
 set_source_files_properties(${SIMD_ADAMW_BENCH_DIR}/c-loop.cc PROPERTIES COMPILE_OPTIONS
                                                                         "-march=native")
 # The probes at the widest vectors: GCC's tuning for some AVX-512 CPUs prefers 256-bit ones.
-set_source_files_properties(${SIMD_ADAMW_BENCH_DIR}/roofline-probes.cc
+set_source_files_properties(${SIMD_ADAMW_BENCH_DIR}/roofline-probes.cc ${SIMD_ADAMW_BENCH_DIR}/lean-probes.cc
                             PROPERTIES COMPILE_OPTIONS "-march=native;-mprefer-vector-width=512")
