@@ -16,13 +16,13 @@
 //   blockwise8, bf16 grads   14 + 16 per 256
 //
 // Sizes: 64M params in a full run (the DRAM size), 1M in --quick (CI smoke), or --sizes.
-import { AdamW, type AnyParam, backend, type StateArray } from '../lib/index';
+import { AdamW, type AnyParam, backend, type StateArray, type StateDtype } from '../lib/index';
 import { benchNative, type RooflineProbe } from './bench-native';
 import { seededRandom, STEP_HYPERPARAMETERS } from './data';
 import type { Contender, Skipped, Workload } from './measure';
 import type { Result } from './results';
 
-export type LeanStateDtype = 'float32' | 'bfloat16' | 'blockwise8';
+export type LeanStateDtype = StateDtype;
 
 export interface LeanConfig {
   /** In contender ids: 'float32', 'bfloat16', 'bfloat16-bf16-grads', ... */
@@ -79,7 +79,7 @@ export function leanConfig(id: string): LeanConfig | undefined {
 }
 
 interface LeanTensor {
-  readonly optimizer: AdamW;
+  readonly optimizer: AdamW<StateDtype>;
   /** The optimizer's own state arrays, for the probes (same pages as the step). */
   readonly expAvg: Float32Array | Uint16Array | Uint8Array;
   readonly expAvgSq: Float32Array | Uint16Array | Uint8Array;
@@ -148,7 +148,7 @@ export class LeanArrays {
       grad,
       ...(config.bf16Grads ? { gradDtype: 'bfloat16' as const } : {}),
     };
-    let optimizer: AdamW;
+    let optimizer: AdamW<StateDtype>;
     try {
       // A build whose kernels lack a dtype throws here, and the row says why.
       optimizer = new AdamW([param], {

@@ -15,8 +15,8 @@ import {
 } from '../../lib';
 
 export type LeanParam = AnyParam;
-export type LeanOptions = OptimizerOptions;
-export type LeanGroup = ParamGroup;
+export type LeanOptions = OptimizerOptions<StateDtype>;
+export type LeanGroup = ParamGroup<StateDtype>;
 export type LeanMomentCopy = Float32Array | Uint16Array | Blockwise8Tensor;
 
 export interface LeanStateCopy {
@@ -27,14 +27,14 @@ export interface LeanStateCopy {
   maxExpAvgSq?: LeanMomentCopy;
 }
 
-export type LeanOptimizer = AdamW | Adam;
+export type LeanOptimizer = AdamW<StateDtype> | Adam<StateDtype>;
 
 export function createLeanOptimizer(
   decoupled: boolean,
   groups: LeanGroup[],
   options: LeanOptions,
 ): LeanOptimizer {
-  return decoupled ? new AdamW(groups, options) : new Adam(groups, options);
+  return decoupled ? new AdamW<StateDtype>(groups, options) : new Adam<StateDtype>(groups, options);
 }
 
 function copyMoment(value: LeanMomentCopy): LeanMomentCopy {
