@@ -8,6 +8,9 @@
 #                        order's bits
 #   runner-test          the generic runner (elementwise and per-tensor passes, every thread count
 #                        bitwise the same) and plans (runs checked before any write)
+#   blockwise8-codes-test  the 8-bit quantizer (native/ops/blockwise8-codes.h): every float32 in
+#                        [-1, 1] against an exact nearest-code reference, natively; a brute-force
+#                        sample under qemu (--sample-only: the exhaustive pass takes minutes there)
 #   fuzz-kernels         the fuzz corpus (NaN payloads, extreme scalars, odd ranges) and 300
 #                        generated inputs, every SIMD ISA against scalar (no sanitizers here; the
 #                        sanitized fuzz run is scripts/fuzz-kernels.sh)
@@ -27,7 +30,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/simd-adamw-kernels.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
-TESTS=(kernel-agreement grad-norm-agreement runner-test fuzz-kernels)
+TESTS=(kernel-agreement grad-norm-agreement runner-test blockwise8-codes-test fuzz-kernels)
 CORPUS="$ROOT/native/tests/corpus/fuzz-kernels"
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
@@ -63,6 +66,10 @@ run() {
     log="$OUT/$label-$test.log"
     local args=("${ARGS[@]}")
     [[ "$test" == runner-test ]] && args=()
+    if [[ "$test" == blockwise8-codes-test ]]; then
+      args=()
+      ((${#prefix[@]} > 0)) && args=(--sample-only)
+    fi
     [[ "$test" == fuzz-kernels ]] && args=(--runs 300 --seed 1 "$CORPUS")
     "${prefix[@]}" "$program/$test" "${args[@]}" | tee "$log" || status=1
     digest="$(sed -n -E 's/^ *scalar +digests: //p' "$log")"
