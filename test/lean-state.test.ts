@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 
 import {
   AdamW,
@@ -824,6 +825,68 @@ function leanOptimizer(params: AnyParam[], dtype: StateDtype, seed = 5): AdamW<S
 }
 
 describe('checkpoints and state dicts', () => {
+  // A step never writes a negative, NaN or infinite absmax; one from outside would turn params
+  // into NaN (a negative second moment's square root) or wipe its block.
+  test.each([-1, Number.NaN, Number.POSITIVE_INFINITY])(
+    'a state dict with absmax %p is a RangeError that changes nothing',
+    (bad) => {
+      const params = makeParams(31);
+      const optimizer = leanOptimizer(params, 'blockwise8');
+      train(optimizer, params, 0, 2);
+      const dict = optimizer.stateDict();
+      const entry = dict.state[0];
+      if (entry?.dtype !== 'blockwise8') throw new Error('expected blockwise8 state');
+      entry.expAvgSq.absmax[3] = bad;
+      const before = everything(optimizer, params);
+      expect(thrown(() => optimizer.loadStateDict(dict))).toEqual({
+        name: 'RangeError',
+        message:
+          "Expected a finite number >= 0 (its block's largest magnitude) for " +
+          `stateDict.state[0].expAvgSq.absmax[3] but received ${String(bad)} of type number`,
+      });
+      expect(everything(optimizer, params)).toEqual(before);
+    },
+  );
+
+  test('a checkpoint file with a negative absmax is refused by load and loadFrom', () => {
+    const params = makeParams(32);
+    const optimizer = leanOptimizer(params, 'blockwise8');
+    train(optimizer, params, 0, 2);
+    const file = tempFile();
+    optimizer.save(file);
+    // Rewrite one absmax float (and the file's CRC-32, so only the value is wrong).
+    const bytes = fs.readFileSync(file);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    const headerText = bytes.subarray(8, 8 + headerLength).toString('utf8');
+    const header = JSON.parse(headerText) as Record<
+      string,
+      { data_offsets: [number, number] } | Record<string, string>
+    >;
+    const name = 'state.p0.exp_avg_sq.absmax';
+    const info = header[name] as { data_offsets: [number, number] };
+    bytes.writeFloatLE(-1, 8 + headerLength + info.data_offsets[0] + 4);
+    const crc = (header.__metadata__ as Record<string, string>).crc32 ?? '';
+    const zeroed = Buffer.from(
+      bytes.toString('latin1').replace(`"crc32":"${crc}"`, '"crc32":"00000000"'),
+      'latin1',
+    );
+    const fixed = zlib.crc32(zeroed).toString(16).padStart(8, '0');
+    fs.writeFileSync(
+      file,
+      Buffer.from(
+        zeroed.toString('latin1').replace('"crc32":"00000000"', `"crc32":"${fixed}"`),
+        'latin1',
+      ),
+    );
+    const message =
+      "Expected a finite number >= 0 (its block's largest magnitude) for element 1 of tensor " +
+      `'${name}' of checkpoint '${file}' but received -1 of type number`;
+    expect(thrown(() => AdamW.load(file, makeParams(32)))).toEqual({ name: 'RangeError', message });
+    const before = everything(optimizer, params);
+    expect(thrown(() => optimizer.loadFrom(file))).toEqual({ name: 'RangeError', message });
+    expect(everything(optimizer, params)).toEqual(before);
+  });
+
   test.each(DTYPES)('%s: save, load, continue == uninterrupted, bit for bit', (dtype) => {
     const straight = makeParams(23);
     const resumed = straight.map(copyParam);

@@ -54,6 +54,7 @@ import { type AnyParam, currentName } from '../optim/params';
 import type { AnyOptimizerSpec, StateDtype } from '../optim/spec';
 import {
   blockwise8BlockSize,
+  checkAbsmaxValues,
   DEFAULT_MIN_8BIT_SIZE,
   effectiveStateDtype,
   newStateArray,
@@ -553,6 +554,20 @@ function readPlannedFile(
     if (destination === undefined) throw new Error(`simd-adamw: internal error: ${tensor.name}`);
     return destination;
   });
+  // The values a step could not have written, which would corrupt the params (see
+  // checkAbsmaxValues): the only values of a state tensor that are checked.
+  for (const [k, param] of plan.params.entries()) {
+    const arrays = arraysOf(k);
+    for (const [i, infos] of param.state.entries()) {
+      const array = arrays[i];
+      if (infos === null || array === null || ArrayBuffer.isView(array)) continue;
+      const info = infos[1];
+      checkAbsmaxValues(
+        array.absmax,
+        (b) => `element ${b} of tensor '${info.name}' of checkpoint '${file}'`,
+      );
+    }
+  }
   return plan.params.map((param, k) => {
     const step = stepBytes[k][0];
     if (step < 0n || step > BigInt(Number.MAX_SAFE_INTEGER)) {

@@ -12,7 +12,7 @@ import type { OptimizerInternals } from '../optim/internals';
 import { checkSeed, leanOptionKeys } from '../optim/lean-options';
 import { groupValues } from '../optim/param-groups';
 import { currentName } from '../optim/params';
-import { checkStateArray, copyStateArray } from '../optim/state-storage';
+import { checkAbsmaxValues, checkStateArray, copyStateArray } from '../optim/state-storage';
 import { checkScheduleState, type LrSchedule, type ScheduleState } from '../train/schedules';
 import {
   applyState,
@@ -199,13 +199,17 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
         }
         return null;
       }
-      return checkStateArray(
+      const array = checkStateArray(
         `${name}.${tensor.name}`,
         saved,
         slot.dtype,
         slot.length,
         internals.blockSize,
       );
+      if (!ArrayBuffer.isView(array)) {
+        checkAbsmaxValues(array.absmax, (b) => `${name}.${tensor.name}.absmax[${b}]`);
+      }
+      return array;
     });
     return { step, state: arrays };
   });

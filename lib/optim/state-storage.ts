@@ -14,6 +14,7 @@
 import { markAsUntransferable } from 'node:worker_threads';
 
 import { checkTypedArray, type NamedArray, type TypedArrayKind } from '../core/arrays';
+import { rangeError } from '../core/errors';
 import { native, opLayout } from '../core/native';
 import type { AnyOptimizerSpec, QuantizationMap, StateDtype } from './spec';
 
@@ -93,6 +94,21 @@ export function storageOf(
 }
 
 /** Throws unless `array` is a `dtype` state tensor of `length` elements over attached buffers. */
+/**
+ * Throws unless every absmax of a blockwise8 tensor read from outside (a state dict, a file) is what
+ * a step can have written: a finite number >= 0, the largest magnitude of its block. A negative one
+ * would dequantize a second moment below 0 (and its square root to NaN, in the param), a NaN or an
+ * infinite one would wipe its block; the kernel never writes either. `name(b)` names element b.
+ */
+export function checkAbsmaxValues(absmax: Float32Array, name: (block: number) => string): void {
+  for (let b = 0; b < absmax.length; b++) {
+    const value = absmax[b];
+    if (!(value >= 0 && value !== Infinity)) {
+      throw rangeError(name(b), "a finite number >= 0 (its block's largest magnitude)", value);
+    }
+  }
+}
+
 export function checkStateArray(
   label: string,
   array: unknown,
