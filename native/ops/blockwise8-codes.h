@@ -593,13 +593,15 @@ __attribute__((target("avx2"))) inline void nearestCodesAvx2(const uint32_t* __r
 #endif
 
 // Finite magnitudes order like their bit patterns: an integer max, which vectorizes everywhere.
+// Signed: the patterns without their sign bit are non-negative int32, and SSE2 has a signed
+// compare but no unsigned max (quantizeBlock of the SSE2 build: 1.40 -> 1.28 ns per element).
 inline float blockAbsmax(const float* values, size_t n) {
-  uint32_t maxBits = 0;
+  int32_t maxBits = 0;
   for (size_t j = 0; j < n; ++j) {
-    const uint32_t magnitude = bitsOf(values[j]) & 0x7fffffffu;
+    const int32_t magnitude = static_cast<int32_t>(bitsOf(values[j]) & 0x7fffffffu);
     maxBits = magnitude > maxBits ? magnitude : maxBits;
   }
-  return floatOf(maxBits);
+  return floatOf(static_cast<uint32_t>(maxBits));
 }
 
 using NearestCodesFn = void (*)(const uint32_t*, const float*, float, size_t, uint8_t*);
