@@ -442,24 +442,6 @@ __attribute__((target("avx512f"))) inline void codeValuesAvx512(const float* __r
 // GCC 12 warn that its own placeholder source is uninitialized under -mavx512f -Wall.)
 constexpr __mmask16 kAllLanes = 0xffff;
 
-struct SearchRegistersAvx512 {
-  __m512 level0, level1, level2, level3, level4, level5[2], level6[4], level7[8];
-};
-
-__attribute__((target("avx512f"))) inline SearchRegistersAvx512 loadSearchRegistersAvx512(
-    const float* levels) {
-  SearchRegistersAvx512 t;
-  t.level0 = _mm512_set1_ps(levels[0]);
-  t.level1 = _mm512_loadu_ps(levels + 1);  // (only the first 2^L of levels 1..4 are used)
-  t.level2 = _mm512_loadu_ps(levels + 3);
-  t.level3 = _mm512_loadu_ps(levels + 7);
-  t.level4 = _mm512_loadu_ps(levels + 15);
-  for (int r = 0; r < 2; ++r) t.level5[r] = _mm512_loadu_ps(levels + 31 + 16 * r);
-  for (int r = 0; r < 4; ++r) t.level6[r] = _mm512_loadu_ps(levels + 63 + 16 * r);
-  for (int r = 0; r < 8; ++r) t.level7[r] = _mm512_loadu_ps(levels + 127 + 16 * r);
-  return t;
-}
-
 // One step of the search: code + b where y > midpoint.
 __attribute__((target("avx512f"))) inline __m512i searchStep(__m512i code, __m512 y,
                                                              __m512 midpoint, int b) {
@@ -467,38 +449,81 @@ __attribute__((target("avx512f"))) inline __m512i searchStep(__m512i code, __m51
   return _mm512_mask_add_epi32(code, above, code, _mm512_set1_epi32(b));
 }
 
+struct SearchRegistersAvx512 {
+  // levelL: step L's midpoints from its first; levelLNext: from its second (one index on)
+  __m512 level0, level1, level1Next, level2, level2Next, level3, level3Next, level4, level4Next;
+  __m512 level5[2], level5Next[2], level6[4], level7[8];
+};
+
+__attribute__((target("avx512f"))) inline SearchRegistersAvx512 loadSearchRegistersAvx512(
+    const float* levels) {
+  SearchRegistersAvx512 t;
+  t.level0 = _mm512_set1_ps(levels[0]);
+  t.level1 = _mm512_set1_ps(levels[1]);
+  t.level1Next = _mm512_set1_ps(levels[2]);
+  // (only the first 2^L of levels 2..4 are used)
+  t.level2 = _mm512_loadu_ps(levels + 3);
+  t.level2Next = _mm512_loadu_ps(levels + 4);
+  t.level3 = _mm512_loadu_ps(levels + 7);
+  t.level3Next = _mm512_loadu_ps(levels + 8);
+  t.level4 = _mm512_loadu_ps(levels + 15);
+  t.level4Next = _mm512_loadu_ps(levels + 16);
+  for (int r = 0; r < 2; ++r) {
+    t.level5[r] = _mm512_loadu_ps(levels + 31 + 16 * r);
+    t.level5Next[r] = _mm512_loadu_ps(levels + 32 + 16 * r);  // (levels[63] unused)
+  }
+  for (int r = 0; r < 4; ++r) t.level6[r] = _mm512_loadu_ps(levels + 63 + 16 * r);
+  for (int r = 0; r < 8; ++r) t.level7[r] = _mm512_loadu_ps(levels + 127 + 16 * r);
+  return t;
+}
+
+// The search, with steps 1..5 a step ahead: step L's midpoint depends on step L - 1's outcome, so
+// both candidates are looked up from the code before step L - 1 (index i or i + 1, from the
+// levelL and levelLNext registers) while step L - 1 compares, and its outcome only selects one
+// (a blend): the chain of dependent operations per step is a compare and a blend, not a shift,
+// a permute, a compare and an add, which keeps more of the vectors in flight.
 __attribute__((target("avx512f"))) inline __m512i codesBySearchAvx512(
     const SearchRegistersAvx512& t, __m512 y) {
   const __m512i bit64 = _mm512_set1_epi32(64), bit128 = _mm512_set1_epi32(128);
-  __m512i code = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(y, t.level0, _CMP_GT_OQ), bit128);
-  code = searchStep(
-      code, y,
-      _mm512_maskz_permutexvar_ps(kAllLanes, _mm512_maskz_srli_epi32(kAllLanes, code, 7), t.level1),
-      64);
-  code = searchStep(
-      code, y,
-      _mm512_maskz_permutexvar_ps(kAllLanes, _mm512_maskz_srli_epi32(kAllLanes, code, 6), t.level2),
-      32);
-  code = searchStep(
-      code, y,
-      _mm512_maskz_permutexvar_ps(kAllLanes, _mm512_maskz_srli_epi32(kAllLanes, code, 5), t.level3),
-      16);
-  code = searchStep(
-      code, y,
-      _mm512_maskz_permutexvar_ps(kAllLanes, _mm512_maskz_srli_epi32(kAllLanes, code, 4), t.level4),
-      8);
-  code = searchStep(
-      code, y,
-      _mm512_permutex2var_ps(t.level5[0], _mm512_maskz_srli_epi32(kAllLanes, code, 3), t.level5[1]),
-      4);
+  // Step 0 (b = 128), and step 1's midpoint (b = 64) selected by its outcome.
+  const __mmask16 above0 = _mm512_cmp_ps_mask(y, t.level0, _CMP_GT_OQ);
+  __m512i code = _mm512_maskz_mov_epi32(above0, bit128);  // after step 0
+  const __m512 midpoint1 = _mm512_mask_blend_ps(above0, t.level1, t.level1Next);
+  const __mmask16 above1 = _mm512_cmp_ps_mask(y, midpoint1, _CMP_GT_OQ);
+  // Step 2 from the code after step 0 (index code >> 6 if step 1 is below, + 1 if above).
+  __m512i i = _mm512_maskz_srli_epi32(kAllLanes, code, 6);
+  const __m512 midpoint2 =
+      _mm512_mask_blend_ps(above1, _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level2),
+                           _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level2Next));
+  const __mmask16 above2 = _mm512_cmp_ps_mask(y, midpoint2, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above1, code, _mm512_set1_epi32(64));  // after step 1
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 5);
+  const __m512 midpoint3 =
+      _mm512_mask_blend_ps(above2, _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level3),
+                           _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level3Next));
+  const __mmask16 above3 = _mm512_cmp_ps_mask(y, midpoint3, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above2, code, _mm512_set1_epi32(32));  // after step 2
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 4);
+  const __m512 midpoint4 =
+      _mm512_mask_blend_ps(above3, _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level4),
+                           _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level4Next));
+  const __mmask16 above4 = _mm512_cmp_ps_mask(y, midpoint4, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above3, code, _mm512_set1_epi32(16));  // after step 3
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 3);
+  const __m512 midpoint5 =
+      _mm512_mask_blend_ps(above4, _mm512_permutex2var_ps(t.level5[0], i, t.level5[1]),
+                           _mm512_permutex2var_ps(t.level5Next[0], i, t.level5Next[1]));
+  const __mmask16 above5 = _mm512_cmp_ps_mask(y, midpoint5, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above4, code, _mm512_set1_epi32(8));  // after step 4
+  code = _mm512_mask_add_epi32(code, above5, code, _mm512_set1_epi32(4));  // after step 5
   {
-    const __m512i i = _mm512_maskz_srli_epi32(kAllLanes, code, 2);
+    i = _mm512_maskz_srli_epi32(kAllLanes, code, 2);
     const __m512 low = _mm512_permutex2var_ps(t.level6[0], i, t.level6[1]);
     const __m512 high = _mm512_permutex2var_ps(t.level6[2], i, t.level6[3]);
     code = searchStep(code, y,
                       _mm512_mask_blend_ps(_mm512_test_epi32_mask(code, bit128), low, high), 2);
   }
-  const __m512i i = _mm512_maskz_srli_epi32(kAllLanes, code, 1);
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 1);
   __m512 pick[4];
   for (int r = 0; r < 4; ++r) {
     pick[r] = _mm512_permutex2var_ps(t.level7[2 * r], i, t.level7[2 * r + 1]);
