@@ -39,8 +39,11 @@
 // native/tests/blockwise8-codes-test.cc compares the search with an exact reference for every
 // float y in [-1, 1] and with a brute-force nearest scan on a sample. The per-element work is a
 // division, integer clamps, shifts and adds, and a table load: a loop without branches that
-// GCC vectorizes (a gather where the ISA has one), with the same bits on every ISA because every
-// step is exact or one IEEE operation.
+// GCC vectorizes (GCC 12 emulates its gather with scalar loads), with the same bits on every ISA
+// because every step is exact or one IEEE operation. The table load is most of the time, so
+// AVX-512 builds (nearestCodesAvx512With) run half the vectors through it as a hardware gather
+// and the other half through a binary search over the midpoints held in registers, which needs
+// no table (same codes: the test sweeps every float through each variant).
 //
 // Dequantizing is a table load and a multiply: portable code for every ISA but AVX-512, where the
 // table sits in registers and permutes replace the gather (codeValuesAvx512; same bits).
@@ -224,6 +227,9 @@ struct DynamicMap {
                                // key of the midpoint above that code if it is in the bucket, else
                                // 0): adding y's key carries into the code exactly when y is above
   uint8_t zeroCode;            // the code of 0 (an all-zero block's codes)
+  float searchLevels[256];     // midpointBelow in binary-search order: level L = 0..7 (2^L values
+                               // from [2^L - 1]) holds the midpoints that step L of the search
+  // compares with, [2^L - 1 + i] = midpointBelow[(2i + 1) * 2^(7-L) - 1]
 };
 
 namespace blockwise8_detail {
@@ -316,6 +322,12 @@ constexpr DynamicMap makeDynamicMap(const float* values) {
     }
     map.buckets[j] = static_cast<uint32_t>(code) << 16 | (kKeyMask - key);
   }
+  for (size_t level = 0; level < 8; ++level) {
+    const size_t step = size_t{128} >> level;
+    for (size_t i = 0; i < (size_t{1} << level); ++i) {
+      map.searchLevels[(size_t{1} << level) - 1 + i] = map.midpointBelow[(2 * i + 1) * step - 1];
+    }
+  }
   int32_t zero = 0;
   while (zero < 255 && below[zero] < orderKey(0)) ++zero;
   map.zeroCode = static_cast<uint8_t>(zero);
@@ -374,11 +386,9 @@ inline void codeValues(const float* __restrict table, const uint8_t* __restrict 
 #define SIMD_ADAMW_BLOCKWISE8_AVX512 1
 // Dequantizing with AVX-512F: the 256 map values in 16 registers, each code's value picked by
 // 8 two-register permutes (the code's low 5 bits) and 7 blends (its top 3 bits), 16 lanes at a
-// time: about 1.4x the speed of the gather on AMD Zen 5. The same multiply, so the same bits. (A
-// binary search over the midpoints the same way, 8 levels of permute and compare, was no faster
-// than the portable search's one gather, so quantizing stays portable on every ISA.) Compiled
-// with a target attribute so that every x86-64 build, and the test, has it; dequantizeBlock uses
-// it where the translation unit is built for AVX-512.
+// time: about 1.4x the speed of the gather on AMD Zen 5. The same multiply, so the same bits.
+// Compiled with a target attribute so that every x86-64 build, and the test, has it;
+// dequantizeBlock uses it where the translation unit is built for AVX-512.
 __attribute__((target("avx512f"))) inline void codeValuesAvx512(const float* __restrict table,
                                                                 const uint8_t* __restrict codes,
                                                                 float absmax, size_t n,
@@ -413,17 +423,244 @@ __attribute__((target("avx512f"))) inline void codeValuesAvx512(const float* __r
                           _mm512_mul_ps(value, scale));
   }
 }
+
+// nearestCodes with AVX-512F intrinsics, 16 lanes at a time, two ways with the same codes:
+//  - codesByTableAvx512: the portable loop's integer steps, its table load one hardware gather;
+//  - codesBySearchAvx512: no table load, a binary search over the 255 rounded midpoints held in
+//    registers. The code of y is the number of midpoints below it, i.e. of rounded midpoints
+//    f[k] < y (fact 1 at the top of the file; they are strictly ascending), which the classic
+//    search counts: c = 0, then for b = 128, 64, ..., 1, c += b where y > f[c + b - 1]. Step L
+//    (b = 128 >> L) can only compare with the 2^L midpoints f[(2i + 1) b - 1], stored together
+//    (DynamicMap::searchLevels), so its lookup is a register permute by i = c >> (8 - L): one
+//    broadcast, four one-register permutes, then 1, 2 and 4 two-register permutes (blended by
+//    c's top bits) for the 32, 64 and 128 midpoints of the last three steps. Every compare is a
+//    float compare, exact.
+// Alone, neither beats GCC's emulated gather of the portable loop on AMD Zen 5 (quantizeBlock in
+// L1: 0.55 ns/element; the hardware gather 0.54, the search 0.66), but the gather waits for the
+// load units and the search for the vector units: nearestCodesAvx512With<2> runs them side by
+// side on alternate 16 lanes, 0.44 ns/element. (Other mixes, 2:1 and 1:2, were slower.)
+// (The intrinsics are the maskz / mask forms with every lane on: the plain forms of these make
+// GCC 12 warn that its own placeholder source is uninitialized under -mavx512f -Wall.)
+constexpr __mmask16 kAllLanes = 0xffff;
+
+// One step of the search: code + b where y > midpoint.
+__attribute__((target("avx512f"))) inline __m512i searchStep(__m512i code, __m512 y,
+                                                             __m512 midpoint, int b) {
+  const __mmask16 above = _mm512_cmp_ps_mask(y, midpoint, _CMP_GT_OQ);
+  return _mm512_mask_add_epi32(code, above, code, _mm512_set1_epi32(b));
+}
+
+struct SearchRegistersAvx512 {
+  // levelL: step L's midpoints from its first; levelLNext: from its second (one index on)
+  __m512 level0, level1, level1Next, level2, level2Next, level3, level3Next, level4, level4Next;
+  __m512 level5[2], level5Next[2], level6[4], level7[8];
+};
+
+__attribute__((target("avx512f"))) inline SearchRegistersAvx512 loadSearchRegistersAvx512(
+    const float* levels) {
+  SearchRegistersAvx512 t;
+  t.level0 = _mm512_set1_ps(levels[0]);
+  t.level1 = _mm512_set1_ps(levels[1]);
+  t.level1Next = _mm512_set1_ps(levels[2]);
+  // (only the first 2^L of levels 2..4 are used)
+  t.level2 = _mm512_loadu_ps(levels + 3);
+  t.level2Next = _mm512_loadu_ps(levels + 4);
+  t.level3 = _mm512_loadu_ps(levels + 7);
+  t.level3Next = _mm512_loadu_ps(levels + 8);
+  t.level4 = _mm512_loadu_ps(levels + 15);
+  t.level4Next = _mm512_loadu_ps(levels + 16);
+  for (int r = 0; r < 2; ++r) {
+    t.level5[r] = _mm512_loadu_ps(levels + 31 + 16 * r);
+    t.level5Next[r] = _mm512_loadu_ps(levels + 32 + 16 * r);  // (levels[63] unused)
+  }
+  for (int r = 0; r < 4; ++r) t.level6[r] = _mm512_loadu_ps(levels + 63 + 16 * r);
+  for (int r = 0; r < 8; ++r) t.level7[r] = _mm512_loadu_ps(levels + 127 + 16 * r);
+  return t;
+}
+
+// The search, with steps 1..5 a step ahead: step L's midpoint depends on step L - 1's outcome, so
+// both candidates are looked up from the code before step L - 1 (index i or i + 1, from the
+// levelL and levelLNext registers) while step L - 1 compares, and its outcome only selects one
+// (a blend): the chain of dependent operations per step is a compare and a blend, not a shift,
+// a permute, a compare and an add, which keeps more of the vectors in flight.
+__attribute__((target("avx512f"))) inline __m512i codesBySearchAvx512(
+    const SearchRegistersAvx512& t, __m512 y) {
+  const __m512i bit64 = _mm512_set1_epi32(64), bit128 = _mm512_set1_epi32(128);
+  // Step 0 (b = 128), and step 1's midpoint (b = 64) selected by its outcome.
+  const __mmask16 above0 = _mm512_cmp_ps_mask(y, t.level0, _CMP_GT_OQ);
+  __m512i code = _mm512_maskz_mov_epi32(above0, bit128);  // after step 0
+  const __m512 midpoint1 = _mm512_mask_blend_ps(above0, t.level1, t.level1Next);
+  const __mmask16 above1 = _mm512_cmp_ps_mask(y, midpoint1, _CMP_GT_OQ);
+  // Step 2 from the code after step 0 (index code >> 6 if step 1 is below, + 1 if above).
+  __m512i i = _mm512_maskz_srli_epi32(kAllLanes, code, 6);
+  const __m512 midpoint2 =
+      _mm512_mask_blend_ps(above1, _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level2),
+                           _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level2Next));
+  const __mmask16 above2 = _mm512_cmp_ps_mask(y, midpoint2, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above1, code, _mm512_set1_epi32(64));  // after step 1
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 5);
+  const __m512 midpoint3 =
+      _mm512_mask_blend_ps(above2, _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level3),
+                           _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level3Next));
+  const __mmask16 above3 = _mm512_cmp_ps_mask(y, midpoint3, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above2, code, _mm512_set1_epi32(32));  // after step 2
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 4);
+  const __m512 midpoint4 =
+      _mm512_mask_blend_ps(above3, _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level4),
+                           _mm512_maskz_permutexvar_ps(kAllLanes, i, t.level4Next));
+  const __mmask16 above4 = _mm512_cmp_ps_mask(y, midpoint4, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above3, code, _mm512_set1_epi32(16));  // after step 3
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 3);
+  const __m512 midpoint5 =
+      _mm512_mask_blend_ps(above4, _mm512_permutex2var_ps(t.level5[0], i, t.level5[1]),
+                           _mm512_permutex2var_ps(t.level5Next[0], i, t.level5Next[1]));
+  const __mmask16 above5 = _mm512_cmp_ps_mask(y, midpoint5, _CMP_GT_OQ);
+  code = _mm512_mask_add_epi32(code, above4, code, _mm512_set1_epi32(8));  // after step 4
+  code = _mm512_mask_add_epi32(code, above5, code, _mm512_set1_epi32(4));  // after step 5
+  {
+    i = _mm512_maskz_srli_epi32(kAllLanes, code, 2);
+    const __m512 low = _mm512_permutex2var_ps(t.level6[0], i, t.level6[1]);
+    const __m512 high = _mm512_permutex2var_ps(t.level6[2], i, t.level6[3]);
+    code = searchStep(code, y,
+                      _mm512_mask_blend_ps(_mm512_test_epi32_mask(code, bit128), low, high), 2);
+  }
+  i = _mm512_maskz_srli_epi32(kAllLanes, code, 1);
+  __m512 pick[4];
+  for (int r = 0; r < 4; ++r) {
+    pick[r] = _mm512_permutex2var_ps(t.level7[2 * r], i, t.level7[2 * r + 1]);
+  }
+  const __mmask16 high64 = _mm512_test_epi32_mask(code, bit64);
+  const __m512 low = _mm512_mask_blend_ps(high64, pick[0], pick[1]);
+  const __m512 high = _mm512_mask_blend_ps(high64, pick[2], pick[3]);
+  return searchStep(code, y, _mm512_mask_blend_ps(_mm512_test_epi32_mask(code, bit128), low, high),
+                    1);
+}
+
+__attribute__((target("avx512f"))) inline __m512i codesByTableAvx512(const uint32_t* buckets,
+                                                                     __m512 y) {
+  const __m512i bits = _mm512_castps_si512(y);
+  __m512i magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff));
+  magnitude = _mm512_maskz_min_epu32(
+      kAllLanes, _mm512_maskz_max_epu32(kAllLanes, magnitude, _mm512_set1_epi32(kSmallBits)),
+      _mm512_set1_epi32(kOneBits));
+  const __m512i negative = _mm512_maskz_srai_epi32(kAllLanes, bits, 31);
+  const __m512i u = _mm512_maskz_srli_epi32(
+      kAllLanes, _mm512_sub_epi32(magnitude, _mm512_set1_epi32(kSmallBits)), kBucketShift);
+  const __m512i index =
+      _mm512_add_epi32(_mm512_set1_epi32(kBucketsPerSign), _mm512_xor_si512(u, negative));
+  const __m512i entry =
+      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), kAllLanes, index, buckets, 4);
+  const __m512i key =
+      _mm512_and_si512(_mm512_xor_si512(magnitude, negative), _mm512_set1_epi32(kKeyMask));
+  return _mm512_maskz_srli_epi32(kAllLanes, _mm512_add_epi32(entry, key), 16);
+}
+
+// kMode: 0 table only, 1 search only, 2 both on alternate 16 lanes.
+template <int kMode>
+__attribute__((target("avx512f"))) inline void nearestCodesAvx512With(
+    const DynamicMap& map, const float* __restrict values, float absmax, size_t n,
+    uint8_t* __restrict codes) {
+  const __m512 scale = _mm512_set1_ps(absmax);
+  const SearchRegistersAvx512 t = loadSearchRegistersAvx512(map.searchLevels);
+  size_t j = 0;
+  if (kMode == 2) {
+    for (; j + 32 <= n; j += 32) {
+      const __m512 y0 = _mm512_div_ps(_mm512_loadu_ps(values + j), scale);
+      const __m512 y1 = _mm512_div_ps(_mm512_loadu_ps(values + j + 16), scale);
+      _mm512_mask_cvtepi32_storeu_epi8(codes + j, 0xffff, codesByTableAvx512(map.buckets, y0));
+      _mm512_mask_cvtepi32_storeu_epi8(codes + j + 16, 0xffff, codesBySearchAvx512(t, y1));
+    }
+  }
+  for (; j < n; j += 16) {
+    const size_t count = n - j >= 16 ? 16 : n - j;
+    const __mmask16 lanes = static_cast<__mmask16>((1u << count) - 1);
+    const __m512 y = _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, values + j), scale);
+    _mm512_mask_cvtepi32_storeu_epi8(
+        codes + j, lanes,
+        kMode == 1 ? codesBySearchAvx512(t, y) : codesByTableAvx512(map.buckets, y));
+  }
+}
+
+// The same with AVX2, 8 lanes at a time with the AVX2 gather; the last n % 8 elements take the
+// portable loop (the same bits).
+__attribute__((target("avx2"))) inline void nearestCodesAvx2(const uint32_t* __restrict buckets,
+                                                             const float* __restrict values,
+                                                             float absmax, size_t n,
+                                                             uint8_t* __restrict codes) {
+  const __m256 scale = _mm256_set1_ps(absmax);
+  const __m256i magnitudeMask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i small = _mm256_set1_epi32(static_cast<int>(kSmallBits));
+  const __m256i one = _mm256_set1_epi32(static_cast<int>(kOneBits));
+  const __m256i keyMask = _mm256_set1_epi32(static_cast<int>(kKeyMask));
+  const __m256i positiveBase = _mm256_set1_epi32(kBucketsPerSign);
+  // Bytes 2 of each dword (the code, as (entry + key) >> 16 < 256) to the low 4 bytes of a lane.
+  const __m256i pickCodes =
+      _mm256_setr_epi8(2, 6, 10, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 6, 10, 14,
+                       -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 x = _mm256_loadu_ps(values + j);
+    const __m256i bits = _mm256_castps_si256(_mm256_div_ps(x, scale));
+    __m256i magnitude = _mm256_and_si256(bits, magnitudeMask);
+    magnitude = _mm256_min_epu32(_mm256_max_epu32(magnitude, small), one);
+    const __m256i negative = _mm256_srai_epi32(bits, 31);
+    const __m256i u = _mm256_srli_epi32(_mm256_sub_epi32(magnitude, small), kBucketShift);
+    const __m256i index = _mm256_add_epi32(positiveBase, _mm256_xor_si256(u, negative));
+    const __m256i entry = _mm256_i32gather_epi32(reinterpret_cast<const int*>(buckets), index, 4);
+    const __m256i key = _mm256_and_si256(_mm256_xor_si256(magnitude, negative), keyMask);
+    const __m256i sum = _mm256_shuffle_epi8(_mm256_add_epi32(entry, key), pickCodes);
+    const uint32_t low = static_cast<uint32_t>(_mm256_cvtsi256_si32(sum));
+    const uint32_t high = static_cast<uint32_t>(_mm256_extract_epi32(sum, 4));
+    const uint64_t eight = static_cast<uint64_t>(high) << 32 | low;
+    std::memcpy(codes + j, &eight, sizeof eight);
+  }
+  nearestCodes(buckets, values + j, absmax, n - j, codes + j);
+}
 #endif
 
 // Finite magnitudes order like their bit patterns: an integer max, which vectorizes everywhere.
+// Signed: the patterns without their sign bit are non-negative int32, and SSE2 has a signed
+// compare but no unsigned max (quantizeBlock of the SSE2 build: 1.40 -> 1.28 ns per element).
 inline float blockAbsmax(const float* values, size_t n) {
-  uint32_t maxBits = 0;
+  int32_t maxBits = 0;
   for (size_t j = 0; j < n; ++j) {
-    const uint32_t magnitude = bitsOf(values[j]) & 0x7fffffffu;
+    const int32_t magnitude = static_cast<int32_t>(bitsOf(values[j]) & 0x7fffffffu);
     maxBits = magnitude > maxBits ? magnitude : maxBits;
   }
-  return floatOf(maxBits);
+  return floatOf(static_cast<uint32_t>(maxBits));
 }
+
+using NearestCodesFn = void (*)(const uint32_t*, const float*, float, size_t, uint8_t*);
+
+// quantizeBlock with the given search (the portable loop or an ISA's intrinsics: the same codes).
+template <NearestCodesFn kSearch>
+inline float quantizeBlockWith(const DynamicMap& map, const float* __restrict values, size_t n,
+                               uint8_t* __restrict codes) {
+  const float absmax = blockAbsmax(values, n);
+  if (absmax == 0) {
+    std::memset(codes, map.zeroCode, n);
+  } else {
+    kSearch(map.buckets, values, absmax, n, codes);
+  }
+  return absmax;
+}
+
+#if defined(SIMD_ADAMW_BLOCKWISE8_AVX512)
+// quantizeBlock with nearestCodesAvx512With<kMode>.
+template <int kMode>
+__attribute__((target("avx512f"))) inline float quantizeBlockAvx512(const DynamicMap& map,
+                                                                    const float* __restrict values,
+                                                                    size_t n,
+                                                                    uint8_t* __restrict codes) {
+  const float absmax = blockAbsmax(values, n);
+  if (absmax == 0) {
+    std::memset(codes, map.zeroCode, n);
+  } else {
+    nearestCodesAvx512With<kMode>(map, values, absmax, n, codes);
+  }
+  return absmax;
+}
+#endif
 
 }  // namespace
 }  // namespace blockwise8_detail
@@ -454,13 +691,15 @@ inline void dequantizeBlock(const DynamicMap& map, const uint8_t* __restrict cod
 // values[j] / absmax, j < n (every code the map's 0 when absmax is 0).
 inline float quantizeBlock(const DynamicMap& map, const float* __restrict values, size_t n,
                            uint8_t* __restrict codes) {
-  const float absmax = blockwise8_detail::blockAbsmax(values, n);
-  if (absmax == 0) {
-    std::memset(codes, map.zeroCode, n);
-  } else {
-    blockwise8_detail::nearestCodes(map.buckets, values, absmax, n, codes);
-  }
-  return absmax;
+#if defined(SIMD_ADAMW_BLOCKWISE8_AVX512) && defined(__AVX512F__)
+  return blockwise8_detail::quantizeBlockAvx512<2>(map, values, n, codes);
+#elif defined(SIMD_ADAMW_BLOCKWISE8_AVX512) && defined(__AVX2__)
+  return blockwise8_detail::quantizeBlockWith<blockwise8_detail::nearestCodesAvx2>(map, values, n,
+                                                                                   codes);
+#else
+  return blockwise8_detail::quantizeBlockWith<blockwise8_detail::nearestCodes>(map, values, n,
+                                                                               codes);
+#endif
 }
 
 }  // namespace

@@ -12,13 +12,18 @@
 //     values that are code * absmax exactly, the signed map's -absmax (no -1 code), and the
 //     round-trip error bound of the issue for every element;
 //   - on x86-64, the same header compiled for AVX2 and AVX-512 (target attributes; the build's ISA
-//     flags are per file), and the AVX-512 permute dequantize, give the baseline build's codes and
-//     values (every check above runs on every variant the CPU has; the sweep on the fastest).
+//     flags are per file), the intrinsics searches (AVX2 gather; AVX-512 gather, register binary
+//     search and both mixed) and the AVX-512 permute dequantize, give the baseline build's codes
+//     and values (every check above runs on every variant the CPU has; the sweep on the fastest, or
+//     with
+//     --sweep-every-variant on each).
 //
-//   blockwise8-codes-test [--sample-only] [--bench]   exit status 0 when every check passes
-// --sample-only skips the exhaustive sweep (2-3 s instead of about 6 s of CPU on AVX-512; use it
-// under qemu); --bench also prints ns per element of quantizeBlock and dequantizeBlock for each
-// variant, streaming over 1M elements and in L1.
+//   blockwise8-codes-test [--sample-only] [--sweep-every-variant] [--bench]
+// exits with status 0 when every check passes. --sample-only skips the exhaustive sweep (2-3 s
+// instead of about 6 s of CPU on AVX-512; use it under qemu); --sweep-every-variant runs the sweep
+// on every variant the CPU has, not only the fastest (about a minute); --bench also prints ns per
+// element of quantizeBlock and dequantizeBlock for each variant, streaming over 1M elements and in
+// L1.
 #include "../ops/blockwise8-codes.h"
 
 #include <chrono>
@@ -147,6 +152,29 @@ __attribute__((target("avx512f"), flatten)) void dequantizePermute(const Dynamic
                                                                    size_t n, float* out) {
   blockwise8_detail::codeValuesAvx512(map.values, c, a, n, out);
 }
+
+// The intrinsics searches that quantizeBlock uses where built for AVX2 or AVX-512.
+__attribute__((target("avx2"), flatten)) void codesGatherAvx2(const DynamicMap& map, const float* y,
+                                                              size_t n, uint8_t* codes) {
+  blockwise8_detail::nearestCodesAvx2(map.buckets, y, 1.0f, n, codes);
+}
+__attribute__((target("avx2"), flatten)) float quantizeGatherAvx2(const DynamicMap& map,
+                                                                  const float* v, size_t n,
+                                                                  uint8_t* codes) {
+  return blockwise8_detail::quantizeBlockWith<blockwise8_detail::nearestCodesAvx2>(map, v, n,
+                                                                                   codes);
+}
+template <int kMode>
+__attribute__((target("avx512f"), flatten)) void codesAvx512(const DynamicMap& map, const float* y,
+                                                             size_t n, uint8_t* codes) {
+  blockwise8_detail::nearestCodesAvx512With<kMode>(map, y, 1.0f, n, codes);
+}
+template <int kMode>
+__attribute__((target("avx512f"), flatten)) float quantizeAvx512(const DynamicMap& map,
+                                                                 const float* v, size_t n,
+                                                                 uint8_t* codes) {
+  return blockwise8_detail::quantizeBlockAvx512<kMode>(map, v, n, codes);
+}
 #endif
 
 struct Variant {
@@ -167,7 +195,12 @@ std::vector<Variant> variants() {
   list.push_back(
       {"avx2", __builtin_cpu_supports("avx2") != 0, codes_avx2, quantize_avx2, dequantize_avx2});
   list.push_back({"avx512f", avx512, codes_avx512f, quantize_avx512f, dequantize_avx512f});
+  list.push_back({"avx2-gather", __builtin_cpu_supports("avx2") != 0, codesGatherAvx2,
+                  quantizeGatherAvx2, dequantize_avx2});
   list.push_back({"avx512f-permute", avx512, codes_avx512f, quantize_avx512f, dequantizePermute});
+  list.push_back({"avx512f-gather", avx512, codesAvx512<0>, quantizeAvx512<0>, dequantizePermute});
+  list.push_back({"avx512f-search", avx512, codesAvx512<1>, quantizeAvx512<1>, dequantizePermute});
+  list.push_back({"avx512f-mixed", avx512, codesAvx512<2>, quantizeAvx512<2>, dequantizePermute});
 #endif
   return list;
 }
@@ -543,15 +576,19 @@ void bench(const NamedMap& m) {
 
 int main(int argc, char** argv) {
   using namespace simd_adamw;
-  bool exhaustive = true, benchmark = false;
+  bool exhaustive = true, benchmark = false, sweepEveryVariant = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--sample-only") {
       exhaustive = false;
     } else if (arg == "--bench") {
       benchmark = true;
+    } else if (arg == "--sweep-every-variant") {
+      sweepEveryVariant = true;
     } else {
-      std::fprintf(stderr, "usage: blockwise8-codes-test [--sample-only] [--bench]\n");
+      std::fprintf(stderr,
+                   "usage: blockwise8-codes-test [--sample-only] [--sweep-every-variant] "
+                   "[--bench]\n");
       return 2;
     }
   }
@@ -568,7 +605,13 @@ int main(int argc, char** argv) {
     checkSample(m);
     checkBlocks(m, rng);
     checkVariantsAgree(m, rng);
-    if (exhaustive) checkExhaustive(m, fastest);
+    if (exhaustive && sweepEveryVariant) {
+      for (const Variant& variant : variants()) {
+        if (variant.available) checkExhaustive(m, variant);
+      }
+    } else if (exhaustive) {
+      checkExhaustive(m, fastest);
+    }
   }
   if (benchmark) {
     for (const NamedMap& m : maps) bench(m);
