@@ -31,6 +31,10 @@ export interface Hyper<D extends StateDtype = StateDtype> {
   stateDtype?: D;
 }
 
+// `T`, but not a place TypeScript infers `T` from: the built-in NoInfer, spelled so that compilers
+// older than TypeScript 5.4 also read the published .d.ts.
+type NotInferred<T> = [T][T extends unknown ? 0 : never];
+
 /** Adam's hyperparameters with every field present and validated. */
 export type AdamHyperparameters = Required<Hyper>;
 
@@ -271,7 +275,7 @@ export class AdamW<D extends StateDtype = 'float32'> extends AdamBase<D> {
   /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
    * absent); groups naming another dtype need it spelled out, e.g.
    * `new AdamW<'float32' | 'bfloat16'>(groups)`, so that `state(p)` is typed by what it returns. */
-  constructor(params: AnyParam[] | ParamGroup<NoInfer<D>>[], defaults?: OptimizerOptions<D>) {
+  constructor(params: AnyParam[] | ParamGroup<NotInferred<D>>[], defaults?: OptimizerOptions<D>) {
     super(ADAMW_SPEC, params, defaults);
   }
 }
@@ -285,7 +289,7 @@ export class Adam<D extends StateDtype = 'float32'> extends AdamBase<D> {
   /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
    * absent); groups naming another dtype need it spelled out, e.g.
    * `new Adam<'float32' | 'bfloat16'>(groups)`, so that `state(p)` is typed by what it returns. */
-  constructor(params: AnyParam[] | ParamGroup<NoInfer<D>>[], defaults?: OptimizerOptions<D>) {
+  constructor(params: AnyParam[] | ParamGroup<NotInferred<D>>[], defaults?: OptimizerOptions<D>) {
     super(ADAM_SPEC, params, defaults);
   }
 }
