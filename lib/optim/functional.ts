@@ -77,8 +77,8 @@ const TENSOR_SET = new Uint32Array(1);
  * Applies one Adam/AdamW step in place: updates `param`, `expAvg`, `expAvgSq` (and
  * `options.maxExpAvgSq`) from `grad`, all Float32Arrays (float32 state only: for bfloat16 or
  * blockwise8 state, bf16/fp16 gradients or a bf16 copy of the params use the AdamW/Adam classes).
- * All arrays must have the same length and must not overlap. Throws TypeError/RangeError before touching any array if an argument is invalid. Returns what
- * the step did (with skipNonFinite, a NaN or Inf in `grad` leaves every array unchanged).
+ * All arrays must have the same length and must not overlap. Throws TypeError/RangeError before
+ * touching any array if an argument is invalid. Returns what the step did (with skipNonFinite, a NaN or Inf in `grad` leaves every array unchanged).
  */
 export function adamwStep(
   param: Float32Array,

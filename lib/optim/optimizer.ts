@@ -508,7 +508,8 @@ export abstract class Optimizer<
   }
 
   /** The state of `param`: its step count, how its state is kept (`dtype`) and zero-copy views
-   * of its state tensors (Float32Array, Uint16Array of bf16 bits, or blockwise8 { codes, absmax }). */
+   * of its state tensors (Float32Array, Uint16Array of bf16 bits, or blockwise8
+   * { codes, absmax }). */
   state(param: AnyParam): S {
     const slot = this.#slotFor(param);
     const state: Record<string, unknown> = { step: slot.step, dtype: slot.dtype };

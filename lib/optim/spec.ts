@@ -98,7 +98,8 @@ export interface OptimizerSpec<H extends BaseHyperparameters> {
    * Writes the scalars of one step of a tensor whose group has hyperparameters `h`, at 1-based
    * step `step`, to out[offset ..] in the order of `scalars` (double precision; the addon rounds
    * each to float32 once), and returns its flags (bit i: flags[i]). It runs once per group (and
-   * step count) every step, so it should allocate nothing. The names are matched to the native op's once, at first use.
+   * step count) every step, so it should allocate nothing. The names are matched to the native
+   * op's once, at first use.
    */
   stepScalars(h: Readonly<H>, step: number, out: Float64Array, offset: number): number;
 }

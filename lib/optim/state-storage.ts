@@ -95,8 +95,8 @@ export function storageOf(
 
 /** Throws unless `array` is a `dtype` state tensor of `length` elements over attached buffers. */
 /**
- * Throws unless every absmax of a blockwise8 tensor read from outside (a state dict, a file) is what
- * a step can have written: a finite number >= 0, the largest magnitude of its block. A negative one
+ * Throws unless every absmax of a blockwise8 tensor read from outside (a state dict, a file) is
+ * what a step can have written: a finite number >= 0, the largest magnitude of its block. A negative one
  * would dequantize a second moment below 0 (and its square root to NaN, in the param), a NaN or an
  * infinite one would wipe its block; the kernel never writes either. `name(b)` names element b.
  */
