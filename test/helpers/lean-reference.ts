@@ -12,6 +12,7 @@
 //   is the exactly nearest map entry to fround(value / absmax), ties to the lower index, found by
 //   brute force over all 256 codes; dequantize fround(map[code] * absmax). A non-finite gradient
 //   or new moment leaves the param unchanged and zeroes the element's state.
+import type { RefHyper } from './reference';
 
 const { fround, imul, sqrt, abs } = Math;
 
@@ -163,17 +164,8 @@ export function zeroQuantized(map: Float32Array, n: number): Quantized {
 // ---------------------------------------------------------------------------------------------
 // The step
 
-export interface RefHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  amsgrad: boolean;
-  maximize: boolean;
-  /** true: AdamW's decoupled decay; false: Adam (L2 added to the gradient when weightDecay != 0). */
-  decoupled: boolean;
-}
+// The hyperparameters are the float64 reference's (helpers/reference.ts).
+export type { RefHyper } from './reference';
 
 /** The kernel's eight scalars for step `step`, computed in float64 and rounded to float32 once. */
 export interface StepScalars {
