@@ -1,8 +1,8 @@
 // simd-adamw: optimizer steps for Float32Arrays in a SIMD native kernel. The public API, re-exported
 // from the layers (README, "Architecture"): core/ (the addon, the backend, errors and checks),
-// optim/ (the spec, the generic optimizer, AdamW and Adam, the functional step, memory), train/
-// (step options, gradient norm, grad scaler, schedules, weight-decay masks), checkpoint/ (state
-// dicts and files) and format/ (safetensors, strict JSON).
+// optim/ (the spec, the generic optimizer, AdamW, Adam, Lion, Adafactor and CAME, the functional
+// step, memory), train/ (step options, gradient norm, grad scaler, schedules, weight-decay masks),
+// checkpoint/ (state dicts and files) and format/ (safetensors, strict JSON).
 export { Optimizer } from './optim/optimizer';
 export type {
   BaseParamState,
@@ -28,6 +28,26 @@ export type {
   ParamStateDict,
   ParamStateFloat32,
 } from './optim/adam';
+export { Adafactor, ADAFACTOR_SPEC } from './optim/adafactor';
+export type {
+  AdafactorHyper,
+  AdafactorHyperparameters,
+  AdafactorLiveGroup,
+  AdafactorOptions,
+  AdafactorParamGroup,
+  AdafactorParamState,
+  AdafactorStateDict,
+} from './optim/adafactor';
+export { CAME, CAME_SPEC } from './optim/came';
+export type {
+  CameHyper,
+  CameHyperparameters,
+  CameLiveGroup,
+  CameOptions,
+  CameParamGroup,
+  CameParamState,
+  CameStateDict,
+} from './optim/came';
 export type { AnyParam, GradArray, GradDtype, Param } from './optim/params';
 export type { Blockwise8Tensor, StateArray } from './optim/state-storage';
 export type {
@@ -47,7 +67,7 @@ export { SafetensorsError } from './format/safetensors';
 export { adamwStep, adamwStepAsync } from './optim/functional';
 export type { AdamwStepOptions } from './optim/functional';
 export { estimateMemory } from './optim/memory-estimate';
-export type { MemoryEstimateOptions } from './optim/memory-estimate';
+export type { EstimatedOptimizer, MemoryEstimateOptions } from './optim/memory-estimate';
 export type { MemoryBreakdown, MemoryReport } from './optim/memory';
 export { backend } from './core/backend';
 export type { Backend, IsaName } from './core/backend';

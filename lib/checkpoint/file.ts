@@ -59,6 +59,7 @@ import {
   effectiveStateDtype,
   newStateArray,
   type StateArray,
+  stateTensorLengths,
   storageOf,
 } from '../optim/state-storage';
 import { checkScheduleState, type ScheduleState } from '../train/schedules';
@@ -72,6 +73,7 @@ import {
   checkParamCount,
   checkPartition,
   checkRoundingFits,
+  checkShapeFits,
   type SavedRounding,
 } from './fit';
 import { copyValue, scheduleStateDict } from './state-dict';
@@ -82,6 +84,7 @@ const FORMAT_VERSION = '2';
 const READABLE_VERSIONS = ['1', '2'];
 const SCHEDULE_METADATA_KEY = 'lr_schedule';
 const LEAN_METADATA_KEY = 'lean_state';
+const SHAPES_METADATA_KEY = 'param_shapes';
 // The lean_state keys of the lean-state options (optim/lean-options.ts).
 const LEAN_FILE_KEYS: Readonly<Record<string, string>> = {
   stochasticRounding: 'stochastic_rounding',
@@ -192,6 +195,7 @@ export function saveCheckpoint(
     optimizer: spec.kind,
     param_names: JSON.stringify(names.map((name) => name ?? null)),
     param_groups: jsonKeepingNegativeZero(paramGroups),
+    param_shapes: JSON.stringify(internals.slots.map((slot) => slot.shape)),
   };
   const leanKeys = leanOptionKeys(spec);
   if (leanKeys.length > 0) {
@@ -209,8 +213,12 @@ export function saveCheckpoint(
 
 interface FileParam {
   name: string | undefined;
-  /** Elements of its state tensors (they all have the param's length). */
+  /** Its number of elements. */
   length: number;
+  /** Its shape: from param_shapes, or [length] in a file without them. */
+  shape: readonly number[];
+  /** The length of each of its state tensors in spec.state order; null where it keeps none. */
+  stateLengths: readonly (number | null)[];
   /** How its state is kept. */
   dtype: StateDtype;
   step: TensorInfo;
@@ -385,30 +393,41 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   const dtypeKey = spec.stateDtypeKey;
   let blockSize = 0; // asked of the addon only for blockwise8 state
 
+  const shapes = paramShapes(spec, header, file, where, names.length);
   const params = names.map((name, k): FileParam => {
     const prefix = `state.${keys[k]}`;
     const step = tensor(`${prefix}.step`, 'I64', 'scalar');
     const values = groupOfParam[k];
-    const present = spec.state.map(
-      (declared) => declared.presentWhen === undefined || declared.presentWhen(values),
-    );
-    // The param's length is its first state tensor's; that and its group decide its dtype.
-    const first = spec.state.find((_, i) => present[i]);
-    const firstName = first === undefined ? '' : `${prefix}.${first.fileName}`;
-    const firstInfo = header.tensors.get(firstName);
-    const length = firstInfo?.shape.length === 1 ? (firstInfo.shape[0] ?? 0) : 0;
+    // The param's length is its shape's product; in a file without shapes (before 0.2.0, which
+    // had only 'param'-long state) its first state tensor's. That and its group decide its dtype.
+    let shape = shapes?.[k];
+    let firstName = '';
+    if (shape === undefined) {
+      const first = stateTensorLengths(spec, values, [0], 0).findIndex((n) => n !== null);
+      firstName = first < 0 ? '' : `${prefix}.${spec.state[first].fileName}`;
+      const firstInfo = header.tensors.get(firstName);
+      shape = [firstInfo?.shape.length === 1 ? (firstInfo.shape[0] ?? 0) : 0];
+    }
+    const length = shape.reduce((product, dim) => product * dim, 1);
+    const stateLengths = stateTensorLengths(spec, values, shape, length);
     const groupDtype = dtypeKey === undefined ? 'float32' : (values[dtypeKey] as StateDtype);
     const dtype = effectiveStateDtype(groupDtype, length, lean.min8bitSize);
     if (dtype === 'blockwise8' && blockSize === 0) blockSize = blockwise8BlockSize(spec);
-    const storage = storageOf(dtype, length, blockSize);
     const state = spec.state.map((declared, i) => {
-      if (!present[i]) return null;
+      const tensorLength = stateLengths[i];
+      if (tensorLength === null) return null;
+      const storage = storageOf(dtype, tensorLength, blockSize);
       const base = `${prefix}.${declared.fileName}`;
       return FILE_DTYPES[dtype].map((fileDtype, part) => {
         const info = tensor(part === 0 ? base : absmaxName(base), fileDtype, 'vector');
         const want = storage[part].length;
         if (info.shape[0] !== want) {
-          const why = part === 0 ? `as ${firstName}` : `one per ${blockSize} elements of ${base}`;
+          const why =
+            part === 1
+              ? `one per ${blockSize} elements of ${base}`
+              : firstName !== ''
+                ? `as ${firstName}`
+                : `for a param of shape [${(shape ?? []).join(', ')}] in __metadata__.param_shapes`;
           throw new RangeError(
             `Expected shape [${want}] (${why}) for tensor '${info.name}' of ${where} but ` +
               `received [${info.shape.join(', ')}]`,
@@ -417,7 +436,7 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
         return info;
       });
     });
-    return { name, length, dtype, step, state };
+    return { name, length, shape, stateLengths, dtype, step, state };
   });
   if (expected.size !== header.tensors.size) {
     const extra = [...header.tensors.keys()].find((name) => !expected.has(name));
@@ -442,6 +461,41 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
     rounding: { stochasticRounding: lean.stochasticRounding, seed: lean.seed },
     min8bitSize: lean.min8bitSize,
   };
+}
+
+/** The file's param_shapes (one shape per param), or undefined in a file written before there
+ * were any; required for a factored spec, whose state tensors' lengths depend on them. */
+function paramShapes(
+  spec: AnyOptimizerSpec,
+  header: SafetensorsHeader,
+  file: string,
+  where: string,
+  count: number,
+): number[][] | undefined {
+  const name = `__metadata__.${SHAPES_METADATA_KEY} of ${where}`;
+  if (!header.metadata.has(SHAPES_METADATA_KEY)) {
+    if (spec.factored === true) {
+      throw new RangeError(
+        `Expected ${name} (the shapes of a factored optimizer's params) but received nothing`,
+      );
+    }
+    return undefined;
+  }
+  const value = metadataJson(header, file, SHAPES_METADATA_KEY);
+  if (!Array.isArray(value)) throw typeError(name, 'an array of shapes', value);
+  if (value.length !== count) {
+    throw rangeError(name, `an array of ${count} shapes (one per param of param_names)`, value);
+  }
+  return value.map((shape, k) => {
+    const entry = `__metadata__.${SHAPES_METADATA_KEY}[${k}] of ${where}`;
+    if (!Array.isArray(shape)) throw typeError(entry, 'an array of dimensions', shape);
+    return shape.map((dim, i) => {
+      if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0 || dim > 0xffffffff) {
+        throw rangeError(`${entry}[${i}]`, 'an integer in [0, 2^32)', dim);
+      }
+      return dim;
+    });
+  });
 }
 
 /** The file's lean_state, each option its default when absent (files of 0.1.0 have none). */
@@ -501,6 +555,12 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
     const slot = internals.slots[k];
     checkNameFits(slot, k, param.name, `__metadata__.param_names[${k}] of ${where}`);
     const first = param.state.find((infos) => infos !== null)?.[0];
+    checkShapeFits(
+      internals,
+      slot,
+      `__metadata__.${SHAPES_METADATA_KEY}[${k}] of ${where}`,
+      param.shape,
+    );
     if (first !== undefined && param.length !== slot.length) {
       throw new RangeError(
         `Expected ${slot.length} elements (the length of ${slot.label}) for tensor ` +
@@ -603,8 +663,10 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
     const plan = planFromHeader(internals.spec, header, target);
     checkPlanFits(internals, plan, target);
     const arrays = plan.params.map((param) =>
-      param.state.map((infos) =>
-        infos === null ? null : newStateArray(param.dtype, param.length, internals.blockSize),
+      param.state.map((infos, i) =>
+        infos === null
+          ? null
+          : newStateArray(param.dtype, param.stateLengths[i] ?? 0, internals.blockSize),
       ),
     );
     const steps = readPlannedFile(fd, target, header, plan, (k) => arrays[k]);

@@ -97,6 +97,23 @@ export function checkNameFits(
   }
 }
 
+/** Under a factored spec a saved param must have this optimizer's shape (its factored moments'
+ * lengths and meaning depend on it); `shape` undefined is a dict that does not say. */
+export function checkShapeFits(
+  internals: OptimizerInternals,
+  slot: SlotView,
+  name: string,
+  shape: readonly number[] | undefined,
+): void {
+  if (internals.spec.factored !== true || shape === undefined) return;
+  if (shape.length !== slot.shape.length || shape.some((dim, i) => dim !== slot.shape[i])) {
+    throw new RangeError(
+      `Expected shape [${slot.shape.join(', ')}] (the shape of ${slot.label} in this optimizer) ` +
+        `for ${name} but received [${shape.join(', ')}]`,
+    );
+  }
+}
+
 export function checkParamCount(internals: OptimizerInternals, name: string, count: number): void {
   checkCount(name, 'param states', count, internals.slots.length, 'as this optimizer');
 }

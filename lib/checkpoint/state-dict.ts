@@ -11,7 +11,7 @@ import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals } from '../optim/internals';
 import { checkSeed, leanOptionKeys } from '../optim/lean-options';
 import { groupValues } from '../optim/param-groups';
-import { currentName } from '../optim/params';
+import { checkShape, currentName } from '../optim/params';
 import { checkAbsmaxValues, checkStateArray, copyStateArray } from '../optim/state-storage';
 import { checkScheduleState, type LrSchedule, type ScheduleState } from '../train/schedules';
 import {
@@ -24,6 +24,7 @@ import {
   checkParamCount,
   checkPartition,
   checkRoundingFits,
+  checkShapeFits,
   checkStepCount,
   type ParamValues,
 } from './fit';
@@ -42,7 +43,10 @@ export interface LrScheduleStateDict {
  * state, the optimizer's stochastic rounding and seed. */
 export interface GenericStateDict {
   optimizer: string;
-  state: ({ step: number; name?: string; dtype?: string } & Record<string, unknown>)[];
+  state: ({ step: number; name?: string; dtype?: string; shape?: number[] } & Record<
+    string,
+    unknown
+  >)[];
   paramGroups: ({ params: number[] } & Record<string, unknown>)[];
   lrSchedule?: LrScheduleStateDict;
   stochasticRounding?: boolean;
@@ -80,6 +84,8 @@ export function stateDictOf(internals: OptimizerInternals): GenericStateDict {
     }
     const name = currentName(slot.param, slot.label);
     if (name !== undefined) entry.name = name;
+    // The factored moments' lengths and meaning depend on it (a load checks it).
+    if (spec.factored === true) entry.shape = [...slot.shape];
     return entry;
   });
   const result: GenericStateDict = { optimizer: spec.kind, state, paramGroups };
@@ -151,6 +157,7 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
   if (!Array.isArray(state)) throw typeError('stateDict.state', 'an array of param states', state);
   checkParamCount(internals, 'stateDict.state', state.length);
   const stateKeys = ['name', 'step', 'dtype', ...spec.state.map((tensor) => tensor.name)];
+  if (spec.factored === true) stateKeys.push('shape');
   // First every field of every entry is read (a getter, or a param's name getter, is the caller's
   // code and could detach or shrink an array already checked), then the arrays are checked back to
   // back and copied, with no caller code in between.
@@ -179,6 +186,15 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
       if (typeof dtype !== 'string') throw typeError(`${name}.dtype`, `'${slot.dtype}'`, dtype);
       checkDtypeFits(internals, slot, `${name}.dtype`, dtype);
     }
+    const shape = fields.shape;
+    if (shape !== undefined) {
+      checkShapeFits(
+        internals,
+        slot,
+        `${name}.shape`,
+        checkShape(`${name}.shape`, shape, slot.length),
+      );
+    }
     return { name, fields, step: checkStepCount(`${name}.step`, fields.step) };
   });
   const schedule =
@@ -203,7 +219,7 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
         `${name}.${tensor.name}`,
         saved,
         slot.dtype,
-        slot.length,
+        slot.stateLengths[i] ?? 0,
         internals.blockSize,
       );
       if (!ArrayBuffer.isView(array)) {

@@ -40,6 +40,41 @@ export function checkBetas(name: string, value: unknown): [number, number] {
   return [checkBeta(`${name}[0]`, value[0]), checkBeta(`${name}[1]`, value[1])];
 }
 
+const COUNT_WORDS = ['zero', 'one', 'two', 'three', 'four'];
+
+/** An array of `count` values, each checked by `check` (named `name[i]`); a frozen copy. */
+export function checkTuple<T>(
+  name: string,
+  value: unknown,
+  count: number,
+  check: (name: string, value: unknown) => T,
+): readonly T[] {
+  if (!Array.isArray(value) || value.length !== count) {
+    throw typeError(name, `an array of ${COUNT_WORDS[count] ?? String(count)} numbers`, value);
+  }
+  return Object.freeze((value as unknown[]).map((entry, i) => check(`${name}[${i}]`, entry)));
+}
+
+/** A finite number > 0 (a threshold that divides). */
+export function checkPositive(name: string, value: unknown): number {
+  const n = checkNumber(name, value);
+  if (!(n > 0 && n < Infinity)) throw rangeError(name, 'a finite number > 0', value);
+  return n;
+}
+
+/** null, or what `check` accepts, a number (Adafactor's lr and beta1); `what` describes the
+ * numbers `check` takes, for the message of a value of another type. */
+export function checkNullable<T>(
+  check: (name: string, value: unknown) => T,
+  what: string,
+): (name: string, value: unknown) => T | null {
+  return (name, value) => {
+    if (value === null) return null;
+    if (typeof value !== 'number') throw typeError(name, `null or ${what}`, value);
+    return check(name, value);
+  };
+}
+
 export function checkBoolean(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw typeError(name, 'a boolean', value);
   return value;

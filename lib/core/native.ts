@@ -20,9 +20,10 @@ import * as path from 'node:path';
  * of bf16 or fp16 bits, per the tensor's grad dtype). */
 export type NativeArrayType = 'float32' | 'bfloat16' | 'uint8' | 'grad';
 
-/** How long a native op's array is: the param's length, or one element per block of `blockSize`
- * elements (ceil(length / blockSize)). */
-export type NativeArrayLength = 'param' | 'blocks';
+/** How long a native op's array is: the param's length, one element per block of `blockSize`
+ * elements (ceil(length / blockSize)), or, for a factored tensor [batches, rows, cols] (createPlan's
+ * shapes), batches * rows ('rows') or batches * cols ('cols'). */
+export type NativeArrayLength = 'param' | 'blocks' | 'rows' | 'cols';
 
 /** A tensor's gradient dtype as createPlan and gradNorm take it (the index into this list). */
 export const NATIVE_GRAD_DTYPES = ['float32', 'bfloat16', 'float16'] as const;
@@ -101,12 +102,15 @@ export interface NativeAddon {
    * `arrays.length / ops[op].arrays.length` tensors), or one op per tensor, all of one family.
    * Each tensor's arrays come in its op's order (null only for an optional array), of its op's
    * arrayTypes (the grad's per `gradDtypes[k]`: 0 float32, 1 bfloat16, 2 float16; absent: all 0)
-   * and arrayLengths; no two arrays of the plan may share a byte.
+   * and arrayLengths; no two arrays of the plan may share a byte. `shapes` (factored ops only:
+   * adafactor, came) has 3 elements per tensor, [batches, rows, cols] with a product equal to its
+   * length, or [0, 0, 0] for a tensor whose second moment is not factored (absent: none is).
    */
   createPlan(
     op: string | readonly string[],
     arrays: readonly (NativeArray | null)[],
     gradDtypes?: Uint8Array,
+    shapes?: Uint32Array,
   ): NativePlan;
   /**
    * One step of every tensor of `plan`. Tensor k runs with scalar set `tensorSet[k]`: its scalars

@@ -6,7 +6,9 @@ import { checkObject } from '../core/checks';
 import type { AnyOptimizerSpec } from './spec';
 
 /** A complete, validated set of one optimizer's hyperparameters, by name. */
-export type HyperparameterValues = Readonly<Record<string, unknown>> & { readonly lr: number };
+export type HyperparameterValues = Readonly<Record<string, unknown>> & {
+  readonly lr: number | null;
+};
 
 /** The spec's defaults as a value set. */
 export function defaultHyperparameters(spec: AnyOptimizerSpec): HyperparameterValues {

@@ -14,6 +14,10 @@ export interface SlotView {
   readonly label: string;
   readonly groupIndex: number;
   readonly length: number;
+  /** Its shape as read when the optimizer was created (Param.shape, or [length]). */
+  readonly shape: readonly number[];
+  /** The length of each of its state tensors in spec.state order; null where it keeps none. */
+  readonly stateLengths: readonly (number | null)[];
   /** Steps taken by this param. */
   step: number;
   /** How its state is kept: its group's stateDtype, or float32 for a blockwise8 param under

@@ -67,9 +67,11 @@ import {
   checkStateArray,
   DEFAULT_MIN_8BIT_SIZE,
   effectiveStateDtype,
+  matrixShape,
   namedStateArrays,
   type StateArray,
   stateArrayBytes,
+  stateTensorLengths,
   stateToFloat32,
 } from './state-storage';
 import { scalarWriter, type ScalarWriter } from './step-scalars';
@@ -285,6 +287,7 @@ export abstract class Optimizer<
       defaultHyperparameters(spec),
       ['threads', 'schedule', ...leanKeys],
     );
+    spec.checkValues?.('defaults', groupDefaults);
     // Read only when the spec takes them (resolveHyperparameters refused them otherwise).
     const { stochasticRounding, seed, min8bitSize } = leanKeys.length > 0 ? options : {};
     this.#stochasticRounding =
@@ -313,6 +316,7 @@ export abstract class Optimizer<
       const values = resolveHyperparameters(spec, groupLabel, groupInput, groupDefaults, [
         'params',
       ]);
+      spec.checkValues?.(groupLabel, values);
       const validated = (groupInput.params as unknown[]).map((p, i) =>
         validateParam(groupList ? `${groupLabel}.params[${i}]` : `params[${i}]`, p, names, seen),
       );
@@ -350,7 +354,7 @@ export abstract class Optimizer<
     this.#tensorSeeds = new Uint32Array(n);
     this.#current = new Array<unknown>(4 * n).fill(null);
     this.#plan = this.#createPlan();
-    if (schedule !== null) this.schedule = schedule;
+    if (schedule !== null) this.#attachSchedule('defaults.schedule', schedule);
   }
 
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
@@ -480,8 +484,26 @@ export abstract class Optimizer<
       this.#schedule = null;
       return;
     }
-    const schedule = checkSchedule('schedule', value);
-    const baseLrs = this.#schedule?.baseLrs ?? Object.freeze(this.#groups.map((g) => g.lr));
+    this.#attachSchedule('schedule', checkSchedule('schedule', value));
+  }
+
+  // Attaches a checked schedule (see the setter); `name` names the option in messages.
+  #attachSchedule(name: string, schedule: LrSchedule): void {
+    const baseLrs =
+      this.#schedule?.baseLrs ??
+      Object.freeze(
+        this.#groups.map((g, i) => {
+          if (g.lr === null) {
+            throw rangeError(
+              name,
+              `no schedule (paramGroups[${i}].lr is null: ${this.#spec.className} computes its ` +
+                'own step size there, and a schedule drives a numeric lr)',
+              schedule,
+            );
+          }
+          return g.lr;
+        }),
+      );
     this.#schedule = Object.freeze({ schedule, position: 0, baseLrs });
     this.#applySchedule();
   }
@@ -708,7 +730,19 @@ export abstract class Optimizer<
       }
     }
     if (replaced) this.#adoptReplacedArrays();
-    return this.#groups[0]?.lr ?? 0;
+    return this.#reportedLr();
+  }
+
+  // The lr a step report gives: the first group's (its spec's reportedLr, when it has one, at the
+  // step its first param is about to take).
+  #reportedLr(): number {
+    const group = this.#groups[0];
+    if (group === undefined) return 0;
+    const values = groupValues(group);
+    const reportedLr = this.#spec.reportedLr;
+    if (reportedLr === undefined) return values.lr ?? 0;
+    const first = this.#slots.find((slot) => slot.groupIndex === 0);
+    return reportedLr(values, (first?.step ?? 0) + 1);
   }
 
   // True if the param's data, grad and dataBf16 still have its length (the intrinsic getter: an
@@ -731,14 +765,9 @@ export abstract class Optimizer<
   ): ParamArrays {
     for (const [i, tensor] of this.#spec.state.entries()) {
       const array = slot.state[i];
-      if (array !== null) {
-        checkStateArray(
-          stateLabel(slot, tensor.name),
-          array,
-          slot.dtype,
-          slot.length,
-          this.#blockSize,
-        );
+      const length = slot.stateLengths[i];
+      if (array !== null && length !== null) {
+        checkStateArray(stateLabel(slot, tensor.name), array, slot.dtype, length, this.#blockSize);
       }
     }
     return checkParamArrays(
@@ -784,6 +813,13 @@ export abstract class Optimizer<
     const tensorSet = this.#tensorSet;
     const rounding = this.#stochasticRounding;
     const roundingFlag = rounding ? this.#layout.flags.stochasticRounding : 0;
+    const checkValues = this.#spec.checkValues;
+    if (checkValues !== undefined) {
+      const groups = this.#groups;
+      for (let g = 0; g < groups.length; g++) {
+        checkValues(`paramGroups[${g}]`, groupValues(groups[g]));
+      }
+    }
     for (const variant of variants) variant.step = -1;
     let sets = 0;
     for (let k = 0; k < slots.length; k++) {
@@ -877,10 +913,7 @@ export abstract class Optimizer<
     const spec = this.#spec;
     const layouts = pending.map(({ v, values }) => ({
       dtype: effectiveStateDtype(this.#groupDtype(values), v.length, this.#min8bitSize),
-      length: v.length,
-      present: spec.state.map(
-        (tensor) => tensor.presentWhen === undefined || tensor.presentWhen(values),
-      ),
+      lengths: stateTensorLengths(spec, values, v.shape, v.length),
     }));
     for (const { dtype } of layouts) this.#opOf(dtype);
     if (layouts.some(({ dtype }) => dtype === 'blockwise8')) {
@@ -907,6 +940,8 @@ export abstract class Optimizer<
         label: v.label,
         groupIndex: g,
         length: v.length,
+        shape: v.shape,
+        stateLengths: layouts[k].lengths,
         decay: v.decay,
         variant,
         step: 0,
@@ -958,6 +993,13 @@ export abstract class Optimizer<
     const first = ops[0] ?? this.#spec.ops.float32;
     const oneOp = ops.every((op) => op === first);
     const op = oneOp ? first : ops;
+    if (this.#spec.factored === true) {
+      const shapes = new Uint32Array(3 * this.#slots.length);
+      for (const [k, slot] of this.#slots.entries()) {
+        shapes.set(matrixShape(this.#spec, slot.shape), 3 * k);
+      }
+      return native.createPlan(op, arrays, lowPrecisionGrads ? gradDtypes : undefined, shapes);
+    }
     return lowPrecisionGrads
       ? native.createPlan(op, arrays, gradDtypes)
       : native.createPlan(op, arrays);

@@ -10,7 +10,7 @@ import type { AnyOptimizerSpec } from './spec';
  * OptimizerParamGroup) describes the same object with its hyperparameters' types. */
 export interface LiveGroup {
   readonly params: readonly AnyParam[];
-  readonly lr: number;
+  readonly lr: number | null;
 }
 
 // Each group's current values as one frozen object, replaced on every assignment: a step reads a

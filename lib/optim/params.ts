@@ -40,6 +40,12 @@ export interface Param<G extends GradArray = Float32Array> {
   /** false: no weight decay for this param, whatever its group's weightDecay. Read once, when the
    * optimizer is created. Default true. */
   decay?: boolean;
+  /** The tensor's dimensions, row-major (the last varies fastest); their product is the length.
+   * Adafactor and CAME keep a factored second moment for params of 2 or more dimensions (rows over
+   * the last dimension, columns over the one before, leading dimensions as a batch); AdamW and Lion
+   * ignore it. Read once, when the optimizer is created; checkpoints store it. Default
+   * `[data.length]`. */
+  shape?: readonly number[];
 }
 
 /** A param with either kind of gradient, as the optimizers take them. */
@@ -58,6 +64,8 @@ export interface ValidatedParam {
   dataBf16: Uint16Array | null;
   length: number;
   decay: boolean;
+  /** Its shape (frozen): as given, or [length]. */
+  shape: readonly number[];
 }
 
 /** A param's arrays, checked against each other. */
@@ -151,7 +159,7 @@ export function validateParam(
   }
   if (seen.has(value)) throw new RangeError(`Expected each param once but ${where} appears twice`);
   seen.add(value);
-  const { name, data, grad, gradDtype, dataBf16, decay } = value as Record<string, unknown>;
+  const { name, data, grad, gradDtype, dataBf16, decay, shape } = value as Record<string, unknown>;
   if (name !== undefined) {
     if (typeof name !== 'string' || name === '') {
       throw typeError(`${where}.name`, 'a non-empty string', name);
@@ -162,14 +170,40 @@ export function validateParam(
     names.add(name);
   }
   const arrays = checkParamArrays(where, data, grad, gradDtype, dataBf16);
+  const length = lengthOf(arrays.data);
   return {
     param: value as AnyParam,
     label: typeof name === 'string' ? name : where,
     ...arrays,
     gradDtypeInput: gradDtype,
-    length: lengthOf(arrays.data),
+    length,
     decay: decay === undefined ? true : checkBoolean(`${where}.decay`, decay),
+    shape:
+      shape === undefined ? Object.freeze([length]) : checkShape(`${where}.shape`, shape, length),
   };
+}
+
+/** A param's shape: an array of integers >= 0 whose product is `length` (a frozen copy). */
+export function checkShape(name: string, value: unknown, length: number): readonly number[] {
+  if (!Array.isArray(value)) {
+    throw typeError(name, 'an array of dimensions (integers >= 0)', value);
+  }
+  const dims = [...(value as unknown[])];
+  let product = 1;
+  for (const [i, dim] of dims.entries()) {
+    if (typeof dim !== 'number') throw typeError(`${name}[${i}]`, 'an integer >= 0', dim);
+    if (!Number.isSafeInteger(dim) || dim < 0 || dim > 0xffffffff) {
+      throw rangeError(`${name}[${i}]`, 'an integer in [0, 2^32)', dim);
+    }
+    product *= dim;
+  }
+  if (product !== length) {
+    throw new RangeError(
+      `Expected a shape whose product is ${length} (the length of its data) for ${name} but ` +
+        `received [${dims.join(', ')}] (product ${product})`,
+    );
+  }
+  return Object.freeze(dims as number[]);
 }
 
 /** The name a param has now: undefined or a non-empty string (any other value is an error). */

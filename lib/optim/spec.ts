@@ -27,9 +27,10 @@ export interface HyperparameterSpec<T> {
 /** Every hyperparameter of an optimizer; declaration order is the order of files and dicts. */
 export type HyperparameterSchema<H> = { readonly [K in keyof H]: HyperparameterSpec<H[K]> };
 
-/** Every optimizer has a learning rate: schedules drive it and step reports return it. */
+/** Every optimizer has a learning rate: schedules drive it and step reports return it. It may be
+ * null where the optimizer computes its own step size (Adafactor's relativeStep). */
 export interface BaseHyperparameters {
-  lr: number;
+  lr: number | null;
 }
 
 /**
@@ -56,8 +57,13 @@ export interface StateTensorSpec<H> {
   readonly name: string;
   /** Its name in checkpoint files, `state.<param key>.<fileName>`: PyTorch's `exp_avg`. */
   readonly fileName: string;
-  /** Its length: 'param', as many elements as the param. */
-  readonly shape: 'param';
+  /** Its length: 'param', as many elements as the param; for a factored moment (a spec with
+   * `factored`), 'rows' (one per row: the product of all dimensions but the last) or 'cols' (one
+   * per column of each matrix: the leading dimensions' product times the last dimension). */
+  readonly shape: 'param' | 'rows' | 'cols';
+  /** In a spec with `factored`: kept only by params of 2 or more dimensions ('factored') or only by
+   * the others ('unfactored'); absent, by both. */
+  readonly factoring?: 'factored' | 'unfactored';
   /** The dynamic map of its codes when the state dtype is 'blockwise8' (required if the spec has a
    * blockwise8 op). */
   readonly map?: QuantizationMap;
@@ -89,6 +95,16 @@ export interface OptimizerSpec<H extends BaseHyperparameters> {
   readonly stateDtypeKey?: string;
   /** The hyperparameter that a param with `decay: false` sees as 0 (weight decay), if any. */
   readonly decayKey?: string;
+  /** The op factors the second moment of params of 2 or more dimensions (Adafactor, CAME): each
+   * param's [batches, rows, columns] goes to the native plan, and a checkpoint must have been
+   * saved with the same shapes. */
+  readonly factored?: boolean;
+  /** Checks a group's hyperparameters against each other (each is already valid alone), when the
+   * optimizer is created and before every step; throws a RangeError naming `name`. */
+  checkValues?(name: string, h: Readonly<H>): void;
+  /** The lr a step reports for a group with these hyperparameters at 1-based step `step`
+   * (default: its lr). */
+  reportedLr?(h: Readonly<H>, step: number): number;
   /** The op's per-step scalars, by name, in the order stepScalars writes them. */
   readonly scalars: readonly string[];
   /** The op's flags, by name: bit i of stepScalars' result is flags[i]. Not the framework's own

@@ -16,6 +16,7 @@ import { markAsUntransferable } from 'node:worker_threads';
 import { checkTypedArray, type NamedArray, type TypedArrayKind } from '../core/arrays';
 import { rangeError } from '../core/errors';
 import { native, opLayout } from '../core/native';
+import type { HyperparameterValues } from './hyperparameters';
 import type { AnyOptimizerSpec, QuantizationMap, StateDtype } from './spec';
 
 /** A blockwise8 state tensor: one code per element, one absmax per block of 256 elements. */
@@ -35,6 +36,56 @@ export function blockwise8BlockSize(spec: AnyOptimizerSpec): number {
   const op = spec.ops.blockwise8;
   if (op === undefined) throw new Error(`simd-adamw: ${spec.className} has no blockwise8 state`);
   return opLayout(op).blockSize;
+}
+
+/** Whether a param of this shape keeps a factored moment under a `factored` spec: 2 or more
+ * dimensions, as Hugging Face's Adafactor and CAME decide (`p.dim() >= 2`, [1, n] included). */
+export function isFactoredShape(shape: readonly number[]): boolean {
+  return shape.length >= 2;
+}
+
+/** The [batches, rows, columns] of a param as the native plan takes it: the last dimension is the
+ * columns, the one before the rows, the product of the others the batches; [0, 0, 0] for a param
+ * the spec does not factor. */
+export function matrixShape(
+  spec: AnyOptimizerSpec,
+  shape: readonly number[],
+): [number, number, number] {
+  if (spec.factored !== true || !isFactoredShape(shape)) return [0, 0, 0];
+  const cols = shape[shape.length - 1] ?? 0;
+  const rows = shape[shape.length - 2] ?? 0;
+  const batches = shape.slice(0, -2).reduce((product, dim) => product * dim, 1);
+  return [batches, rows, cols];
+}
+
+/**
+ * The length of each of a param's state tensors in spec.state order, null where it keeps none:
+ * for a group with hyperparameters `values` (presentWhen) and a param of this shape and length
+ * (a factored spec's 'rows'/'cols' tensors for params of 2 or more dimensions, 'unfactored' ones
+ * for the others).
+ */
+export function stateTensorLengths(
+  spec: AnyOptimizerSpec,
+  values: HyperparameterValues,
+  shape: readonly number[],
+  length: number,
+): (number | null)[] {
+  const [batches, rows, cols] = matrixShape(spec, shape);
+  const factored = spec.factored === true && isFactoredShape(shape);
+  return spec.state.map((tensor) => {
+    if (tensor.presentWhen !== undefined && !tensor.presentWhen(values)) return null;
+    if (tensor.factoring !== undefined && (tensor.factoring === 'factored') !== factored) {
+      return null;
+    }
+    switch (tensor.shape) {
+      case 'param':
+        return length;
+      case 'rows':
+        return batches * rows;
+      case 'cols':
+        return batches * cols;
+    }
+  });
 }
 
 /** The state dtype a param of `length` elements keeps in a group whose stateDtype is `dtype`. */
@@ -153,13 +204,13 @@ const CONSTRUCTORS = {
 } as const;
 
 /**
- * Allocates the state of params with these (effective) dtypes and lengths; `present[k][i]` says
- * whether param k keeps state tensor i. Each state tensor's views are laid end to end in param
+ * Allocates the state of params with these (effective) dtypes; `lengths[i]` is the length of the
+ * param's state tensor i, or null where it keeps none (stateTensorLengths). Each state tensor's views are laid end to end in param
  * order, per typed array kind, so a step walks each as one contiguous stream (which the hardware
  * prefetcher follows from one small tensor into the next).
  */
 export function allocateState(
-  params: readonly { dtype: StateDtype; length: number; present: readonly boolean[] }[],
+  params: readonly { dtype: StateDtype; lengths: readonly (number | null)[] }[],
   tensorCount: number,
   blockSize: number,
 ): StateArenas {
@@ -172,8 +223,13 @@ export function allocateState(
     const roles = new Map<string, { kind: TypedArrayKind; total: number; next: number }>();
     const roleKey = (dtype: StateDtype, part: number) => `${dtype}.${part}`;
     for (const p of params) {
-      if (!p.present[i]) continue;
-      for (const [part, { kind, length }] of storageOf(p.dtype, p.length, blockSize).entries()) {
+      const tensorLength = p.lengths[i] ?? null;
+      if (tensorLength === null) continue;
+      for (const [part, { kind, length }] of storageOf(
+        p.dtype,
+        tensorLength,
+        blockSize,
+      ).entries()) {
         const key = roleKey(p.dtype, part);
         const role = roles.get(key) ?? { kind, total: 0, next: 0 };
         role.total += length;
@@ -197,11 +253,12 @@ export function allocateState(
       return view;
     };
     for (const [k, p] of params.entries()) {
-      if (!p.present[i]) {
+      const tensorLength = p.lengths[i] ?? null;
+      if (tensorLength === null) {
         views[k][i] = null;
         continue;
       }
-      const storage = storageOf(p.dtype, p.length, blockSize);
+      const storage = storageOf(p.dtype, tensorLength, blockSize);
       views[k][i] =
         p.dtype === 'blockwise8'
           ? Object.freeze({
