@@ -868,7 +868,7 @@ describe('damaged checkpoint files are errors that change nothing', () => {
         b.shape = [2];
         b.data_offsets[0]! += 4;
       },
-      /Expected shape \[4\] \(as state.w.exp_avg\) for tensor 'state.w.exp_avg_sq' .* received \[2\]/,
+      /Expected shape \[3\] \(for a param of shape \[3\] in __metadata__.param_shapes\) for tensor 'state.w.exp_avg' .* received \[4\]/,
     ],
     [
       'a step stored as F64',

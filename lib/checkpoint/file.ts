@@ -9,8 +9,10 @@
 // File layout (documented in the README, "Checkpoints"):
 //   tensors   state.<key>.step          I64 []     the param's step count
 //             state.<key>.<fileName>    each state tensor of the spec the param keeps (AdamW:
-//                                       exp_avg, exp_avg_sq, and with amsgrad max_exp_avg_sq), as
-//                                       the param's state dtype keeps it:
+//                                       exp_avg, exp_avg_sq, and with amsgrad max_exp_avg_sq;
+//                                       Adafactor's exp_avg_sq_row [rows] and exp_avg_sq_col
+//                                       [cols] for a param of 2 or more dimensions), flat, as the
+//                                       param's state dtype keeps it:
 //                                         float32     F32 [n]
 //                                         bfloat16    BF16 [n]
 //                                         blockwise8  U8 [n] (the codes), with
@@ -18,8 +20,10 @@
 //             with <key> the param's name, or its index in the optimizer when it has none. Steps
 //             come first, then F32, BF16 and U8 tensors, so each is aligned to its element size.
 //   metadata  format "simd-adamw.optimizer", format_version "2" ("1" files, from 0.1.0, load as
-//             float32 state), optimizer (the spec's kind: "adamw" | "adam"), param_names (JSON: a
-//             name or null per param), param_groups (JSON, PyTorch's keys, each hyperparameter by
+//             float32 state), optimizer (the spec's kind: "adamw" | "adam" | "lion" | "adafactor" |
+//             "came"), param_names (JSON: a name or null per param), param_shapes (JSON: each
+//             param's shape, [n] when it has none; required for adafactor and came, whose state
+//             lengths follow from it, and absent in files before 0.2.0), param_groups (JSON, PyTorch's keys, each hyperparameter by
 //             its fileKey: [{ "params": [0, 1], "lr", "betas", "eps", "weight_decay", "amsgrad",
 //             "maximize", "state_dtype" }]), lean_state (JSON, for specs with lean state:
 //             { "stochastic_rounding", "seed", "min_8bit_size" }, each only if the spec takes it),
