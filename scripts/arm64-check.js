@@ -14,7 +14,11 @@
  *     README, through adamwStep and through the AdamW/Adam classes, on neon and on scalar (the
  *     checker is the one in test/helpers/golden.ts, written again in plain JS);
  *  3. neon and scalar bit for bit the same on random inputs (odd lengths, every option, NaN, Inf,
- *     subnormals and signed zeros in the gradient), including adamwStepAsync.
+ *     subnormals and signed zeros in the gradient), including adamwStepAsync;
+ *  4. Lion, Adafactor and CAME: every case of test/fixtures/golden-lean (their reference
+ *     implementations under PyTorch 1.13) within the tolerance of its README, on neon and on
+ *     scalar, and neon and scalar bit for bit the same on random shapes (Lion's three state
+ *     dtypes, factored and 1-D Adafactor and CAME, 1 and 2 threads, stepAsync).
  */
 
 const fs = require('fs');
@@ -43,7 +47,7 @@ if (!process.env.SIMD_ADAMW_NATIVE) {
 }
 // SIMD_ADAMW_LIB: the compiled library to load (scripts/test-arm64.sh compiles lib/ afresh).
 const lib = require(process.env.SIMD_ADAMW_LIB || path.join(ROOT, 'dist', 'lib'));
-const { Adam, AdamW, adamwStep, adamwStepAsync, backend } = lib;
+const { Adafactor, Adam, AdamW, CAME, Lion, adamwStep, adamwStepAsync, backend } = lib;
 console.log(`node ${process.versions.node} (N-API ${process.versions.napi}) ${process.arch}`);
 console.log(
   `backend: isa ${backend.isa}, available [${backend.available.join(', ')}], ` +
@@ -364,7 +368,155 @@ async function bitwise() {
   );
 }
 
+// ---- 4. Lion, Adafactor and CAME (test/fixtures/golden-lean; its README's checker in plain JS)
+
+const LEAN_DIR = path.join(ROOT, 'test', 'fixtures', 'golden-lean');
+const LEAN_CLASSES = { lion: Lion, adafactor: Adafactor, came: CAME };
+
+function leanTolRatio(tq, a, e, t, lrSum) {
+  if (!a || a.length !== e.length) return Infinity;
+  const r = tq.rtol + (tq.rtol_per_step || 0) * t;
+  let rms = 0;
+  if (tq.scale === 'abs_plus_rms') {
+    let sum = 0;
+    for (const x of e) sum += x * x;
+    rms = sqrt(sum / e.length);
+  }
+  const atol = tq.atol_lr !== undefined ? tq.atol_lr * lrSum : 0;
+  let worst = 0;
+  for (let i = 0; i < e.length; i++) {
+    if (!Number.isFinite(a[i])) return Infinity;
+    const d = abs(a[i] - e[i]);
+    if (d !== 0) worst = Math.max(worst, d / (r * (abs(e[i]) + rms) + atol));
+  }
+  return worst;
+}
+
+function readLeanF32(rel) {
+  const bytes = fs.readFileSync(path.join(LEAN_DIR, rel));
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const values = new Float32Array(bytes.byteLength / 4);
+  for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(4 * i, true);
+  return values;
+}
+
+function leanGolden() {
+  const lean = JSON.parse(fs.readFileSync(path.join(LEAN_DIR, 'cases.json'), 'utf8'));
+  for (const isa of ISAS) {
+    backend.setIsa(isa);
+    let passed = 0;
+    let worstOfAll = 0;
+    for (const c of lean.cases) {
+      const { n, steps } = c;
+      const lrTol =
+        c.effective_lr_per_step ?? c.lr_per_step ?? Array(steps).fill(c.hyperparameters.lr);
+      const param = {
+        data: readLeanF32(c.files.params0),
+        grad: new Float32Array(n),
+        shape: c.shape,
+      };
+      const grads = readLeanF32(c.files.grads);
+      const lr = c.lr_per_step ? c.lr_per_step[0] : c.api_options.lr;
+      const optimizer = new LEAN_CLASSES[c.optimizer]([param], {
+        ...c.api_options,
+        lr,
+        threads: 2,
+      });
+      let lrSum = 0;
+      let worst = 0;
+      for (let t = 1; t <= steps; t++) {
+        param.grad.set(grads.subarray((t - 1) * n, t * n));
+        if (c.lr_per_step) optimizer.paramGroups[0].lr = c.lr_per_step[t - 1];
+        optimizer.step();
+        lrSum += lrTol[t - 1];
+        const state = optimizer.state(param);
+        if (state.step !== t) worst = Infinity;
+        if (t !== 1 && t !== steps) continue;
+        const checkpoint = t === 1 ? c.files.step1 : c.files.final;
+        for (const [quantity, rel] of Object.entries(checkpoint)) {
+          const actual = quantity === 'params' ? param.data : state[lean.state_names[quantity]];
+          const tq = lean.tolerance[c.optimizer][quantity];
+          worst = Math.max(worst, leanTolRatio(tq, actual, readLeanF32(rel), t, lrSum));
+        }
+      }
+      if (worst <= 1) {
+        passed++;
+        worstOfAll = Math.max(worstOfAll, worst);
+      } else {
+        fail(`golden-lean ${isa} ${c.name}: ratio ${worst}`);
+      }
+    }
+    console.log(
+      `golden-lean on ${isa}: ${passed}/${lean.cases.length} within tolerance ` +
+        `(Lion, Adafactor, CAME; worst ratio ${worstOfAll.toFixed(3)})`,
+    );
+  }
+}
+
+const LEAN_VARIANTS = [
+  { Class: Lion, options: { lr: 3e-4, weightDecay: 0.1 }, shapes: [[1], [17], [4099], [300, 33]] },
+  {
+    Class: Lion,
+    options: { stateDtype: 'bfloat16', stochasticRounding: true, seed: 7, maximize: true },
+    shapes: [[33], [5000]],
+  },
+  { Class: Lion, options: { stateDtype: 'blockwise8', min8bitSize: 0 }, shapes: [[255], [4097]] },
+  {
+    Class: Adafactor,
+    options: {},
+    shapes: [[65], [64, 48], [3, 16, 24], [1, 33], [33, 1], [200, 301]],
+  },
+  { Class: Adafactor, options: { beta1: 0.9, weightDecay: 0.01 }, shapes: [[1000], [40, 40]] },
+  { Class: CAME, options: { weightDecay: 0.01 }, shapes: [[17], [64, 48], [2, 130, 70], [20000]] },
+];
+
+async function leanBitwise() {
+  let runs = 0;
+  for (const [v, variant] of LEAN_VARIANTS.entries()) {
+    for (const threads of [1, 2]) {
+      const results = [];
+      for (const isa of ISAS) {
+        backend.setIsa(isa);
+        seed = 0x1234567 + v;
+        const params = variant.shapes.map((shape) => {
+          const n = shape.reduce((p, d) => p * d, 1);
+          return { data: randomArray(n, 0.05, false), grad: new Float32Array(n), shape };
+        });
+        const optimizer = new variant.Class(params, { ...variant.options, threads });
+        for (let t = 0; t < 3; t++) {
+          for (const p of params) p.grad.set(randomArray(p.data.length, 0.01, t === 2));
+          if ((t + v) % 2 === 0) await optimizer.stepAsync();
+          else optimizer.step();
+        }
+        results.push(
+          params.map((p) => [
+            p.data.slice(),
+            ...Object.values(optimizer.stateFloat32(p)).filter((x) => x instanceof Float32Array),
+          ]),
+        );
+      }
+      const [neon, scalar] = results;
+      for (const [k, arrays] of neon.entries()) {
+        for (const [i, array] of arrays.entries()) {
+          const at = sameBits(array, scalar[k][i]);
+          if (at >= 0) {
+            fail(
+              `lean bitwise ${variant.Class.name} variant ${v} threads ${threads} param ${k} array ${i}[${at}]`,
+            );
+          }
+        }
+      }
+      runs++;
+    }
+  }
+  console.log(`lean optimizers neon vs scalar: ${runs} runs of 3 steps compared bit for bit`);
+}
+
 bitwise()
+  .then(() => {
+    leanGolden();
+    return leanBitwise();
+  })
   .then(() => {
     backend.setIsa('neon');
     if (failures > 0) {
