@@ -1,6 +1,6 @@
 // simd-adamw: optimizer steps for Float32Arrays in a SIMD native kernel. The public API, re-exported
 // from the layers (README, "Architecture"): core/ (the addon, the backend, errors and checks),
-// optim/ (the spec, the generic optimizer, AdamW and Adam, the functional step, memory), train/
+// optim/ (the spec, the generic optimizer, AdamW and Adam, Lion, the functional step, memory), train/
 // (step options, gradient norm, grad scaler, schedules, weight-decay masks), checkpoint/ (state
 // dicts and files) and format/ (safetensors, strict JSON).
 export { Optimizer } from './optim/optimizer';
@@ -28,6 +28,21 @@ export type {
   ParamStateDict,
   ParamStateFloat32,
 } from './optim/adam';
+export { Lion, LION_SPEC } from './optim/lion';
+export type {
+  LionHyper,
+  LionHyperparameters,
+  LionOptimizerParamGroup,
+  LionOptions,
+  LionParamGroup,
+  LionParamGroupStateDict,
+  LionParamState,
+  LionParamStateDict,
+  LionParamStateFloat32,
+  LionParamStateOf,
+  LionStateDict,
+  LionStateOf,
+} from './optim/lion';
 export type { AnyParam, GradArray, GradDtype, Param } from './optim/params';
 export type { Blockwise8Tensor, StateArray } from './optim/state-storage';
 export type {
