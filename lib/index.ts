@@ -28,6 +28,21 @@ export type {
   ParamStateDict,
   ParamStateFloat32,
 } from './optim/adam';
+export { Lion, LION_SPEC } from './optim/lion';
+export type {
+  LionHyper,
+  LionHyperparameters,
+  LionOptimizerParamGroup,
+  LionOptions,
+  LionParamGroup,
+  LionParamGroupStateDict,
+  LionParamState,
+  LionParamStateDict,
+  LionParamStateFloat32,
+  LionParamStateOf,
+  LionStateDict,
+  LionStateOf,
+} from './optim/lion';
 export { Adafactor, ADAFACTOR_SPEC } from './optim/adafactor';
 export type {
   AdafactorHyper,

@@ -68,8 +68,10 @@ async function main() {
     // The binding directly: for every op, grad dtype and public flag set, one plan of every
     // length (every other tensor with a bf16 copy of its param), all tensors in one scalar set.
     for (const [op, layout] of Object.entries(native.ops)) {
+      const publicFlags = Object.values(layout.flags).reduce((all, bit) => all | bit, 0);
       for (let gradDtype = 0; gradDtype < 3; gradDtype++) {
-        for (let flags = 0; flags < 16; flags++) {
+        for (let flags = 0; flags <= publicFlags; flags++) {
+          if ((flags & ~publicFlags) !== 0) continue;
           const arrays = LENGTHS.flatMap((length, k) =>
             opArrays(layout, length, k, flags, gradDtype),
           );
@@ -81,7 +83,7 @@ async function main() {
           const seeds = new Uint32Array(LENGTHS.map((_, k) => 0x9e3779b9 * (k + 1)));
           native.runPlan(
             plan,
-            new Float64Array(SCALARS),
+            new Float64Array(SCALARS.slice(0, layout.scalars.length)),
             new Uint32Array([flags]),
             new Uint32Array(LENGTHS.length),
             1,

@@ -1167,7 +1167,8 @@ describe('the binding re-checks what protects memory', () => {
   });
 
   test('an unknown op, alone or in a per-tensor list: TypeError naming the ops', () => {
-    const ops = "'adamw', 'adamwBfloat16', 'adamwBlockwise8'";
+    const ops =
+      "'adamw', 'adamwBfloat16', 'adamwBlockwise8', 'lion', 'lionBfloat16', 'lionBlockwise8'";
     expect(nativeError(() => createPlan('sgd', tensor(4, 1)))).toEqual({
       name: 'TypeError',
       message: `Expected one of ${ops} for op but received 'sgd'`,

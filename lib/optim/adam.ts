@@ -32,8 +32,9 @@ export interface Hyper<D extends StateDtype = StateDtype> {
 }
 
 // `T`, but not a place TypeScript infers `T` from: the built-in NoInfer, spelled so that compilers
-// older than TypeScript 5.4 also read the published .d.ts.
-type NotInferred<T> = [T][T extends unknown ? 0 : never];
+// older than TypeScript 5.4 also read the published .d.ts. (Every optimizer class's constructor
+// uses it.)
+export type NotInferred<T> = [T][T extends unknown ? 0 : never];
 
 /** Adam's hyperparameters with every field present and validated. */
 export type AdamHyperparameters = Required<Hyper>;

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "adamw-math.h"
+#include "element-loop.h"
 #include "lanes.h"
 #include "op.h"
 
@@ -84,11 +85,7 @@ void AdamwBfloat16Op::run(const Job& job, size_t begin, size_t end) {
   };
   const auto prefetch = [=](size_t i) {
     prefetchAhead(param, i);
-    if (kGradDtype == kGradFloat32) {
-      prefetchAhead(static_cast<const float*>(grad), i);
-    } else {
-      prefetchAhead(static_cast<const uint16_t*>(grad), i);
-    }
+    prefetchGradAhead<kGradDtype>(grad, i);
     prefetchAhead(expAvg, i);
     prefetchAhead(expAvgSq, i);
     if (kWithMax) prefetchAhead(maxExpAvgSq, i);

@@ -18,6 +18,7 @@
 
 #include "adamw-math.h"
 #include "blockwise8-codes.h"
+#include "element-loop.h"
 #include "lanes.h"
 #include "op.h"
 
@@ -60,9 +61,6 @@ struct AdamwBlockwise8Op : AdamwFamily {
   static void run(const Job& job, size_t begin, size_t end);
 };
 
-// How many blocks ahead of the one being updated the block loop prefetches.
-constexpr size_t kPrefetchBlocksAhead = 2;
-
 template <class F32, uint32_t kFlags>
 void AdamwBlockwise8Op::run(const Job& job, size_t begin, size_t end) {
   using L = Lanes<F32>;
@@ -91,23 +89,8 @@ void AdamwBlockwise8Op::run(const Job& job, size_t begin, size_t end) {
   for (size_t start = begin; start < end; start += kBlockwise8Block) {
     const size_t block = start / kBlockwise8Block;
     const size_t n = end - start < kBlockwise8Block ? end - start : kBlockwise8Block;
-    // The block kPrefetchBlocksAhead on, a line at a time, while it is inside the range: the
-    // hardware prefetcher alone does not keep enough of the streams' lines in flight (as for the
-    // float32 op, native/ops/adamw-math.h).
-    const size_t ahead = start + kPrefetchBlocksAhead * kBlockwise8Block;
-    if (ahead + kBlockwise8Block <= end) {
-      for (size_t i = ahead; i < ahead + kBlockwise8Block; i += kElementsPerLine) {
-        __builtin_prefetch(param + i);
-        __builtin_prefetch(static_cast<const char*>(grad) +
-                           i * (kGradDtype == kGradFloat32 ? 4 : 2));
-        if (kWithParamBf16) __builtin_prefetch(paramBf16 + i);
-      }
-      for (size_t i = ahead; i < ahead + kBlockwise8Block; i += 4 * kElementsPerLine) {
-        __builtin_prefetch(expAvgCodes + i);
-        __builtin_prefetch(expAvgSqCodes + i);
-        if (kWithMax) __builtin_prefetch(maxCodes + i);
-      }
-    }
+    prefetchBlockAhead<kGradDtype, kBlockwise8Block>(start, end, param, grad, paramBf16,
+                                                     expAvgCodes, expAvgSqCodes, maxCodes);
     dequantizeBlock(signedMap, expAvgCodes + start, expAvgAbsmax[block], n, expAvg);
     dequantizeBlock(unsignedMap, expAvgSqCodes + start, expAvgSqAbsmax[block], n, expAvgSq);
     if (kWithMax) dequantizeBlock(unsignedMap, maxCodes + start, maxAbsmax[block], n, maxExpAvgSq);

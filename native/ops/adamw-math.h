@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "element-loop.h"
 #include "lanes.h"
 #include "op.h"
 
@@ -138,58 +139,6 @@ inline AdamwResult<F32> adamwMath(const AdamwBroadcast<F32>& c, typename F32::V 
   const V denom = F32::add(F32::sqrt(r.secondMoment), c.epsHat);
   r.param = F32::add(param, F32::mul(c.negStepSize, F32::div(r.expAvg, denom)));
   return r;
-}
-
-// Software prefetch, for ranges larger than the caches. The hardware prefetcher alone keeps too
-// few of the streams' lines in flight to saturate DRAM, so each stream is prefetched 512 elements
-// ahead, once per 16 elements (a 64-byte line of float32; the narrower arrays are prefetched as
-// often, which costs issue slots but no bandwidth). In a range that fits the caches it only costs
-// issue slots, so it is used only for ranges of at least kPrefetchMinRange elements. Measured on
-// the development machine (Zen 5, 1 thread, a C++ harness calling runElementwise, float32 state):
-// a wash at 1M elements, 1.15-1.25x at 2M-8M; on 1,024 tensors of 1,024 elements (each range below
-// the threshold, the whole step in L3) prefetching them all was 0.7-0.85x. Prefetching only moves
-// data earlier; the arithmetic, and so every result bit, is unchanged.
-constexpr size_t kElementsPerLine = 16;
-constexpr size_t kPrefetchAhead = 512;
-constexpr size_t kPrefetchMinRange = size_t{1} << 18;
-
-template <class T>
-inline void prefetchAhead(const T* p, size_t i) {
-  if (p != nullptr) __builtin_prefetch(p + i + kPrefetchAhead);
-}
-
-// The element loop every driver shares: `vector(i, FullVector{})` for the whole vectors of
-// [begin, end), then `vector(i, PartialVector{n})` for the n < kWidth elements left, with
-// `prefetch(i)` once per line on long ranges. The tag picks the loads and stores (native/ops/
-// lanes.h) at compile time, so the body and the tail share the arithmetic but not a branch. The
-// prefetched addresses stay inside the arrays (forming a pointer past their end would be undefined
-// behaviour): the prefetching part stops kPrefetchAhead + a line before the end.
-//
-// The scalar layer (the reference, run only where no SIMD layer is) skips the prefetching part:
-// with one float per vector it would be sixteen more copies of the loop body in each of the ops'
-// instantiations, for compile time and binary size rather than speed.
-template <class F32, class Vector, class Prefetch>
-inline void forEachVector(size_t begin, size_t end, Vector vector, Prefetch prefetch) {
-  static_assert(kElementsPerLine % F32::kWidth == 0, "a line holds whole vectors");
-  size_t i = begin;
-  if constexpr (F32::kWidth > 1) {
-    if (end - begin >= kPrefetchMinRange) {
-      for (; end - i >= kPrefetchAhead + kElementsPerLine; i += kElementsPerLine) {
-        prefetch(i);
-        for (size_t v = 0; v < kElementsPerLine; v += F32::kWidth) vector(i + v, FullVector{});
-      }
-    }
-  }
-  for (; i + F32::kWidth <= end; i += F32::kWidth) vector(i, FullVector{});
-  if (i < end) vector(i, PartialVector{end - i});
-}
-
-// forEachVector without the prefetching part, for short ranges (a blockwise8 block).
-template <class F32, class Vector>
-inline void forEachVectorShort(size_t begin, size_t end, Vector vector) {
-  size_t i = begin;
-  for (; i + F32::kWidth <= end; i += F32::kWidth) vector(i, FullVector{});
-  if (i < end) vector(i, PartialVector{end - i});
 }
 
 }  // namespace

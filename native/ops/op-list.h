@@ -16,12 +16,18 @@
 #include "adamw-bfloat16.h"
 #include "adamw-blockwise8.h"
 #include "adamw.h"
+#include "lion-bfloat16.h"
+#include "lion-blockwise8.h"
+#include "lion.h"
 
 // clang-format off
 #define SIMD_ADAMW_FOREACH_OP(X) \
   X(Adamw, AdamwOp) \
   X(AdamwBfloat16, AdamwBfloat16Op) \
-  X(AdamwBlockwise8, AdamwBlockwise8Op)
+  X(AdamwBlockwise8, AdamwBlockwise8Op) \
+  X(Lion, LionOp) \
+  X(LionBfloat16, LionBfloat16Op) \
+  X(LionBlockwise8, LionBlockwise8Op)
 // clang-format on
 
 namespace simd_adamw {

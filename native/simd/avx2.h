@@ -49,6 +49,14 @@ struct F32 {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return _mm256_blendv_ps(otherwise, ifNan, _mm256_cmp_ps(test, test, _CMP_UNORD_Q));
   }
+  // torch.sign (convert.h's signBits): 1 with the input's sign bit where the input is a nonzero
+  // number (not equal to 0, ordered: false for NaN); +-0 and NaN keep the input, and NaN then
+  // becomes the canonical NaN.
+  static V sign(V a) {
+    const V unit = _mm256_or_ps(_mm256_and_ps(a, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
+    const V nonzero = _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+    return canonicalizeNan(_mm256_blendv_ps(a, unit, nonzero));
+  }
 
   // The lean-state lanes (native/simd/convert.h has the definitions, one element at a time):
   // 16-bit loads and stores in integer registers, and the stochastic rounding's random bits.

@@ -56,6 +56,16 @@ struct F32 {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(test, test, _CMP_UNORD_Q), otherwise, ifNan);
   }
+  // torch.sign (convert.h's signBits): 1 with the input's sign bit where the input is a nonzero
+  // number (not equal to 0, ordered: false for NaN); +-0 and NaN keep the input, and NaN then
+  // becomes the canonical NaN. (AVX-512F has no float and/or, hence the integer ones.)
+  static V sign(V a) {
+    const __m512i signBit =
+        _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+    const V unit = _mm512_castsi512_ps(_mm512_or_si512(signBit, _mm512_set1_epi32(0x3f800000)));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    return canonicalizeNan(_mm512_mask_blend_ps(nonzero, a, unit));
+  }
 
   // The lean-state lanes (native/simd/convert.h has the definitions, one element at a time):
   // 16-bit loads and stores, and the stochastic rounding's random bits. AVX-512F has the 16 <-> 32

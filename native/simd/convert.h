@@ -55,6 +55,15 @@ inline uint32_t widenF16(uint16_t h) {
   return sign | bitsOfFloat(floatOfBits(magnitude) * 0x1p112f);
 }
 
+// torch.sign on float32 bits: +-1 (the input's sign) for every nonzero number, Inf included; the
+// input itself for +0 and -0; the canonical NaN for NaN. Lion's update direction (native/ops/
+// lion-math.h): sign(0) = 0 leaves an element whose interpolated moment is exactly 0 in place.
+inline uint32_t signBits(uint32_t x) {
+  if (isNanFloatBits(x)) return 0x7fc00000u;
+  if ((x & 0x7fffffffu) == 0) return x;
+  return (x & 0x80000000u) | 0x3f800000u;
+}
+
 // The "lowbias32" integer hash (Chris Wellons' hash-prospector), the stochastic rounding's source.
 inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;

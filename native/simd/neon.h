@@ -73,6 +73,14 @@ struct F32 {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return vbslq_f32(vceqq_f32(test, test), otherwise, ifNan);
   }
+  // torch.sign (convert.h's signBits): 1 with the input's sign bit where the input is a nonzero
+  // number (< 0 or > 0: FCMLT and FCMGT are false for NaN); +-0 and NaN keep the input, and NaN
+  // then becomes the canonical NaN.
+  static V sign(V a) {
+    const V unit = vbslq_f32(vdupq_n_u32(0x80000000u), a, vdupq_n_f32(1.0f));
+    const uint32x4_t nonzero = vorrq_u32(vcltzq_f32(a), vcgtzq_f32(a));
+    return canonicalizeNan(vbslq_f32(nonzero, unit, a));
+  }
 
   // The lean-state lanes (native/simd/convert.h has the definitions, one element at a time):
   // 16-bit loads and stores, and the stochastic rounding's random bits. FCVTL widens fp16 exactly

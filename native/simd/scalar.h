@@ -16,6 +16,9 @@
 //                                       torch.maximum (a plain SIMD max does not)
 //     anyNan(a)                         true if any lane is NaN
 //     canonicalizeNan(a)                a, with every NaN lane replaced by kCanonicalNanBits
+//     selectWhereNan(test, ifNan, else) per lane: ifNan where test is NaN, else the other
+//     sign(a)                           torch.sign: +-1 for nonzero (Inf too), a for +-0, the
+//                                       canonical NaN for NaN (signBits in convert.h)
 //   struct F64                          float64 vectors, for reductions (native/ops/sum-squares.h)
 //     kWidth, V, kBlocksAtOnce          doubles per vector; full blocks summed side by side
 //     zero()                            all lanes +0
@@ -67,6 +70,7 @@ struct F32 {
   static V selectWhereNan(V test, V ifNan, V otherwise) {
     return std::isnan(test) ? ifNan : otherwise;
   }
+  static V sign(V a) { return floatOfBits(signBits(bitsOfFloat(a))); }
 
   // The lean-state lanes: 16-bit loads and stores and the stochastic rounding's random bits, the
   // definitions of native/simd/convert.h one element at a time.

@@ -56,6 +56,15 @@ struct F32 {
     const V isNan = _mm_cmpunord_ps(test, test);
     return _mm_or_ps(_mm_and_ps(isNan, ifNan), _mm_andnot_ps(isNan, otherwise));
   }
+  // torch.sign (convert.h's signBits): 1 with the input's sign bit where the input is a nonzero
+  // number (< 0 or > 0: ordered compares, false for NaN); +-0 and NaN keep the input, and NaN then
+  // becomes the canonical NaN.
+  static V sign(V a) {
+    const V unit = _mm_or_ps(_mm_and_ps(a, _mm_set1_ps(-0.0f)), _mm_set1_ps(1.0f));
+    const V zero = _mm_setzero_ps();
+    const V nonzero = _mm_or_ps(_mm_cmplt_ps(a, zero), _mm_cmpgt_ps(a, zero));
+    return canonicalizeNan(_mm_or_ps(_mm_and_ps(nonzero, unit), _mm_andnot_ps(nonzero, a)));
+  }
 
   // The lean-state lanes (native/simd/convert.h has the definitions, one element at a time):
   // 16-bit loads and stores in integer registers, and the stochastic rounding's random bits.

@@ -16,7 +16,9 @@
 //
 // Input layout (every field is read front to back; a short input reads as zeros past its end):
 //   flags        1 byte, low 3 bits: amsgrad, maximize, coupled; the high 5 bits, when not all
-//                0, also run a lean-state case (native/tests/lean-ops.h): op (bits 3-4, mod 3),
+//                0, also run a lean-state case (native/tests/lean-ops.h): op (bits 3-4: 0-2 the
+//                adamw family's lean ops, 3 a Lion op, (bit 0 | bit 2 >> 1) mod 3 picking lion,
+//                lionBfloat16 or lionBlockwise8, with bit 1 as its maximize),
 //                grad dtype (bits 5-6, mod 3), stochasticRounding (bit 7), the length below
 //                (at most 5000), the rest of the case drawn from a generator seeded by a hash of
 //                the whole input, checked against lean-ops.h's reference on every ISA and 1, 2, 3
@@ -226,9 +228,17 @@ void runLeanInput(const uint8_t* data, size_t size, const Case& c) {
   uint64_t hash = 14695981039346656037ull;
   for (size_t i = 0; i < size; ++i) hash = (hash ^ data[i]) * 1099511628211ull;
   lean::Rng rng(hash);
-  const OpId op = static_cast<OpId>(((data[0] >> 3) & 3u) % kOpCount);
+  const unsigned opBits = (data[0] >> 3) & 3u;
+  const bool stochastic = (data[0] & 0x80u) != 0;
   const GradDtype dtype = static_cast<GradDtype>(((data[0] >> 5) & 3u) % kGradDtypeCount);
-  const uint32_t flags = c.flags | ((data[0] & 0x80u) != 0 ? AdamwFamily::kStochasticRounding : 0u);
+  OpId op = static_cast<OpId>(kOpAdamw + opBits);
+  uint32_t flags = c.flags | (stochastic ? AdamwFamily::kStochasticRounding : 0u);
+  if (opBits == 3) {
+    const unsigned lionOp = ((data[0] & 1u) | ((data[0] >> 1) & 2u)) % 3;
+    op = static_cast<OpId>(kOpLion + lionOp);
+    flags = ((c.flags & AdamwFamily::kMaximize) != 0 ? LionFamily::kMaximize : 0u) |
+            (stochastic ? LionFamily::kStochasticRounding : 0u);
+  }
   const bool scale = !(c.scalars.gradFactor == 1.0f);
   const uint64_t problemsBefore = gStats.lean.mismatches;
   lean::checkCase(lean::randomCase(rng, op, dtype, flags, scale, std::min<size_t>(c.length, 5000)),
@@ -417,6 +427,23 @@ std::vector<Seed> handMadeSeeds() {
         const uint8_t length = static_cast<uint8_t>(17 + 40 * op + 13 * dtype + stochastic);
         named.push_back({"lean-op" + std::to_string(op) + "-grad" + std::to_string(dtype) +
                              (stochastic ? "-sr" : "") + "-length" + std::to_string(length),
+                         seedBytes(first, 0, {length}, 1, 0, seed8, 1, seed8)});
+      }
+    }
+  }
+  // The Lion ops (op bits 3; bits 0 and 2 pick the op, bit 1 is maximize): every op x grad dtype,
+  // stochastic rounding and maximize varied, lengths around the vector widths and a block.
+  for (uint8_t lionOp = 0; lionOp < 3; ++lionOp) {
+    for (uint8_t dtype = 0; dtype < 3; ++dtype) {
+      for (uint8_t stochastic = 0; stochastic < 2; ++stochastic) {
+        const uint8_t maximize = static_cast<uint8_t>((lionOp + dtype + stochastic) % 2);
+        const uint8_t first =
+            static_cast<uint8_t>((lionOp & 1u) | ((lionOp & 2u) << 1) | (maximize << 1) |
+                                 (3u << 3) | (dtype << 5) | (stochastic << 7));
+        const uint8_t length = static_cast<uint8_t>(15 + 41 * lionOp + 17 * dtype + stochastic);
+        named.push_back({"lion-op" + std::to_string(lionOp) + "-grad" + std::to_string(dtype) +
+                             (stochastic ? "-sr" : "") + (maximize ? "-max" : "") + "-length" +
+                             std::to_string(length),
                          seedBytes(first, 0, {length}, 1, 0, seed8, 1, seed8)});
       }
     }
