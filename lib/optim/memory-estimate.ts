@@ -16,6 +16,7 @@ import { checkKnownKeys, rangeError, typeError } from '../core/errors';
 import { ADAFACTOR_SPEC } from './adafactor';
 import { ADAM_SPEC, ADAMW_SPEC, checkStateDtype } from './adam';
 import { CAME_SPEC } from './came';
+import { LION_SPEC } from './lion';
 import { defaultHyperparameters, type HyperparameterValues } from './hyperparameters';
 import type { MemoryReport } from './memory';
 import type { AnyOptimizerSpec, StateDtype } from './spec';
@@ -32,12 +33,13 @@ import { checkShape } from './params';
 const SPECS: Readonly<Record<string, AnyOptimizerSpec>> = {
   adamw: ADAMW_SPEC as AnyOptimizerSpec,
   adam: ADAM_SPEC as AnyOptimizerSpec,
+  lion: LION_SPEC as unknown as AnyOptimizerSpec,
   adafactor: ADAFACTOR_SPEC as unknown as AnyOptimizerSpec,
   came: CAME_SPEC as unknown as AnyOptimizerSpec,
 };
 
 /** The names estimateMemory's `optimizer` option takes. */
-export type EstimatedOptimizer = 'adamw' | 'adam' | 'adafactor' | 'came';
+export type EstimatedOptimizer = 'adamw' | 'adam' | 'lion' | 'adafactor' | 'came';
 
 /** Options of {@link estimateMemory}. */
 export interface MemoryEstimateOptions {
