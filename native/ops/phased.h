@@ -143,6 +143,7 @@ inline PhasedWork phasedGeometry(const PhasedShape& shape, size_t length) {
 }
 
 inline size_t phasedWorkDoubles(const PhasedWork& w) {
+  if (w.chunkCount == 0) return 0;
   const size_t perFactored = w.factored ? w.chunkCount * w.shape.cols + w.shape.batches : 0;
   return w.chunkCount * kChunkSums + perFactored;
 }
