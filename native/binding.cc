@@ -328,7 +328,8 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   };
   // Why tensor k has or lacks its factored arrays, for the messages.
   const auto shapeReason = [&](size_t k) {
-    if (!hasShapes) return std::string(" (no shapes: tensor ") + std::to_string(k) + " is unfactored)";
+    if (!hasShapes)
+      return std::string(" (no shapes: tensor ") + std::to_string(k) + " is unfactored)";
     return " (tensor " + std::to_string(k) + " is " + (isFactored(k) ? "factored" : "unfactored") +
            ": its shape is " + shapeText(shapes[k]) + ")";
   };
@@ -424,10 +425,10 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
                  where(spanNames[second].first, spanNames[second].second) + " overlap in memory");
   }
 
-  auto* handle =
-      new PlanHandle{std::make_unique<Plan>(familyOp, std::move(list), std::move(tensorFlags),
-                                            phased ? std::move(shapes) : std::vector<PhasedShape>{}),
-                     {}};
+  auto* handle = new PlanHandle{
+      std::make_unique<Plan>(familyOp, std::move(list), std::move(tensorFlags),
+                             phased ? std::move(shapes) : std::vector<PhasedShape>{}),
+      {}};
   handle->references.reserve(values.size());
   for (const Napi::Value& value : values) {
     if (!value.IsNull()) handle->references.push_back(Napi::Persistent(value.As<Napi::Object>()));

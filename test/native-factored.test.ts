@@ -225,7 +225,8 @@ describe('createPlan checks shapes and the factored arrays before holding anythi
   });
 
   test('an op that is not factored takes only [0, 0, 0]', () => {
-    const arrays = [0, 1, 2, 3].map((seed) => randomFloats(16, seed)).concat([null, null]);
+    const arrays: (NativeArray | null)[] = [0, 1, 2, 3].map((seed) => randomFloats(16, seed));
+    arrays.push(null, null);
     expect(thrown(() => native.createPlan('adamw', arrays, undefined, shape44))).toEqual({
       name: 'RangeError',
       message:

@@ -73,9 +73,9 @@ struct AdafactorOp {
     kScalarCount,
     kGradFactor = kScalarCount,
   };
-  static constexpr const char* kScalars[] = {
-      "beta2t", "oneMinusBeta2t", "eps1",          "eps2",       "clipThreshold",
-      "stepSize", "beta1",        "oneMinusBeta1", "weightDecay"};
+  static constexpr const char* kScalars[] = {"beta2t", "oneMinusBeta2t", "eps1",
+                                             "eps2",   "clipThreshold",  "stepSize",
+                                             "beta1",  "oneMinusBeta1",  "weightDecay"};
 
   enum Flag : uint32_t {
     kScaleParameter = 1u << 0,  // lrT = max(eps2, rmsP) * stepSize
@@ -154,9 +154,9 @@ inline void adafactorApply(const AdafactorArgs& a, const PhasedWork& w, size_t i
     L::store(a.expAvg + i, F32::canonicalizeNan(m), tag);
     upd = m;
   }
-  const typename F32::V p = F32::add(
-      F32::mul(L::load(a.param + i, tag), F32::set1(w.scalars[AdafactorOp::kParamDecay])),
-      F32::neg(upd));
+  const typename F32::V p =
+      F32::add(F32::mul(L::load(a.param + i, tag), F32::set1(w.scalars[AdafactorOp::kParamDecay])),
+               F32::neg(upd));
   L::store(a.param + i, F32::canonicalizeNan(p), tag);
   if (a.paramBf16 != nullptr) L::storeBf16(a.paramBf16 + i, p, tag);
 }
@@ -202,8 +202,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
       } else {  // kApply
         forEachVectorShort<F32>(first, first + count, [&](size_t i, auto tag) {
           const V v = L::load(a.expAvgSq + i, tag);
-          adafactorApply<F32>(a, w, i, F32::mul(F32::div(one, F32::sqrt(v)), gradAt(i, tag)),
-                              tag);
+          adafactorApply<F32>(a, w, i, F32::mul(F32::div(one, F32::sqrt(v)), gradAt(i, tag)), tag);
         });
       }
     }

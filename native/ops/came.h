@@ -52,9 +52,9 @@ struct CameOp {
     kExpAvgResCol,
     kParamBf16,
   };
-  static constexpr const char* kArrays[] = {
-      "param",       "grad",         "expAvg",       "expAvgSq", "expAvgSqRow",
-      "expAvgSqCol", "expAvgResRow", "expAvgResCol", "paramBf16"};
+  static constexpr const char* kArrays[] = {"param",        "grad",         "expAvg",
+                                            "expAvgSq",     "expAvgSqRow",  "expAvgSqCol",
+                                            "expAvgResRow", "expAvgResCol", "paramBf16"};
   static constexpr ArrayType kArrayTypes[] = {
       ArrayType::kFloat32, ArrayType::kGrad,    ArrayType::kFloat32,
       ArrayType::kFloat32, ArrayType::kFloat32, ArrayType::kFloat32,
@@ -80,8 +80,8 @@ struct CameOp {
     kGradFactor = kScalarCount,
   };
   static constexpr const char* kScalars[] = {
-      "beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "beta3", "oneMinusBeta3",
-      "eps1",  "eps2",          "clipThreshold", "decay",  "negLr"};
+      "beta1", "oneMinusBeta1", "beta2",         "oneMinusBeta2", "beta3", "oneMinusBeta3",
+      "eps1",  "eps2",          "clipThreshold", "decay",         "negLr"};
 
   enum Flag : uint32_t {
     kScaleGrad = 1u << 4,     // internal: the fused step's factor (applied always; 1 without)

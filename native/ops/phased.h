@@ -102,12 +102,24 @@ constexpr OpLayout phasedLayoutOf() {
   static_assert(countOf(Op::kArrays) == countOf(Op::kArrayLengths), "one length per array");
   static_assert(countOf(Op::kArrays) <= kMaxArraysPerTensor, "kMaxArraysPerTensor is enough");
   static_assert(Op::kPassCount <= 32, "a pass mask has 32 bits");
-  OpLayout l{Op::kName,           Op::kFamily,           Op::kArrays,
-             Op::kArrayTypes,     Op::kArrayLengths,     countOf(Op::kArrays),
-             1,                   Op::kOptionalArrays,   countOf(Op::kOptionalArrays),
-             Op::kScalars,        countOf(Op::kScalars), Op::kFlags,
-             Op::kFlagCount,      publicFlags,           Op::kScaleGrad,
-             0,                   Op::kGradDtypeShift,   0,
+  OpLayout l{Op::kName,
+             Op::kFamily,
+             Op::kArrays,
+             Op::kArrayTypes,
+             Op::kArrayLengths,
+             countOf(Op::kArrays),
+             1,
+             Op::kOptionalArrays,
+             countOf(Op::kOptionalArrays),
+             Op::kScalars,
+             countOf(Op::kScalars),
+             Op::kFlags,
+             Op::kFlagCount,
+             publicFlags,
+             Op::kScaleGrad,
+             0,
+             Op::kGradDtypeShift,
+             0,
              0};
   l.passCount = Op::kPassCount;
   l.factoredPasses = Op::kFactoredPasses;
@@ -255,7 +267,9 @@ inline float emaOfMean(float state, float beta, float oneMinusBeta, double sum, 
 }
 
 // rsqrt(x), from double, rounded once.
-inline float rsqrtFactor(double x) { return canonicalFloat(static_cast<float>(1.0 / std::sqrt(x))); }
+inline float rsqrtFactor(double x) {
+  return canonicalFloat(static_cast<float>(1.0 / std::sqrt(x)));
+}
 
 // The factor of row r of batch b: rsqrt(row / mean(row over the batch's R rows)).
 inline float rowFactor(const PhasedWork& w, const float* rowState, size_t batch, size_t row) {

@@ -59,7 +59,9 @@ struct Rng {
   uint32_t bits() { return static_cast<uint32_t>(engine()); }
   size_t below(size_t n) { return n == 0 ? 0 : bits() % n; }
   // Uniform in [-1, 1) with 24 bits.
-  float unit() { return static_cast<float>(static_cast<int32_t>(bits() >> 8) - (1 << 23)) / 8388608.0f; }
+  float unit() {
+    return static_cast<float>(static_cast<int32_t>(bits() >> 8) - (1 << 23)) / 8388608.0f;
+  }
   // A value of varied magnitude, |x| < 10^(-6 .. 2), sign random.
   float scaled() {
     const float magnitudes[] = {1e-6f, 1e-5f, 1e-4f, 1e-3f, 1e-2f, 1e-1f, 1.0f, 10.0f, 100.0f};
@@ -77,19 +79,19 @@ struct TensorSpec {
 struct Case {
   OpId op;
   std::vector<TensorSpec> tensors;
-  uint32_t flags;     // public
-  double gradScale;   // 0: no fused step
-  bool nonFinite;     // NaN/Inf planted in the inputs
-  bool tightClip;     // a clip threshold that bites
+  uint32_t flags;    // public
+  double gradScale;  // 0: no fused step
+  bool nonFinite;    // NaN/Inf planted in the inputs
+  bool tightClip;    // a clip threshold that bites
   bool weightDecay;
   uint32_t seed;
 };
 
 std::string describe(const Case& c) {
   std::string s = std::string(opLayout(c.op).name) + " flags=" + std::to_string(c.flags) +
-                  " gradScale=" + std::to_string(c.gradScale) +
-                  (c.nonFinite ? " nonFinite" : "") + (c.tightClip ? " tightClip" : "") +
-                  (c.weightDecay ? " wd" : "") + " seed=" + std::to_string(c.seed) + " tensors:";
+                  " gradScale=" + std::to_string(c.gradScale) + (c.nonFinite ? " nonFinite" : "") +
+                  (c.tightClip ? " tightClip" : "") + (c.weightDecay ? " wd" : "") +
+                  " seed=" + std::to_string(c.seed) + " tensors:";
   for (const TensorSpec& t : c.tensors) {
     s += " [" + std::to_string(t.shape.batches) + "," + std::to_string(t.shape.rows) + "," +
          std::to_string(t.shape.cols) + "]n=" + std::to_string(t.length) + "/g" +
@@ -176,8 +178,8 @@ Built build(const Case& c) {
       }
       std::vector<float> f(std::max<size_t>(n, 1));
       const std::string name = l.arrays[a];
-      const bool positive = name.find("Sq") != std::string::npos ||
-                            name.find("Res") != std::string::npos;
+      const bool positive =
+          name.find("Sq") != std::string::npos || name.find("Res") != std::string::npos;
       for (size_t e = 0; e < n; ++e) {
         float& x = f[e];
         if (isGrad) {
@@ -306,8 +308,8 @@ void testAgreement(size_t cases, uint32_t seed) {
     const Case c = randomCase(rng, seed * 1000003u + static_cast<uint32_t>(i), large);
     size_t badNans = 0;
     const std::vector<uint32_t> reference = run(c, scalar, 1, &badNans);
-    expect(badNans == 0, describe(c) + ": scalar stored " + std::to_string(badNans) +
-                             " non-canonical NaNs");
+    expect(badNans == 0,
+           describe(c) + ": scalar stored " + std::to_string(badNans) + " non-canonical NaNs");
     digest = fnv(digest, reference);
     for (uint32_t x : reference) {
       if (x == kCanonicalNan) {
@@ -338,9 +340,9 @@ void testAgreement(size_t cases, uint32_t seed) {
 // The chunks of a tensor: whole rows of one batch, at most 16 per batch, covering it once; the
 // element cut (firstChunkAtOrAfter) is the first chunk starting at or after each element.
 void testPartition() {
-  const PhasedShape shapes[] = {{1, 1, 1},   {3, 16, 24},    {1, 33, 1},      {2, 1000, 70},
-                                {1, 3, 20000}, {1, 17, 1000}, {4, 5, 3333},   {2, 7, 16384},
-                                {0, 0, 0},   {1, 100, 0}};
+  const PhasedShape shapes[] = {{1, 1, 1},     {3, 16, 24},   {1, 33, 1},   {2, 1000, 70},
+                                {1, 3, 20000}, {1, 17, 1000}, {4, 5, 3333}, {2, 7, 16384},
+                                {0, 0, 0},     {1, 100, 0}};
   const size_t unfactoredLength = 3 * kPhasedChunk + 5;
   for (const PhasedShape& shape : shapes) {
     const size_t length =
