@@ -114,7 +114,7 @@ constexpr napi_type_tag kPlanTag = {0x73696d6461646d77ull, 0x706c616e00000001ull
 float gEmpty[1];
 
 bool findOp(const std::string& name, OpId* op) {
-  for (unsigned i = 0; i < kOpCount; ++i) {
+  for (unsigned i = 0; i < kAllOpCount; ++i) {
     if (name == opLayout(static_cast<OpId>(i)).name) {
       *op = static_cast<OpId>(i);
       return true;
@@ -125,7 +125,7 @@ bool findOp(const std::string& name, OpId* op) {
 
 std::string opNames() {
   std::string names;
-  for (unsigned i = 0; i < kOpCount; ++i) {
+  for (unsigned i = 0; i < kAllOpCount; ++i) {
     names += (i == 0 ? "'" : ", '") + std::string(opLayout(static_cast<OpId>(i)).name) + "'";
   }
   return names;
@@ -171,19 +171,38 @@ const OpOptionalArray* optionalEntry(const OpLayout& layout, size_t a) {
 }
 
 constexpr const char* kCreatePlanSignature =
-    "createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array)";
+    "createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array, "
+    "shapes?: Uint32Array)";
 
-// createPlan(op, arrays, gradDtypes?): gathers and checks the tensors once; see native/plan.h.
+// A tensor's shape as the messages show it.
+std::string shapeText(const PhasedShape& shape) {
+  return "[" + std::to_string(shape.batches) + ", " + std::to_string(shape.rows) + ", " +
+         std::to_string(shape.cols) + "]";
+}
+
+// Whether an array of `presence` belongs to a tensor that is (or is not) factored.
+bool belongsToShape(ShapePresence presence, bool factored) {
+  return presence == ShapePresence::kAny || (presence == ShapePresence::kFactored) == factored;
+}
+
+// createPlan(op, arrays, gradDtypes?, shapes?): gathers and checks the tensors once; see
+// native/plan.h. shapes: 3 per tensor, [batches, R, C] of a factored tensor of a phased family
+// (native/ops/phased.h), [0, 0, 0] for an unfactored one; absent: all unfactored.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  const bool hasGradDtypes = info.Length() == 3 && !info[2].IsUndefined();
-  if (info.Length() < 2 || info.Length() > 3 || !(info[0].IsString() || info[0].IsArray()) ||
+  const bool hasGradDtypes = info.Length() >= 3 && !info[2].IsUndefined();
+  const bool hasShapes = info.Length() >= 4 && !info[3].IsUndefined();
+  if (info.Length() < 2 || info.Length() > 4 || !(info[0].IsString() || info[0].IsArray()) ||
       !info[1].IsArray()) {
     throw Napi::TypeError::New(env, kCreatePlanSignature);
   }
   if (hasGradDtypes && !(info[2].IsTypedArray() &&
                          info[2].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array)) {
     throw Napi::TypeError::New(env, "createPlan(): gradDtypes must be a Uint8Array");
+  }
+  if (hasShapes && !(info[3].IsTypedArray() &&
+                     info[3].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array)) {
+    throw Napi::TypeError::New(env, "createPlan(): shapes must be a Uint32Array");
   }
   const Napi::Array arrays = info[1].As<Napi::Array>();
   const uint32_t arrayCount = arrays.Length();
@@ -263,8 +282,8 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     }
   }
 
-  // Phase 2: the grad dtypes, pointers and lengths, taken after every JavaScript callback has
-  // returned. From here to the end of the call no JavaScript runs.
+  // Phase 2: the grad dtypes, shapes, pointers and lengths, taken after every JavaScript callback
+  // has returned. From here to the end of the call no JavaScript runs.
   std::vector<GradDtype> gradDtypes(ops.size(), kGradFloat32);
   if (hasGradDtypes) {
     const Napi::Uint8Array dtypes = info[2].As<Napi::Uint8Array>();
@@ -283,6 +302,37 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
       gradDtypes[k] = static_cast<GradDtype>(dtypes[k]);
     }
   }
+  const bool phased = opLayout(familyOp).passCount > 0;
+  std::vector<PhasedShape> shapes(ops.size(), PhasedShape{0, 0, 0});
+  if (hasShapes) {
+    const Napi::Uint32Array given = info[3].As<Napi::Uint32Array>();
+    if (given.ElementLength() != 3 * ops.size()) {
+      throw Napi::RangeError::New(
+          env, "createPlan(): shapes has " + std::to_string(given.ElementLength()) +
+                   " elements but " + std::to_string(ops.size()) + " tensors need " +
+                   std::to_string(3 * ops.size()) + " (3 per tensor: [batches, R, C])");
+    }
+    for (size_t k = 0; k < ops.size(); ++k) {
+      shapes[k] = PhasedShape{given[3 * k], given[3 * k + 1], given[3 * k + 2]};
+      const bool factored = shapes[k].batches != 0 || shapes[k].rows != 0 || shapes[k].cols != 0;
+      if (factored && !phased) {
+        throw Napi::RangeError::New(
+            env, "createPlan(): tensor " + std::to_string(k) + " has the shape " +
+                     shapeText(shapes[k]) + " but '" + opLayout(ops[k]).name +
+                     "' is not a factored op (its shapes must be [0, 0, 0])");
+      }
+    }
+  }
+  const auto isFactored = [&](size_t k) {
+    return shapes[k].batches != 0 || shapes[k].rows != 0 || shapes[k].cols != 0;
+  };
+  // Why tensor k has or lacks its factored arrays, for the messages.
+  const auto shapeReason = [&](size_t k) {
+    if (!hasShapes)
+      return std::string(" (no shapes: tensor ") + std::to_string(k) + " is unfactored)";
+    return " (tensor " + std::to_string(k) + " is " + (isFactored(k) ? "factored" : "unfactored") +
+           ": its shape is " + shapeText(shapes[k]) + ")";
+  };
   JobList list;
   list.jobs.resize(ops.size());
   std::vector<uint32_t> tensorFlags(ops.size(), 0);
@@ -300,6 +350,20 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     tensorFlags[k] = static_cast<uint32_t>(gradDtypes[k]) << layout.gradDtypeShift;
     for (size_t a = 0; a < layout.arrayCount; ++a) {
       const Napi::Value& value = values[firstArray[k] + a];
+      const OpOptionalArray* entry = optionalEntry(layout, a);
+      if (entry != nullptr && entry->shape != ShapePresence::kAny) {
+        const bool wanted = belongsToShape(entry->shape, isFactored(k));
+        if (wanted && value.IsNull()) {
+          throw Napi::TypeError::New(
+              env, "Expected a " +
+                       std::string(expectedArrayName(layout.arrayTypes[a], gradDtypes[k])) +
+                       " for " + where(k, a) + shapeReason(k) + " but received null");
+        }
+        if (!wanted && !value.IsNull()) {
+          throw Napi::TypeError::New(env, "Expected null for " + where(k, a) + shapeReason(k) +
+                                              " but received a typed array");
+        }
+      }
       if (value.IsNull()) continue;
       TypedView view{};
       const napi_typedarray_type expected = expectedArrayType(layout.arrayTypes[a], gradDtypes[k]);
@@ -314,17 +378,37 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
         }
         throw Napi::TypeError::New(env, message);
       }
-      if (a == 0) job.length = view.length;
-      const bool perBlock = layout.arrayLengths[a] == ArrayLength::kBlocks;
-      const size_t needed =
-          perBlock ? (job.length + layout.blockSize - 1) / layout.blockSize : job.length;
+      if (a == 0) {
+        job.length = view.length;
+        const PhasedShape& shape = shapes[k];
+        size_t product = 0;
+        const bool overflow = __builtin_mul_overflow(shape.batches, shape.rows, &product) ||
+                              __builtin_mul_overflow(product, shape.cols, &product);
+        if (isFactored(k) && (overflow || product != job.length)) {
+          throw Napi::RangeError::New(
+              env, "createPlan(): tensor " + std::to_string(k) + " has the shape " +
+                       shapeText(shape) + " (shapes[" + std::to_string(3 * k) + ".." +
+                       std::to_string(3 * k + 2) + "]) whose product is not its param's length " +
+                       std::to_string(job.length));
+        }
+      }
+      const ArrayLength lengthKind = layout.arrayLengths[a];
+      size_t needed = job.length;
+      std::string unit;
+      if (lengthKind == ArrayLength::kBlocks) {
+        needed = (job.length + layout.blockSize - 1) / layout.blockSize;
+        unit = " (one per block of " + std::to_string(layout.blockSize) + " elements of param)";
+      } else if (lengthKind == ArrayLength::kRows) {
+        needed = shapes[k].batches * shapes[k].rows;
+        unit = " (batches * R of its shape " + shapeText(shapes[k]) + ")";
+      } else if (lengthKind == ArrayLength::kCols) {
+        needed = shapes[k].batches * shapes[k].cols;
+        unit = " (batches * C of its shape " + shapeText(shapes[k]) + ")";
+      }
       if (view.length != needed) {
-        throw Napi::RangeError::New(
-            env, where(k, a) + " has " + std::to_string(view.length) + " elements but needs " +
-                     std::to_string(needed) +
-                     (perBlock ? " (one per block of " + std::to_string(layout.blockSize) +
-                                     " elements of param)"
-                               : ""));
+        throw Napi::RangeError::New(env, where(k, a) + " has " + std::to_string(view.length) +
+                                             " elements but needs " + std::to_string(needed) +
+                                             unit);
       }
       job.arrays[a] = view.length == 0 ? static_cast<void*>(gEmpty) : view.data;
       job.arrayBytes[a] = view.bytes;
@@ -341,8 +425,10 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
                  where(spanNames[second].first, spanNames[second].second) + " overlap in memory");
   }
 
-  auto* handle =
-      new PlanHandle{std::make_unique<Plan>(familyOp, std::move(list), std::move(tensorFlags)), {}};
+  auto* handle = new PlanHandle{
+      std::make_unique<Plan>(familyOp, std::move(list), std::move(tensorFlags),
+                             phased ? std::move(shapes) : std::vector<PhasedShape>{}),
+      {}};
   handle->references.reserve(values.size());
   for (const Napi::Value& value : values) {
     if (!value.IsNull()) handle->references.push_back(Napi::Persistent(value.As<Napi::Object>()));
@@ -654,6 +740,20 @@ const char* arrayTypeName(ArrayType type) {
   return "";
 }
 
+const char* arrayLengthName(ArrayLength length) {
+  switch (length) {
+    case ArrayLength::kParam:
+      return "param";
+    case ArrayLength::kBlocks:
+      return "blocks";
+    case ArrayLength::kRows:
+      return "rows";
+    case ArrayLength::kCols:
+      return "cols";
+  }
+  return "";
+}
+
 Napi::Array NamesToArray(const Napi::Env& env, const char* const* names, size_t count) {
   Napi::Array array = Napi::Array::New(env, count);
   for (size_t i = 0; i < count; ++i) array.Set(static_cast<uint32_t>(i), names[i]);
@@ -693,7 +793,7 @@ Napi::Object Frozen(const Napi::Env& env, Napi::Object object) {
 // native.ops: every op's layout (native/ops/op.h), from the ops' own declarations.
 Napi::Object OpsObject(const Napi::Env& env) {
   Napi::Object ops = Napi::Object::New(env);
-  for (unsigned i = 0; i < kOpCount; ++i) {
+  for (unsigned i = 0; i < kAllOpCount; ++i) {
     const OpLayout& layout = opLayout(static_cast<OpId>(i));
     const auto flagName = [&](uint32_t bit) {
       for (size_t f = 0; f < layout.flagCount; ++f) {
@@ -707,7 +807,7 @@ Napi::Object OpsObject(const Napi::Env& env) {
     std::vector<const char*> lengths;
     for (size_t a = 0; a < layout.arrayCount; ++a) {
       types.push_back(arrayTypeName(layout.arrayTypes[a]));
-      lengths.push_back(layout.arrayLengths[a] == ArrayLength::kBlocks ? "blocks" : "param");
+      lengths.push_back(arrayLengthName(layout.arrayLengths[a]));
     }
     op.Set("arrayTypes", Frozen(env, NamesToArray(env, types.data(), types.size())));
     op.Set("arrayLengths", Frozen(env, NamesToArray(env, lengths.data(), lengths.size())));
@@ -716,7 +816,11 @@ Napi::Object OpsObject(const Napi::Env& env) {
     Napi::Object optional = Napi::Object::New(env);
     for (size_t o = 0; o < layout.optionalCount; ++o) {
       const OpOptionalArray& entry = layout.optionalArrays[o];
-      optional.Set(layout.arrays[entry.array], entry.perTensor ? "tensor" : flagName(entry.flag));
+      optional.Set(layout.arrays[entry.array], entry.shape == ShapePresence::kFactored ? "factored"
+                                               : entry.shape == ShapePresence::kUnfactored
+                                                   ? "unfactored"
+                                               : entry.perTensor ? "tensor"
+                                                                 : flagName(entry.flag));
     }
     op.Set("optionalArrays", Frozen(env, optional));
     op.Set("scalars", Frozen(env, NamesToArray(env, layout.scalars, layout.scalarCount)));

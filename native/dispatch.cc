@@ -53,7 +53,11 @@ constexpr OpLayout kOpLayouts[] = {
 #define SIMD_ADAMW_OP_LAYOUT(id, descriptor) layoutOf<descriptor>(),
     SIMD_ADAMW_FOREACH_OP(SIMD_ADAMW_OP_LAYOUT)
 #undef SIMD_ADAMW_OP_LAYOUT
+#define SIMD_ADAMW_PHASED_OP_LAYOUT(id, descriptor) phasedLayoutOf<descriptor>(),
+        SIMD_ADAMW_FOREACH_PHASED_OP(SIMD_ADAMW_PHASED_OP_LAYOUT)
+#undef SIMD_ADAMW_PHASED_OP_LAYOUT
 };
+static_assert(countOf(kOpLayouts) == kAllOpCount, "one layout per op");
 
 // One pointer, so a reader never sees the name of one kernel with the function of another.
 std::atomic<const IsaInfo*> gActive{nullptr};

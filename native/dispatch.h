@@ -9,6 +9,7 @@
 
 #include "ops/op-list.h"
 #include "ops/op.h"
+#include "ops/phased.h"
 #include "ops/sum-squares.h"
 #include "simd/isa-list.h"
 
@@ -17,6 +18,7 @@ namespace simd_adamw {
 // One ISA's kernels, defined by native/kernels/kernels.cc compiled for that ISA.
 struct IsaKernels {
   ElementwiseKernel ops[kOpCount];               // indexed by OpId
+  PhasedKernels phased[kPhasedOpCount];          // indexed by OpId - kOpCount
   SumSquaresKernel sumSquares[kGradDtypeCount];  // the gradient norm's block sums, by GradDtype
 };
 
@@ -39,7 +41,7 @@ const IsaInfo& activeIsa();
 // cannot run it.
 bool setActiveIsa(const std::string& name);
 
-// Every op's layout, indexed by OpId (what native.ops exports).
+// Every op's layout, indexed by OpId (kAllOpCount of them: what native.ops exports).
 const OpLayout& opLayout(OpId op);
 
 }  // namespace simd_adamw

@@ -5,9 +5,41 @@
 
 namespace simd_adamw {
 
-Plan::Plan(OpId familyOp, JobList jobs, std::vector<uint32_t> tensorFlags)
+Plan::Plan(OpId familyOp, JobList jobs, std::vector<uint32_t> tensorFlags,
+           std::vector<PhasedShape> shapes)
     : familyOp_(familyOp), list_(std::move(jobs)), tensorFlags_(std::move(tensorFlags)) {
   list_.layOut();
+  const OpLayout& family = layout();
+  if (family.passCount > 0) {
+    const size_t count = list_.jobs.size();
+    works_.resize(count);
+    size_t doubles = 0, floats = 0;
+    for (size_t k = 0; k < count; ++k) {
+      const PhasedShape shape = k < shapes.size() ? shapes[k] : PhasedShape{0, 0, 0};
+      works_[k] = phasedGeometry(shape, list_.jobs[k].length);
+      doubles += phasedWorkDoubles(works_[k]);
+      floats += phasedWorkFloats(works_[k]);
+    }
+    workDoubles_.assign(doubles, 0.0);
+    workFloats_.assign(floats, 0.0f);
+    doubles = floats = 0;
+    for (PhasedWork& work : works_) {
+      placePhasedWork(work, workDoubles_.data() + doubles, workFloats_.data() + floats);
+      doubles += phasedWorkDoubles(work);
+      floats += phasedWorkFloats(work);
+    }
+    for (unsigned p = 0; p < family.passCount; ++p) {
+      PhasedPass pass{p, {}, {0}};
+      for (size_t k = 0; k < count; ++k) {
+        const OpLayout& l = opLayout(static_cast<OpId>(list_.jobs[k].op));
+        const uint32_t passes = works_[k].factored ? l.factoredPasses : l.unfactoredPasses;
+        if (works_[k].chunkCount == 0 || (passes & (1u << p)) == 0) continue;
+        pass.tensors.push_back(k);
+        pass.firstElement.push_back(pass.firstElement.back() + list_.jobs[k].length);
+      }
+      passes_.push_back(std::move(pass));
+    }
+  }
   missingFlags_.assign(list_.jobs.size(), 0);
   seededFlags_.assign(list_.jobs.size(), 0);
   for (size_t k = 0; k < list_.jobs.size(); ++k) {
@@ -110,7 +142,13 @@ TrainStepResult Plan::run(const IsaInfo& isa, unsigned threads, const TrainStepR
       for (Job& job : list_.jobs) job.flags |= l.scaleGradFlag;
     }
   }
-  runElementwise(list_, isa.kernels->ops, threads);
+  if (passes_.empty()) {
+    runElementwise(list_, isa.kernels->ops, threads);
+  } else {
+    for (const PhasedPass& pass : passes_) {
+      runPhasedPass(list_, works_.data(), pass, isa.kernels->phased, kOpCount, threads);
+    }
+  }
   return result;
 }
 

@@ -32,8 +32,11 @@ class Plan {
   // `jobs`' ops, arrays and lengths are the plan's; their scalars, flags and seeds are set by each
   // run. Every job's op is of the family of `familyOp` (whose scalars and flags the runs use).
   // tensorFlags[k]: the internal flag bits of tensor k (its grad dtype, its per-tensor arrays),
-  // ORed into its job's flags on every run.
-  Plan(OpId familyOp, JobList jobs, std::vector<uint32_t> tensorFlags);
+  // ORed into its job's flags on every run. shapes[k]: tensor k's [batches, R, C] for a phased
+  // family (empty: every tensor unfactored; createPlan checked them against the lengths and
+  // arrays); a phased plan allocates its workspace here, once.
+  Plan(OpId familyOp, JobList jobs, std::vector<uint32_t> tensorFlags,
+       std::vector<PhasedShape> shapes = {});
 
   // The family's scalars and public flags.
   const OpLayout& layout() const { return opLayout(familyOp_); }
@@ -48,8 +51,14 @@ class Plan {
   // at its set. After this the run's arrays are no longer needed (runPlanAsync's copy).
   void load(const PlanRun& run);
 
-  // Runs the loaded step with `isa`'s kernel, fused with `request` when given.
+  // Runs the loaded step with `isa`'s kernel, fused with `request` when given: the elementwise
+  // pass, or every pass of a phased family (native/ops/phased.h).
   TrainStepResult run(const IsaInfo& isa, unsigned threads, const TrainStepRequest* request);
+
+  // The phased workspace's size in bytes (0 for an elementwise family).
+  size_t workspaceBytes() const {
+    return workDoubles_.size() * sizeof(double) + workFloats_.size() * sizeof(float);
+  }
 
   // True while an asynchronous run holds the plan (set and cleared on the JavaScript thread).
   bool inFlight = false;
@@ -62,6 +71,12 @@ class Plan {
   std::vector<uint32_t> seededFlags_;   // per tensor: the flags with which its op needs a seed
   std::vector<uint32_t> setFlags_;      // per set, as loaded
   std::vector<float> setScalars_;       // per set: the op's scalars, then the gradient factor
+  // Phased families only: each tensor's chunks and workspace (into the two buffers), and each
+  // pass's tensors.
+  std::vector<PhasedWork> works_;
+  std::vector<double> workDoubles_;
+  std::vector<float> workFloats_;
+  std::vector<PhasedPass> passes_;
 };
 
 }  // namespace simd_adamw

@@ -106,4 +106,50 @@ void runPerTensor(const JobList& list, TensorKernel kernel, void* context, unsig
   }
 }
 
+void runPhasedPass(const JobList& list, PhasedWork* works, const PhasedPass& pass,
+                   const PhasedKernels* kernels, unsigned firstOp, unsigned threads) {
+  const size_t count = pass.tensors.size();
+  if (count == 0) return;
+  const size_t* first = pass.firstElement.data();
+  const size_t total = first[count];
+  const unsigned used = threadsFor(total, threads);
+  const unsigned parts = partsFor(used);
+  const Job* jobs = list.jobs.data();
+  // The tensor (of the pass) holding element `element`: the last starting at or before it (every
+  // tensor of a pass has elements, so there are no empty ones to step past).
+  const auto tensorAt = [&](size_t element) {
+    return static_cast<size_t>(std::upper_bound(first, first + count, element) - first) - 1;
+  };
+  const auto chunkPart = [&](unsigned p) {
+    const size_t begin = total * p / parts;
+    const size_t end = total * (p + 1) / parts;
+    for (size_t t = tensorAt(begin); t < count && first[t] < end; ++t) {
+      const size_t k = pass.tensors[t];
+      PhasedWork& work = works[k];
+      const size_t chunkBegin = firstChunkAtOrAfter(work, std::max(begin, first[t]) - first[t]);
+      const size_t chunkEnd = firstChunkAtOrAfter(work, std::min(end, first[t + 1]) - first[t]);
+      if (t + 1 < count) prefetchStart(jobs[pass.tensors[t + 1]]);
+      if (chunkBegin < chunkEnd) {
+        kernels[jobs[k].op - firstOp].chunks(jobs[k], work, pass.pass, chunkBegin, chunkEnd);
+      }
+    }
+  };
+  const auto stepPart = [&](unsigned p) {
+    const size_t begin = total * p / parts;
+    const size_t end = total * (p + 1) / parts;
+    size_t t = static_cast<size_t>(std::lower_bound(first, first + count, begin) - first);
+    for (; t < count && first[t] < end; ++t) {
+      const size_t k = pass.tensors[t];
+      kernels[jobs[k].op - firstOp].between(jobs[k], works[k], pass.pass);
+    }
+  };
+  if (parts == 1) {
+    chunkPart(0);
+    stepPart(0);
+  } else {
+    ThreadPool::instance().run(parts, used, chunkPart);
+    ThreadPool::instance().run(parts, used, stepPart);
+  }
+}
+
 }  // namespace simd_adamw

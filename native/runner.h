@@ -1,12 +1,15 @@
 // The generic step runner: one pass of an op over many tensors (jobs), split across the thread
 // pool. It knows nothing about any op: jobs carry their arrays, scalars and flags, and the kernel
-// is a pointer from the dispatch table.
+// is a pointer from the dispatch table. Elementwise ops take one pass (runElementwise); phased ops
+// (native/ops/phased.h) a few, each over fixed chunks and followed by a per-tensor step
+// (runPhasedPass).
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
 #include "ops/op.h"
+#include "ops/phased.h"
 
 namespace simd_adamw {
 
@@ -52,5 +55,23 @@ using TensorKernel = void (*)(const Job& job, void* context);
 // only on the lengths and the part count; a kernel that computes each tensor independently gives
 // the same bits for every thread count.
 void runPerTensor(const JobList& list, TensorKernel kernel, void* context, unsigned threads);
+
+// One pass of a phased plan: the tensors that take part in it (by their shape: see
+// OpLayout::factoredPasses), laid end to end. Built once by the plan.
+struct PhasedPass {
+  unsigned pass;
+  std::vector<size_t> tensors;       // indices into the plan's jobs, in order
+  std::vector<size_t> firstElement;  // tensors.size() + 1 entries; the last is the total
+};
+
+// Runs `pass` of a phased plan on up to `threads` threads: the chunk kernel of every tensor of
+// it, then every such tensor's step between passes. The elements of the pass's tensors are laid
+// end to end and cut into one range per part, as runElementwise does, and each part runs the
+// chunks that start in its range (the chunks depend only on each tensor's shape, and each chunk
+// writes only its own partials and elements); then each part runs the step of the tensors that
+// start in its range. So every thread count gives the same bits. `works[k]` is job k's workspace;
+// job k's kernels are kernels[jobs[k].op - firstOp]. No allocation.
+void runPhasedPass(const JobList& list, PhasedWork* works, const PhasedPass& pass,
+                   const PhasedKernels* kernels, unsigned firstOp, unsigned threads);
 
 }  // namespace simd_adamw

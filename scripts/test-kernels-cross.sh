@@ -8,6 +8,10 @@
 #                        order's bits
 #   runner-test          the generic runner (elementwise and per-tensor passes, every thread count
 #                        bitwise the same) and plans (runs checked before any write)
+#   phased-agreement     the phased ops (adafactor, came): every SIMD ISA gives the scalar ISA's
+#                        bits and every thread count one thread's, over whole plans (factored and
+#                        unfactored tensors, grad dtypes, paramBf16, the gradient factor, NaN/Inf),
+#                        every NaN canonical; the chunk partition and the workspace size
 #   blockwise8-codes-test  the 8-bit quantizer (native/ops/blockwise8-codes.h): every float32 in
 #                        [-1, 1] against an exact nearest-code reference, natively; a brute-force
 #                        sample under qemu (--sample-only: the exhaustive pass takes minutes there)
@@ -30,7 +34,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mktemp -d "${TMPDIR:-/tmp}/simd-adamw-kernels.XXXXXX")"
 trap 'rm -rf "$OUT"' EXIT
-TESTS=(kernel-agreement grad-norm-agreement runner-test blockwise8-codes-test fuzz-kernels)
+TESTS=(kernel-agreement grad-norm-agreement runner-test phased-agreement blockwise8-codes-test
+  fuzz-kernels)
 CORPUS="$ROOT/native/tests/corpus/fuzz-kernels"
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
@@ -55,6 +60,7 @@ status=0
 host="$(uname -m)"
 digests=()      # the scalar AdamW kernel's digest line from each architecture's run
 normDigests=()  # the gradient norm's digest line from each architecture's run
+phasedDigests=()  # the phased ops' scalar digest line from each architecture's run
 
 # run <label> <command prefix...> <program prefix>: runs both tests, echoes their output, keeps
 # their digest lines.
@@ -66,6 +72,8 @@ run() {
     log="$OUT/$label-$test.log"
     local args=("${ARGS[@]}")
     [[ "$test" == runner-test ]] && args=()
+    # Its own case count: every case is a whole plan of up to four tensors, run on every ISA.
+    [[ "$test" == phased-agreement ]] && args=()
     if [[ "$test" == blockwise8-codes-test ]]; then
       args=()
       ((${#prefix[@]} > 0)) && args=(--sample-only)
@@ -76,6 +84,8 @@ run() {
     [[ -n "$digest" ]] && digests+=("$label:$digest")
     digest="$(sed -n -E 's/^ *norm +digests: //p' "$log")"
     [[ -n "$digest" ]] && normDigests+=("$label:$digest")
+    digest="$(sed -n -E 's/^ *phased +digests: //p' "$log")"
+    [[ -n "$digest" ]] && phasedDigests+=("$label:$digest")
   done
   return 0
 }
@@ -120,7 +130,8 @@ fi
 # Both architectures ran the same cases: the scalar kernel must give the same bits on both, NaNs
 # included (every operation is one correctly rounded IEEE operation and every NaN result is stored
 # as 0x7fc00000), so their digests must be equal; and so must the gradient norms (the same double
-# additions in the same order, NaN canonicalized).
+# additions in the same order, NaN canonicalized) and the phased ops (the same, plus the scalar
+# steps between passes).
 # compare <what> <label:digest>...
 compare() {
   local what="$1"
@@ -136,5 +147,6 @@ compare() {
 }
 compare "scalar kernel" "${digests[@]}"
 compare "gradient norm" "${normDigests[@]}"
+compare "phased ops" "${phasedDigests[@]}"
 
 exit "$status"

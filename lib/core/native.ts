@@ -20,9 +20,9 @@ import * as path from 'node:path';
  * of bf16 or fp16 bits, per the tensor's grad dtype). */
 export type NativeArrayType = 'float32' | 'bfloat16' | 'uint8' | 'grad';
 
-/** How long a native op's array is: the param's length, one element per block of `blockSize`
- * elements (ceil(length / blockSize)), or, for a factored tensor [batches, rows, cols] (createPlan's
- * shapes), batches * rows ('rows') or batches * cols ('cols'). */
+/** How long a native op's array is: the param's length, or one element per block of `blockSize`
+ * elements (ceil(length / blockSize)), or, for a factored tensor of shape [batches, R, C]
+ * (createPlan's `shapes`), one per row (batches * R: 'rows') or per column (batches * C: 'cols'). */
 export type NativeArrayLength = 'param' | 'blocks' | 'rows' | 'cols';
 
 /** A tensor's gradient dtype as createPlan and gradNorm take it (the index into this list). */
@@ -45,7 +45,9 @@ export interface NativeOpLayout {
   /** Ops of one family share scalars and flags; one plan may run a different one per tensor. */
   readonly family: string;
   /** Arrays that may be null, each with the public flag that needs it (adamw: maxExpAvgSq with
-   * amsgrad), or 'tensor': present or not per tensor, fixed by the plan (paramBf16). */
+   * amsgrad), or 'tensor': present or not per tensor, fixed by the plan (paramBf16), or
+   * 'factored' / 'unfactored': present exactly when the tensor's shape is (is not) factored
+   * (adafactor, came: the row/column states, expAvgSq). */
   readonly optionalArrays: Readonly<Record<string, string>>;
   /** The per-step scalars of a scalar set, in order; doubles here, rounded to float32 natively. */
   readonly scalars: readonly string[];
@@ -102,9 +104,10 @@ export interface NativeAddon {
    * `arrays.length / ops[op].arrays.length` tensors), or one op per tensor, all of one family.
    * Each tensor's arrays come in its op's order (null only for an optional array), of its op's
    * arrayTypes (the grad's per `gradDtypes[k]`: 0 float32, 1 bfloat16, 2 float16; absent: all 0)
-   * and arrayLengths; no two arrays of the plan may share a byte. `shapes` (factored ops only:
-   * adafactor, came) has 3 elements per tensor, [batches, rows, cols] with a product equal to its
-   * length, or [0, 0, 0] for a tensor whose second moment is not factored (absent: none is).
+   * and arrayLengths; no two arrays of the plan may share a byte. `shapes`: 3 per tensor,
+   * [batches, R, C] with batches * R * C equal to its length for a factored tensor of a phased op
+   * (adafactor, came), [0, 0, 0] for an unfactored one; absent: all unfactored. Other ops take
+   * only zeros.
    */
   createPlan(
     op: string | readonly string[],

@@ -69,6 +69,27 @@ void elementwise(const Job& job, size_t begin, size_t end) {
   Table::kRuns[compressFlags(job.flags, Op::kKernelFlags)](job, begin, end);
 }
 
+// A phased op's chunk kernel for the job's grad dtype (the only bits its loops are instantiated
+// for; the rare flags are branches) and its step between passes.
+template <class Op>
+void phasedChunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end) {
+  switch ((job.flags & Op::kGradDtypeMask) >> Op::kGradDtypeShift) {
+    case kGradBfloat16:
+      Op::template chunks<F32, kGradBfloat16>(job, work, pass, begin, end);
+      break;
+    case kGradFloat16:
+      Op::template chunks<F32, kGradFloat16>(job, work, pass, begin, end);
+      break;
+    default:
+      Op::template chunks<F32, kGradFloat32>(job, work, pass, begin, end);
+  }
+}
+
+template <class Op>
+void phasedBetween(const Job& job, PhasedWork& work, unsigned pass) {
+  Op::template between<F32>(job, work, pass);
+}
+
 }  // namespace
 
 extern const IsaKernels SIMD_ADAMW_CAT(kIsaKernels_, SIMD_ADAMW_ISA);
@@ -77,6 +98,12 @@ const IsaKernels SIMD_ADAMW_CAT(kIsaKernels_, SIMD_ADAMW_ISA) = {
 #define SIMD_ADAMW_OP_KERNEL(id, descriptor) &elementwise<descriptor>,
         SIMD_ADAMW_FOREACH_OP(SIMD_ADAMW_OP_KERNEL)
 #undef SIMD_ADAMW_OP_KERNEL
+    },
+    {
+#define SIMD_ADAMW_PHASED_OP_KERNELS(id, descriptor) \
+  {&phasedChunks<descriptor>, &phasedBetween<descriptor>},
+        SIMD_ADAMW_FOREACH_PHASED_OP(SIMD_ADAMW_PHASED_OP_KERNELS)
+#undef SIMD_ADAMW_PHASED_OP_KERNELS
     },
     {&sumSquaresBlocks<F64, kGradFloat32>, &sumSquaresBlocks<F64, kGradBfloat16>,
      &sumSquaresBlocks<F64, kGradFloat16>},

@@ -11,6 +11,11 @@
 //               over the vector layer (see native/ops/adamw.h)
 //
 // Adding an elementwise op is its header (descriptor + algorithm), its #include and one row here.
+//
+// Phased ops (reductions between passes: native/ops/phased.h) have their own list below,
+// SIMD_ADAMW_FOREACH_PHASED_OP, rows of the same shape; a descriptor there has
+// `template <class F32, GradDtype> static void chunks(job, work, pass, begin, end)` and
+// `template <class F32> static void between(job, work, pass)` instead of run.
 #pragma once
 
 #include "adamw-bfloat16.h"
@@ -38,5 +43,36 @@ enum OpId : unsigned {
 #undef SIMD_ADAMW_OP_ID
       kOpCount
 };
+
+}  // namespace simd_adamw
+
+// The phased ops. Their OpIds follow the elementwise ones (kOp<id> = kOpCount + its index), so one
+// id names any op (opLayout, native.ops, a plan's jobs); every ISA's table has them in
+// IsaKernels::phased, by index.
+#include "adafactor.h"
+#include "came.h"
+
+// clang-format off
+#define SIMD_ADAMW_FOREACH_PHASED_OP(X) \
+  X(Adafactor, AdafactorOp) \
+  X(Came, CameOp)
+// clang-format on
+
+namespace simd_adamw {
+
+enum PhasedOpIndex : unsigned {
+#define SIMD_ADAMW_PHASED_OP_INDEX(id, descriptor) kPhased##id,
+  SIMD_ADAMW_FOREACH_PHASED_OP(SIMD_ADAMW_PHASED_OP_INDEX)
+#undef SIMD_ADAMW_PHASED_OP_INDEX
+      kPhasedOpCount
+};
+
+#define SIMD_ADAMW_PHASED_OP_ID(id, descriptor) \
+  constexpr OpId kOp##id = static_cast<OpId>(kOpCount + kPhased##id);
+SIMD_ADAMW_FOREACH_PHASED_OP(SIMD_ADAMW_PHASED_OP_ID)
+#undef SIMD_ADAMW_PHASED_OP_ID
+
+// Every op, elementwise and phased.
+constexpr unsigned kAllOpCount = kOpCount + kPhasedOpCount;
 
 }  // namespace simd_adamw

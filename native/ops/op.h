@@ -1,6 +1,9 @@
-// What an elementwise op is, to everything outside its algorithm file: a layout (what native.ops
-// exports to lib/, declared once in the op's own header) and a kernel behind one function-pointer
-// type (only pointers, lengths and floats cross the dispatch boundary, never vector types).
+// What an op is, to everything outside its algorithm file: a layout (what native.ops exports to
+// lib/, declared once in the op's own header) and its kernels behind function-pointer types (only
+// pointers, lengths and floats cross the dispatch boundary, never vector types). An op is either
+// elementwise (one kernel over element ranges) or phased (passes over fixed chunks of each tensor
+// with a per-tensor step between them, for the reductions of Adafactor and CAME: native/ops/
+// phased.h).
 #pragma once
 
 #include <cstddef>
@@ -19,8 +22,10 @@ struct OpFlag {
 // What an array holds. kGrad is float32 or 16-bit (bf16 or fp16 bits), per tensor: see GradDtype.
 enum class ArrayType : uint8_t { kFloat32, kBfloat16, kUint8, kGrad };
 // How long an array is: the param's length, or one element per block of blockSize elements
-// (ceil(length / blockSize): the per-block absmax of the 8-bit state).
-enum class ArrayLength : uint8_t { kParam, kBlocks };
+// (ceil(length / blockSize): the per-block absmax of the 8-bit state), or, for a factored tensor of
+// shape [batches, R, C] (createPlan's shapes), one per row (batches * R) or per column
+// (batches * C): a factored second moment.
+enum class ArrayLength : uint8_t { kParam, kBlocks, kRows, kCols };
 
 // A tensor's gradient element type (createPlan's gradDtypes): the plan puts it into each job's
 // flags at the op's gradDtypeShift, two bits, so the kernel widens it in a branch-free loop.
@@ -34,13 +39,20 @@ constexpr size_t elementBytes(ArrayType type, GradDtype grad) {
                                         : 2;
 }
 
+// Which tensors an array belongs to by their shape (createPlan's shapes): any, only factored ones
+// (a shape [batches, R, C] other than [0, 0, 0]) or only unfactored ones.
+enum class ShapePresence : uint8_t { kAny, kFactored, kUnfactored };
+
 // An array that may be null. With perTensor false it is needed exactly when `flag` (a public flag)
 // is set in a run's flags; with perTensor true each tensor has it or not, fixed by createPlan, and
-// `flag` is an internal bit the plan sets in the tensor's job flags when the array is present.
+// `flag` is an internal bit the plan sets in the tensor's job flags when the array is present (0:
+// none). With `shape` other than kAny (and perTensor true) the tensor's shape decides: the array
+// must be given exactly when the shape is of that kind.
 struct OpOptionalArray {
   size_t array;  // index into arrays
   uint32_t flag;
   bool perTensor;
+  ShapePresence shape = ShapePresence::kAny;
 };
 
 // An op's layout. arrays[0] is always "param" and arrays[1] "grad" (what the fused step's norm,
@@ -67,6 +79,11 @@ struct OpLayout {
   uint32_t gradDtypeShift;  // the GradDtype's two bits in the job flags start here
   uint32_t seededFlag;      // the public flag that needs a per-tensor seed (0: none)
   uint32_t kernelFlags;     // every bit the kernel's instantiations depend on
+  // Phased ops only (passCount 0: elementwise): how many passes, and which of them a factored and
+  // an unfactored tensor take part in (bit p: pass p). See native/ops/phased.h.
+  unsigned passCount = 0;
+  uint32_t factoredPasses = 0;
+  uint32_t unfactoredPasses = 0;
 };
 
 // One tensor's part of a pass: its arrays (in the op's order, element types per the op's
