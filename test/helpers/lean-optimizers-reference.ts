@@ -99,15 +99,22 @@ function rounded(values: Float64Array): Float32Array {
   return Float32Array.from(values);
 }
 
+/** A reference optimizer for one tensor: the harness's interface plus the lr that multiplied the
+ * last step's update (Adafactor: lr_t; the others: the lr given), for the tolerance's atol term. */
+export interface ReferenceSubject extends LeanGoldenSubject {
+  updateLr(): number;
+}
+
 function lionSubject(
   options: LionApiOptions,
   params0: Float32Array,
   variant: LeanReferenceVariant,
-): LeanGoldenSubject {
+): ReferenceSubject {
   const p = Float64Array.from(params0);
   const expAvg = new Float64Array(p.length);
   const [beta1, beta2] = options.betas;
   let stepCount = 0;
+  let updateLr = 0;
   const sign =
     variant === 'sign0IsPlus1'
       ? (x: number) => (x >= 0 ? 1 : -1)
@@ -115,6 +122,7 @@ function lionSubject(
   return {
     step(grad, _t, lr) {
       if (lr === null) throw new Error('Lion needs an lr');
+      updateLr = lr;
       const decay = 1 - lr * options.weightDecay;
       for (let i = 0; i < p.length; i++) {
         // maximize: the reference run on the negated gradient (README "Lion maximize").
@@ -128,6 +136,7 @@ function lionSubject(
     },
     params: () => rounded(p),
     state: (): LeanSubjectState => ({ step: stepCount, expAvg: rounded(expAvg) }),
+    updateLr: () => updateLr,
   };
 }
 
@@ -136,11 +145,12 @@ function adafactorSubject(
   shape: readonly number[],
   params0: Float32Array,
   variant: LeanReferenceVariant,
-): LeanGoldenSubject {
+): ReferenceSubject {
   const n = params0.length;
   const p = Float64Array.from(params0);
   const dims = factoredDims(shape);
   const [eps1, eps2] = options.eps;
+  let updateLr = 0;
   const expAvg = options.beta1 === null ? null : new Float64Array(n);
   const swapped = variant === 'rowColSwapped';
   // Swapped: "row" is one per column, "col" one per row (the wrong lengths unless square).
@@ -160,6 +170,7 @@ function adafactorSubject(
         rel = lr;
       }
       const lrT = options.scaleParameter ? max(eps2, rmsP) * rel : rel;
+      updateLr = lrT;
       const beta2t = 1 - pow(t, options.decayRate);
       const u = new Float64Array(n);
       for (let i = 0; i < n; i++) u[i] = grad[i]! * grad[i]! + eps1;
@@ -207,6 +218,7 @@ function adafactorSubject(
         ? {}
         : { expAvgSqRow: rounded(row), expAvgSqCol: rounded(col) }),
     }),
+    updateLr: () => updateLr,
   };
 }
 
@@ -215,11 +227,12 @@ function cameSubject(
   shape: readonly number[],
   params0: Float32Array,
   variant: LeanReferenceVariant,
-): LeanGoldenSubject {
+): ReferenceSubject {
   const n = params0.length;
   const p = Float64Array.from(params0);
   const dims = factoredDims(shape);
   const [eps1, eps2] = options.eps;
+  let updateLr = 0;
   const [beta1, beta2, beta3] = options.betas;
   const expAvg = new Float64Array(n);
   const row = dims === null ? null : new Float64Array(dims[0] * dims[1]);
@@ -231,6 +244,7 @@ function cameSubject(
   return {
     step(grad, _t, lr) {
       if (lr === null) throw new Error('CAME needs an lr');
+      updateLr = lr;
       stepCount++;
       const g = Float64Array.from(grad);
       const u = new Float64Array(n);
@@ -282,21 +296,44 @@ function cameSubject(
             expAvgResCol: rounded(resCol),
           }),
     }),
+    updateLr: () => updateLr,
   };
 }
 
-/** The reference (or a wrong variant) of a case's optimizer with its api_options and shape. */
+/** Options of one optimizer, in the library's names, with every value given. */
+export type ReferenceOptions =
+  | { optimizer: 'lion'; options: LionApiOptions }
+  | { optimizer: 'adafactor'; options: AdafactorApiOptions }
+  | { optimizer: 'came'; options: CameApiOptions };
+
+/** The reference (or a wrong variant) of one optimizer for one tensor of `shape`. */
+export function referenceOptimizer(
+  which: ReferenceOptions,
+  shape: readonly number[],
+  params0: Float32Array,
+  variant: LeanReferenceVariant = 'correct',
+): ReferenceSubject {
+  switch (which.optimizer) {
+    case 'lion':
+      return lionSubject(which.options, params0, variant);
+    case 'adafactor':
+      return adafactorSubject(which.options, shape, params0, variant);
+    case 'came':
+      return cameSubject(which.options, shape, params0, variant);
+  }
+}
+
+/** The reference (or a wrong variant) of a golden case's optimizer, api_options and shape. */
 export function referenceSubject(
   c: LeanGoldenCase,
   params0: Float32Array,
   variant: LeanReferenceVariant = 'correct',
-): LeanGoldenSubject {
-  switch (c.optimizer) {
-    case 'lion':
-      return lionSubject(c.api_options, params0, variant);
-    case 'adafactor':
-      return adafactorSubject(c.api_options, c.shape, params0, variant);
-    case 'came':
-      return cameSubject(c.api_options, c.shape, params0, variant);
-  }
+): ReferenceSubject {
+  const which =
+    c.optimizer === 'lion'
+      ? { optimizer: c.optimizer, options: c.api_options }
+      : c.optimizer === 'adafactor'
+        ? { optimizer: c.optimizer, options: c.api_options }
+        : { optimizer: c.optimizer, options: c.api_options };
+  return referenceOptimizer(which, c.shape, params0, variant);
 }
