@@ -287,6 +287,9 @@ function isTypedArray(value: unknown): value is ArrayLike<number> {
   return ArrayBuffer.isView(value) && !(value instanceof DataView);
 }
 
+// Each case's files, read once per test file (runs only read them; params0 is copied per run).
+const loadedCases = new Map<string, LeanLoadedCase>();
+
 /**
  * Runs a case through `create(params0)`: one step per gradient, the lr of each step as the
  * README's loop sets it; after every step state().step must be t, and after step 1 and the last
@@ -298,8 +301,14 @@ export function runLeanGoldenCase(
   create: (params0: Float32Array) => LeanGoldenSubject,
   tolerance: LeanTolerance = loadLeanGoldenManifest().tolerance,
 ): LeanGoldenRunResult {
-  const golden = loadLeanCase(c);
+  let golden = loadedCases.get(c.name);
+  if (golden === undefined) {
+    golden = loadLeanCase(c);
+    loadedCases.set(c.name, golden);
+  }
   const subject = create(golden.params0.slice());
+  // A copy per run: an implementation that wrote to its gradients would change no later run.
+  const grads = golden.grads.slice();
   const result: LeanGoldenRunResult = { worst: 0, where: '', perQuantity: {}, finalBits: [] };
   const note = (ratio: number, where: string): void => {
     if (result.where === '' || ratio > result.worst) {
@@ -309,7 +318,7 @@ export function runLeanGoldenCase(
   };
   let lrSum = 0;
   for (let t = 1; t <= c.steps; t++) {
-    subject.step(golden.grads.subarray((t - 1) * c.n, t * c.n), t, lrOfStep(c, t));
+    subject.step(grads.subarray((t - 1) * c.n, t * c.n), t, lrOfStep(c, t));
     lrSum += toleranceLrOfStep(c, t);
     const state = subject.state();
     if (state.step !== t) note(Infinity, `state().step is ${String(state.step)} after step ${t}`);
