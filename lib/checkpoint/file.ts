@@ -431,7 +431,7 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
               ? `one per ${blockSize} elements of ${base}`
               : firstName !== ''
                 ? `as ${firstName}`
-                : `for a param of shape [${(shape ?? []).join(', ')}] in __metadata__.param_shapes`;
+                : `for a param of shape [${shape.join(', ')}] in __metadata__.param_shapes`;
           throw new RangeError(
             `Expected shape [${want}] (${why}) for tensor '${info.name}' of ${where} but ` +
               `received [${info.shape.join(', ')}]`,

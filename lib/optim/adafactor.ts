@@ -138,7 +138,7 @@ const adafactorSpec: OptimizerSpec<AdafactorHyperparameters> = {
   hyperparameters: {
     lr: { default: null, check: checkNullable(checkNonNegative, 'a number >= 0'), fileKey: 'lr' },
     eps: {
-      default: Object.freeze([1e-30, 1e-3]) as readonly [number, number],
+      default: Object.freeze<[number, number]>([1e-30, 1e-3]),
       check: pair,
       fileKey: 'eps',
     },

@@ -97,14 +97,14 @@ const cameSpec: OptimizerSpec<CameHyperparameters> = {
   hyperparameters: {
     lr: { default: 2e-4, check: checkNonNegative, fileKey: 'lr' },
     eps: {
-      default: Object.freeze([1e-30, 1e-16]) as readonly [number, number],
+      default: Object.freeze<[number, number]>([1e-30, 1e-16]),
       check: (name: string, value: unknown) =>
         checkTuple(name, value, 2, checkNonNegative) as unknown as readonly [number, number],
       fileKey: 'eps',
     },
     clipThreshold: { default: 1, check: checkPositive, fileKey: 'clip_threshold' },
     betas: {
-      default: Object.freeze([0.9, 0.999, 0.9999]) as readonly [number, number, number],
+      default: Object.freeze<[number, number, number]>([0.9, 0.999, 0.9999]),
       check: (name: string, value: unknown) =>
         checkTuple(name, value, 3, checkBeta) as unknown as readonly [number, number, number],
       fileKey: 'betas',

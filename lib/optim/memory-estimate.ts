@@ -31,11 +31,11 @@ import { checkShape } from './params';
 
 /** The optimizers estimateMemory knows, by the name its `optimizer` option takes. */
 const SPECS: Readonly<Record<string, AnyOptimizerSpec>> = {
-  adamw: ADAMW_SPEC as AnyOptimizerSpec,
-  adam: ADAM_SPEC as AnyOptimizerSpec,
-  lion: LION_SPEC as unknown as AnyOptimizerSpec,
-  adafactor: ADAFACTOR_SPEC as unknown as AnyOptimizerSpec,
-  came: CAME_SPEC as unknown as AnyOptimizerSpec,
+  adamw: ADAMW_SPEC,
+  adam: ADAM_SPEC,
+  lion: LION_SPEC,
+  adafactor: ADAFACTOR_SPEC,
+  came: CAME_SPEC,
 };
 
 /** The names estimateMemory's `optimizer` option takes. */
@@ -109,13 +109,14 @@ function checkShapes(value: unknown, lengths: readonly number[] | null): (readon
   });
 }
 
-function checkOptimizer(value: unknown): AnyOptimizerSpec {
-  const names = Object.keys(SPECS);
-  const expected = names.map((name) => `'${name}'`).join(', ');
+function checkOptimizer(value: unknown): string {
+  const expected = Object.keys(SPECS)
+    .map((name) => `'${name}'`)
+    .join(', ');
   if (typeof value !== 'string') throw typeError('options.optimizer', `one of ${expected}`, value);
-  const spec = SPECS[value];
-  if (spec === undefined) throw rangeError('options.optimizer', `one of ${expected}`, value);
-  return spec;
+  if (!Object.hasOwn(SPECS, value))
+    throw rangeError('options.optimizer', `one of ${expected}`, value);
+  return value;
 }
 
 /**
@@ -128,8 +129,8 @@ function checkOptimizer(value: unknown): AnyOptimizerSpec {
 export function estimateMemory(options: MemoryEstimateOptions): MemoryReport {
   const o = checkObject('options', options);
   checkKnownKeys('options', o, ESTIMATE_KEYS);
-  const spec = o.optimizer === undefined ? SPECS.adamw : checkOptimizer(o.optimizer);
-  const name = o.optimizer === undefined ? 'adamw' : String(o.optimizer);
+  const name = o.optimizer === undefined ? 'adamw' : checkOptimizer(o.optimizer);
+  const spec = SPECS[name];
   const given = checkTensorLengths(o.params);
   const shapes =
     o.shapes === undefined

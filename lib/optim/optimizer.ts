@@ -736,13 +736,13 @@ export abstract class Optimizer<
   // The lr a step report gives: the first group's (its spec's reportedLr, when it has one, at the
   // step its first param is about to take).
   #reportedLr(): number {
-    const group = this.#groups[0];
+    const group = this.#groups.at(0);
     if (group === undefined) return 0;
     const values = groupValues(group);
-    const reportedLr = this.#spec.reportedLr;
-    if (reportedLr === undefined) return values.lr ?? 0;
+    const spec = this.#spec;
+    if (spec.reportedLr === undefined) return values.lr ?? 0;
     const first = this.#slots.find((slot) => slot.groupIndex === 0);
-    return reportedLr(values, (first?.step ?? 0) + 1);
+    return spec.reportedLr(values, (first?.step ?? 0) + 1);
   }
 
   // True if the param's data, grad and dataBf16 still have its length (the intrinsic getter: an
@@ -813,11 +813,11 @@ export abstract class Optimizer<
     const tensorSet = this.#tensorSet;
     const rounding = this.#stochasticRounding;
     const roundingFlag = rounding ? this.#layout.flags.stochasticRounding : 0;
-    const checkValues = this.#spec.checkValues;
-    if (checkValues !== undefined) {
+    const spec = this.#spec;
+    if (spec.checkValues !== undefined) {
       const groups = this.#groups;
       for (let g = 0; g < groups.length; g++) {
-        checkValues(`paramGroups[${g}]`, groupValues(groups[g]));
+        spec.checkValues(`paramGroups[${g}]`, groupValues(groups[g]));
       }
     }
     for (const variant of variants) variant.step = -1;
