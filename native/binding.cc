@@ -816,11 +816,12 @@ Napi::Object OpsObject(const Napi::Env& env) {
     Napi::Object optional = Napi::Object::New(env);
     for (size_t o = 0; o < layout.optionalCount; ++o) {
       const OpOptionalArray& entry = layout.optionalArrays[o];
-      optional.Set(layout.arrays[entry.array], entry.shape == ShapePresence::kFactored ? "factored"
-                                               : entry.shape == ShapePresence::kUnfactored
-                                                   ? "unfactored"
-                                               : entry.perTensor ? "tensor"
-                                                                 : flagName(entry.flag));
+      // What decides the array's presence: the tensor's shape, the tensor, or a public flag.
+      const char* presence = entry.shape == ShapePresence::kFactored     ? "factored"
+                             : entry.shape == ShapePresence::kUnfactored ? "unfactored"
+                             : entry.perTensor                           ? "tensor"
+                                                                         : flagName(entry.flag);
+      optional.Set(layout.arrays[entry.array], presence);
     }
     op.Set("optionalArrays", Frozen(env, optional));
     op.Set("scalars", Frozen(env, NamesToArray(env, layout.scalars, layout.scalarCount)));

@@ -69,20 +69,12 @@ void elementwise(const Job& job, size_t begin, size_t end) {
   Table::kRuns[compressFlags(job.flags, Op::kKernelFlags)](job, begin, end);
 }
 
-// A phased op's chunk kernel for the job's grad dtype (the only bits its loops are instantiated
-// for; the rare flags are branches) and its step between passes.
+// A phased op's chunk kernel and its step between passes. The loops are instantiated once per ISA
+// (only the gradient's widening is per dtype: StagedGrad in native/ops/phased.h); the rare flags
+// are branches.
 template <class Op>
 void phasedChunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end) {
-  switch ((job.flags & Op::kGradDtypeMask) >> Op::kGradDtypeShift) {
-    case kGradBfloat16:
-      Op::template chunks<F32, kGradBfloat16>(job, work, pass, begin, end);
-      break;
-    case kGradFloat16:
-      Op::template chunks<F32, kGradFloat16>(job, work, pass, begin, end);
-      break;
-    default:
-      Op::template chunks<F32, kGradFloat32>(job, work, pass, begin, end);
-  }
+  Op::template chunks<F32>(job, work, pass, begin, end);
 }
 
 template <class Op>

@@ -107,7 +107,7 @@ struct AdafactorOp {
   // PhasedWork chunk sums.
   enum ChunkSum : size_t { kParamSquares, kUpdateSquares };
 
-  template <class F32, GradDtype kGradDtype>
+  template <class F32>
   static void chunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end);
   // A template only so that each ISA's translation unit keeps its own internal copy.
   template <class F32>
@@ -163,15 +163,12 @@ inline void adafactorApply(const AdafactorArgs& a, const PhasedWork& w, size_t i
 
 }  // namespace
 
-template <class F32, GradDtype kGradDtype>
+template <class F32>
 void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, size_t end) {
   using L = Lanes<F32>;
   using V = typename F32::V;
   const AdafactorArgs a(job);
-  const V gradFactor = F32::set1(a.s[kGradFactor]);
-  const auto gradAt = [&](size_t i, auto tag) {
-    return F32::mul(L::template loadGrad<kGradDtype>(a.grad, i, tag), gradFactor);
-  };
+  StagedGrad<F32> staging(job, kGradDtypeShift, a.s[kGradFactor]);
   const V eps1 = F32::set1(a.s[kEps1]);
   const V one = F32::set1(1.0f);
   const size_t R = w.shape.rows, C = w.shape.cols;
@@ -187,8 +184,9 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
         CanonicalSum paramSquares, updateSquares;
         forEachSegment(count, [&](size_t s, size_t n) {
           const size_t at = first + s;
+          const float* grads = staging.at(at, n);
           forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
-            const V g = gradAt(at + i, tag);
+            const V g = L::load(grads + i, tag);
             const V v = F32::add(F32::mul(beta2t, L::load(a.expAvgSq + at + i, tag)),
                                  F32::mul(oneMinusBeta2t, F32::add(F32::mul(g, g), eps1)));
             L::store(a.expAvgSq + at + i, F32::canonicalizeNan(v), tag);
@@ -200,9 +198,14 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
         w.chunkSums[c * kChunkSums + kParamSquares] = paramSquares.total();
         w.chunkSums[c * kChunkSums + kUpdateSquares] = updateSquares.total();
       } else {  // kApply
-        forEachVectorShort<F32>(first, first + count, [&](size_t i, auto tag) {
-          const V v = L::load(a.expAvgSq + i, tag);
-          adafactorApply<F32>(a, w, i, F32::mul(F32::div(one, F32::sqrt(v)), gradAt(i, tag)), tag);
+        forEachSegment(count, [&](size_t s, size_t n) {
+          const size_t at = first + s;
+          const float* grads = staging.at(at, n);
+          forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
+            const V v = L::load(a.expAvgSq + at + i, tag);
+            const V upd = F32::mul(F32::div(one, F32::sqrt(v)), L::load(grads + i, tag));
+            adafactorApply<F32>(a, w, at + i, upd, tag);
+          });
         });
       }
     }
@@ -220,8 +223,9 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
       CanonicalSum sum, paramSquares;
       if (pass == kStatistics) {
         forEachSegment(C, [&](size_t s, size_t n) {
+          const float* grads = staging.at(rowFirst + s, n);
           forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
-            const V g = gradAt(rowFirst + s + i, tag);
+            const V g = L::load(grads + i, tag);
             L::store(staged + i, F32::add(F32::mul(g, g), eps1), tag);
           });
           sum.add(staged, n);
@@ -237,9 +241,10 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
       const float* colFactors = w.colFactors + b * C;
       forEachSegment(C, [&](size_t s, size_t n) {
         const size_t at = rowFirst + s;
+        const float* grads = staging.at(at, n);
         forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
           const V upd =
-              F32::mul(F32::mul(factor, L::load(colFactors + s + i, tag)), gradAt(at + i, tag));
+              F32::mul(F32::mul(factor, L::load(colFactors + s + i, tag)), L::load(grads + i, tag));
           if (pass == kUpdateNorm) {
             L::store(staged + i, upd, tag);
           } else {

@@ -109,7 +109,7 @@ struct CameOp {
   enum TensorScalar : size_t { kClipScale };
   enum ChunkSum : size_t { kUpdateSquares };
 
-  template <class F32, GradDtype kGradDtype>
+  template <class F32>
   static void chunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end);
   // A template only so that each ISA's translation unit keeps its own internal copy.
   template <class F32>
@@ -167,15 +167,12 @@ inline void cameApply(const CameArgs& a, size_t i, typename F32::V upd, Tag tag)
 
 }  // namespace
 
-template <class F32, GradDtype kGradDtype>
+template <class F32>
 void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, size_t end) {
   using L = Lanes<F32>;
   using V = typename F32::V;
   const CameArgs a(job);
-  const V gradFactor = F32::set1(a.s[kGradFactor]);
-  const auto gradAt = [&](size_t i, auto tag) {
-    return F32::mul(L::template loadGrad<kGradDtype>(a.grad, i, tag), gradFactor);
-  };
+  StagedGrad<F32> staging(job, kGradDtypeShift, a.s[kGradFactor]);
   const V eps1 = F32::set1(a.s[kEps1]);
   const V one = F32::set1(1.0f);
   const V clipScale = F32::set1(w.scalars[kClipScale]);
@@ -192,8 +189,9 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
         CanonicalSum updateSquares;
         forEachSegment(count, [&](size_t s, size_t n) {
           const size_t at = first + s;
+          const float* grads = staging.at(at, n);
           forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
-            const V g = gradAt(at + i, tag);
+            const V g = L::load(grads + i, tag);
             const V v = F32::add(F32::mul(beta2, L::load(a.expAvgSq + at + i, tag)),
                                  F32::mul(oneMinusBeta2, F32::add(F32::mul(g, g), eps1)));
             L::store(a.expAvgSq + at + i, F32::canonicalizeNan(v), tag);
@@ -203,10 +201,15 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
         });
         w.chunkSums[c * kChunkSums + kUpdateSquares] = updateSquares.total();
       } else {  // kApply
-        forEachVectorShort<F32>(first, first + count, [&](size_t i, auto tag) {
-          const V v = L::load(a.expAvgSq + i, tag);
-          const V upd = F32::mul(F32::mul(F32::div(one, F32::sqrt(v)), gradAt(i, tag)), clipScale);
-          cameApply<F32>(a, i, cameMoment<F32>(a, i, upd, tag), tag);
+        forEachSegment(count, [&](size_t s, size_t n) {
+          const size_t at = first + s;
+          const float* grads = staging.at(at, n);
+          forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
+            const V v = L::load(a.expAvgSq + at + i, tag);
+            const V upd =
+                F32::mul(F32::mul(F32::div(one, F32::sqrt(v)), L::load(grads + i, tag)), clipScale);
+            cameApply<F32>(a, at + i, cameMoment<F32>(a, at + i, upd, tag), tag);
+          });
         });
       }
     }
@@ -226,8 +229,9 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
       CanonicalSum sum;
       if (pass == kStatistics) {
         forEachSegment(C, [&](size_t s, size_t n) {
+          const float* grads = staging.at(rowFirst + s, n);
           forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
-            const V g = gradAt(rowFirst + s + i, tag);
+            const V g = L::load(grads + i, tag);
             L::store(staged + i, F32::add(F32::mul(g, g), eps1), tag);
           });
           sum.add(staged, n);
@@ -244,13 +248,15 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
       const float* colFactors = w.colFactors + b * C;
       forEachSegment(C, [&](size_t s, size_t n) {
         const size_t at = rowFirst + s;
+        // The apply pass reads no gradient.
+        const float* grads = pass == kApply ? nullptr : staging.at(at, n);
         forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
           const V rowCol = F32::mul(factor, L::load(colFactors + s + i, tag));
           if (pass == kApply) {
             cameApply<F32>(a, at + i, F32::mul(rowCol, L::load(a.expAvg + at + i, tag)), tag);
             return;
           }
-          const V upd = F32::mul(rowCol, gradAt(at + i, tag));
+          const V upd = F32::mul(rowCol, L::load(grads + i, tag));
           if (pass == kUpdateNorm) {
             L::store(staged + i, upd, tag);
             return;

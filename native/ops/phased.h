@@ -41,6 +41,8 @@
 #include <cstring>
 
 #include "../simd/canonical-nan.h"
+#include "adamw-math.h"
+#include "lanes.h"
 #include "op.h"
 #include "sum-squares.h"
 
@@ -307,6 +309,48 @@ inline double clipDivisor(double rms, double clipThreshold) {
   const double ratio = rms / clipThreshold;
   return ratio < 1.0 ? 1.0 : ratio;
 }
+
+// The gradient of a segment, widened and multiplied by the fused step's factor (1 without it:
+// g * 1 is g), into a float32 buffer: the only code per grad dtype, so the passes' loops are
+// compiled once per ISA rather than once per dtype (compile time; a segment is in L1).
+template <class F32, GradDtype kDtype>
+void stageGradOf(const void* grad, size_t first, size_t n, float factor, float* out) {
+  using L = Lanes<F32>;
+  const typename F32::V f = F32::set1(factor);
+  forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
+    L::store(out + i, F32::mul(L::template loadGrad<kDtype>(grad, first + i, tag), f), tag);
+  });
+}
+
+// A segment's staged gradient: `at(first, n)` fills `values` with g * factor of elements
+// [first, first + n) of the job's grad (of the dtype in the job's flags at `gradDtypeShift`).
+template <class F32>
+struct StagedGrad {
+  using Stage = void (*)(const void*, size_t, size_t, float, float*);
+  const void* grad;
+  float factor;
+  Stage stage;
+  float values[kSegment];
+
+  StagedGrad(const Job& job, uint32_t gradDtypeShift, float gradFactor)
+      : grad(job.arrays[1]), factor(gradFactor) {
+    switch ((job.flags >> gradDtypeShift) & 3u) {
+      case kGradBfloat16:
+        stage = &stageGradOf<F32, kGradBfloat16>;
+        break;
+      case kGradFloat16:
+        stage = &stageGradOf<F32, kGradFloat16>;
+        break;
+      default:
+        stage = &stageGradOf<F32, kGradFloat32>;
+    }
+  }
+
+  const float* at(size_t first, size_t n) {
+    stage(grad, first, n, factor, values);
+    return values;
+  }
+};
 
 // Calls segment(first, n) for the segments of a run of `length` elements: [first, first + n),
 // n <= kSegment, first a multiple of kSegment.
