@@ -24,15 +24,41 @@ function filled(length, seed) {
   return array;
 }
 
+// Whether `layout` is a factored op (adafactor, came): its tensors take createPlan's shapes.
+function isFactoredOp(layout) {
+  return layout.arrayLengths.includes('rows');
+}
+
+// Tensor k's [batches, R, C] under a factored op: every third tensor 1-D, the others one row or
+// one column of `length` elements.
+function shapeOf(length, k) {
+  if (k % 3 === 0 || length === 0) return [0, 0, 0];
+  return k % 3 === 1 ? [1, 1, length] : [1, length, 1];
+}
+
 // One tensor's arrays for `layout` (native.ops[op]): values a step can take, every optional array
-// a flag in `flags` needs, a paramBf16 on odd k.
+// a flag in `flags` needs, a paramBf16 on odd k; under a factored op the arrays of its shape.
 function opArrays(layout, length, k, flags, gradDtype) {
   const blocks = Math.ceil(length / layout.blockSize);
+  const [batches, rows, cols] = isFactoredOp(layout) ? shapeOf(length, k) : [0, 0, 0];
+  const factored = batches > 0;
   return layout.arrays.map((name, a) => {
     const need = layout.optionalArrays[name];
     if (need === 'tensor' && k % 2 === 0) return null;
-    if (need !== undefined && need !== 'tensor' && (flags & layout.flags[need]) === 0) return null;
-    const n = layout.arrayLengths[a] === 'blocks' ? blocks : length;
+    if (need === 'factored' || need === 'unfactored') {
+      if ((need === 'factored') !== factored) return null;
+    } else if (need !== undefined && need !== 'tensor' && (flags & layout.flags[need]) === 0) {
+      return null;
+    }
+    const kind = layout.arrayLengths[a];
+    const n =
+      kind === 'blocks'
+        ? blocks
+        : kind === 'rows'
+          ? batches * rows
+          : kind === 'cols'
+            ? batches * cols
+            : length;
     const values = filled(n, k + a).map(Math.abs);
     switch (layout.arrayTypes[a]) {
       case 'float32':
@@ -75,15 +101,19 @@ async function main() {
           const arrays = LENGTHS.flatMap((length, k) =>
             opArrays(layout, length, k, flags, gradDtype),
           );
-          const plan = native.createPlan(
-            op,
-            arrays,
-            new Uint8Array(LENGTHS.length).fill(gradDtype),
-          );
+          const gradDtypes = new Uint8Array(LENGTHS.length).fill(gradDtype);
+          const plan = isFactoredOp(layout)
+            ? native.createPlan(
+                op,
+                arrays,
+                gradDtypes,
+                new Uint32Array(LENGTHS.flatMap((length, k) => shapeOf(length, k))),
+              )
+            : native.createPlan(op, arrays, gradDtypes);
           const seeds = new Uint32Array(LENGTHS.map((_, k) => 0x9e3779b9 * (k + 1)));
           native.runPlan(
             plan,
-            new Float64Array(SCALARS.slice(0, layout.scalars.length)),
+            new Float64Array(layout.scalars.map((_, i) => SCALARS[i % SCALARS.length])),
             new Uint32Array([flags]),
             new Uint32Array(LENGTHS.length),
             1,
