@@ -1,7 +1,8 @@
 // Loads the bench-only addon, simd_adamw_bench.node (native/bench/), once. It holds what the bench
-// measures the step against: the roofline probes and the plain C AdamW loop. It is built beside
-// the released addon by `npx cmake-js compile` in a checkout, never shipped, and nothing in lib/
-// loads it. SIMD_ADAMW_BENCH_NATIVE=/path/to/simd_adamw_bench.node loads a specific build.
+// measures the step against: the roofline probes (AdamW's, the lean states', Lion's) and the plain
+// C AdamW loop. It is built beside the released addon by `npx cmake-js compile` in a checkout,
+// never shipped, and nothing in lib/ loads it. SIMD_ADAMW_BENCH_NATIVE=/path/to/simd_adamw_bench.node
+// loads a specific build.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -81,6 +82,23 @@ export interface BenchAddon {
     probe: LeanProbe,
     delta: number,
   ): void;
+  /**
+   * `passes` passes of `probe` (one of leanProbes) with the memory traffic of a Lion step: read
+   * param, grad (Float32Array or bf16 bits) and expAvg (float32, bf16 bits, or 8-bit codes with one
+   * absmax per 256 elements in expAvgAbsmax, null otherwise); write param and expAvg (and the
+   * absmax). Element work: p += widen(g) * delta, m += delta, absmax += delta; the bench passes
+   * delta 0 (nothing changes), the test 1. Split as a step of the same length.
+   */
+  benchLionProbe(
+    param: Float32Array,
+    grad: Float32Array | Uint16Array,
+    expAvg: Float32Array | Uint16Array | Uint8Array,
+    expAvgAbsmax: Float32Array | null,
+    passes: number,
+    threads: number,
+    probe: LeanProbe,
+    delta: number,
+  ): void;
   /** The threads a step of `length` elements uses when `threads` are allowed (native/runner.h). */
   threadsFor(length: number, threads: number): number;
 }
@@ -115,7 +133,8 @@ function load(): BenchAddon {
   if (
     typeof exports?.benchRooflineProbe !== 'function' ||
     typeof exports.benchCLoop !== 'function' ||
-    typeof exports.benchLeanProbe !== 'function'
+    typeof exports.benchLeanProbe !== 'function' ||
+    typeof exports.benchLionProbe !== 'function'
   ) {
     throw new Error('the module loaded as simd_adamw_bench.node is not the bench addon');
   }

@@ -51,7 +51,8 @@ export function makeTensorArrays(length: number, seed = SEED): TensorArrays {
   return { param, grad, expAvg: new Float32Array(length), expAvgSq: new Float32Array(length) };
 }
 
-function makeParamAndGrad(
+/** A param in [-0.1, 0.1) and a grad with 1e-4 <= |g| < 1e-2 and random signs, from `seed`. */
+export function makeParamAndGrad(
   length: number,
   seed: number,
 ): { param: Float32Array; grad: Float32Array } {

@@ -5,6 +5,7 @@
 //   npm run bench -- --quick           under a minute; writes to the temp directory (CI smoke test)
 //   npm run bench -- --only peers,call-overhead --sizes 64K,16M --json out.json
 //   npm run bench -- --only lean-state --threads 1,2   issue 12's cases alone (64M; --sizes to change)
+//   npm run bench -- --only lean-optimizers   issue 13's Lion, Adafactor and CAME beside AdamW
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,6 +29,15 @@ import { modelStepContenders, smallTransformerShapes, totalLength } from './mode
 import { loadTfjsPeer, plainJsContender, torchNote } from './peers';
 import { createProgress } from './progress';
 import { resultsMarkdown, terminalReport } from './report';
+import {
+  LeanModel,
+  leanModelContenders,
+  leanModelRows,
+  LeanOptimizerArrays,
+  leanOptimizerContenders,
+  leanOptimizerRows,
+  withOwnTraffic,
+} from './lean-optimizers';
 import { LeanArrays, leanContenders, leanRows } from './lean-state';
 import { type BenchResults, type Result, toResult, withRoofline } from './results';
 import { probeContenders } from './roofline';
@@ -44,6 +54,7 @@ const QUESTIONS = [
   'many-tensors',
   'call-overhead',
   'lean-state',
+  'lean-optimizers',
 ] as const;
 type Question = (typeof QUESTIONS)[number];
 
@@ -58,6 +69,8 @@ interface Mode {
   readonly tfjsMaxSize: number;
   /** The lean-state question's sizes unless --sizes is given (issue 12's targets are at 64M). */
   readonly leanSizes: readonly number[];
+  /** The lean-optimizers question's sizes unless --sizes is given. */
+  readonly leanOptimizerSizes: readonly number[];
 }
 
 const FULL: Mode = {
@@ -72,6 +85,7 @@ const FULL: Mode = {
   },
   tfjsMaxSize: 16 * M,
   leanSizes: [64 * M],
+  leanOptimizerSizes: [4 * K, 64 * K, M, 16 * M, 64 * M],
 };
 
 const QUICK: Mode = {
@@ -86,6 +100,7 @@ const QUICK: Mode = {
   },
   tfjsMaxSize: M,
   leanSizes: [M],
+  leanOptimizerSizes: [4 * K, M],
 };
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -94,7 +109,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --only <list>      questions to run, comma-separated: ${QUESTIONS.join(', ')}
                      (single-tensor, c-loop and peers always run with the roofline)
   --sizes <list>     tensor sizes for the throughput questions, e.g. 4K,64K,16M (and for
-                     lean-state, whose default is 64M, 1M with --quick)
+                     lean-state, whose default is 64M, 1M with --quick, and for
+                     lean-optimizers, 4K-64M, 4K and 1M with --quick)
   --threads <list>   thread settings for the simd-adamw contenders, e.g. 1 (default: 1 and all)
   --isas <list>      kernels for the single-tensor question, e.g. avx512 (default: all available)
   --json <path>      also write the results as JSON to <path>
@@ -107,6 +123,7 @@ interface Options {
   readonly questions: ReadonlySet<Question>;
   readonly sizes: readonly number[];
   readonly leanSizes: readonly number[];
+  readonly leanOptimizerSizes: readonly number[];
   readonly threads: readonly number[];
   readonly isas: readonly string[];
   readonly json?: string;
@@ -192,6 +209,10 @@ function parseOptions(argv: readonly string[]): Options {
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
     leanSizes:
       values.sizes === undefined ? mode.leanSizes : [...new Set(sizes)].sort((a, b) => a - b),
+    leanOptimizerSizes:
+      values.sizes === undefined
+        ? mode.leanOptimizerSizes
+        : [...new Set(sizes)].sort((a, b) => a - b),
     threads: [...new Set(threads)].sort((a, b) => a - b),
     isas,
     ...(values.json === undefined ? {} : { json: path.resolve(values.json) }),
@@ -214,7 +235,7 @@ async function formatMarkdown(file: string, source: string): Promise<string> {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const { mode, questions, sizes, leanSizes, threads, isas } = options;
+  const { mode, questions, sizes, leanSizes, leanOptimizerSizes, threads, isas } = options;
   const started = Date.now();
   const loadAverageBefore = loadAverage();
   const machine = describeMachine();
@@ -312,6 +333,26 @@ async function main(): Promise<void> {
         `Sizes ${leanSizes.map(formatSize).join(', ')}.`,
     );
   }
+  const optimizerArrays = questions.has('lean-optimizers')
+    ? new LeanOptimizerArrays(Math.max(...leanOptimizerSizes))
+    : undefined;
+  const optimizerContenders =
+    optimizerArrays === undefined ? [] : leanOptimizerContenders(optimizerArrays, threads, bestIsa);
+  const leanModel = optimizerArrays === undefined ? undefined : new LeanModel(shapes);
+  const leanModelSteps =
+    leanModel === undefined ? [] : leanModelContenders(leanModel, threads, bestIsa);
+  if (optimizerArrays !== undefined) {
+    notes.push(
+      'Lean optimizers (issue 13): one tensor per configuration through its class ' +
+        `(${bestIsa}), each with its own copy of the param and a shared grad: AdamW lr 1e-3, ` +
+        'weight decay 0.01; Lion lr 1e-4, weight decay 0.1; Adafactor and CAME their reference ' +
+        "defaults with weight decay 0.01 (bench/lean-optimizers.ts says why); Adafactor's and " +
+        "CAME's factored tensors square-ish [R, C]. Lion's roofline: the fastest of six loop " +
+        'shapes of lean-probes.cc (benchLionProbe, -march=native) with its traffic, on its own ' +
+        `arrays. Sizes ${leanOptimizerSizes.map(formatSize).join(', ')}; then the model-shaped ` +
+        "step per optimizer (Adafactor and CAME given each tensor's shape).",
+    );
+  }
 
   const { rounds } = mode.settings;
   const progress = createProgress(
@@ -320,7 +361,9 @@ async function main(): Promise<void> {
         modelContenders.length +
         manyContenders.length +
         CALL_OVERHEAD_SIZES.length * callContenders.length +
-        leanSizes.length * leanStateContenders.length),
+        leanSizes.length * leanStateContenders.length +
+        leanOptimizerSizes.length * optimizerContenders.length +
+        leanModelSteps.length),
   );
   const tick = (label: string): void => {
     progress.tick(label);
@@ -331,6 +374,8 @@ async function main(): Promise<void> {
   let manyTensors: Result[] = [];
   const callOverhead: Result[] = [];
   const leanResults: Result[] = [];
+  const optimizerResults: Result[] = [];
+  let leanModelResults: Result[] = [];
   try {
     if (throughputContenders.length > 0) {
       for (const size of sizes) {
@@ -363,14 +408,38 @@ async function main(): Promise<void> {
       const measured = measureInterleaved(leanStateContenders, size, mode.settings, tick);
       leanResults.push(...measured.map((m) => toResult(m, size)));
     }
+    for (const size of optimizerContenders.length > 0 ? leanOptimizerSizes : []) {
+      progress.section(`lean optimizers ${formatSize(size)}`);
+      const measured = measureInterleaved(optimizerContenders, size, mode.settings, tick);
+      optimizerResults.push(...withOwnTraffic(measured.map((m) => toResult(m, size))));
+    }
+    if (leanModelSteps.length > 0) {
+      progress.section('lean optimizers, model-shaped step');
+      const size = totalLength(shapes);
+      leanModelResults = measureInterleaved(leanModelSteps, size, mode.settings, tick).map((m) =>
+        toResult(m, size),
+      );
+    }
   } finally {
     progress.stop();
     backend.setIsa(bestIsa);
   }
 
   const rows = leanRows(leanResults);
+  const optimizerRows =
+    optimizerArrays === undefined
+      ? []
+      : leanOptimizerRows(optimizerResults, optimizerArrays.stateBytes);
+  const modelRows = leanModel === undefined ? [] : leanModelRows(leanModelResults, leanModel);
   const targets = evaluateTargets(
-    { throughput, modelStep, callOverhead, manyTensors, leanRows: rows },
+    {
+      throughput,
+      modelStep,
+      callOverhead,
+      manyTensors,
+      leanRows: rows,
+      leanOptimizerRows: optimizerRows,
+    },
     bestIsa,
     threads,
     allThreads,
@@ -400,6 +469,21 @@ async function main(): Promise<void> {
     callOverhead,
     manyTensors,
     ...(leanResults.length > 0 ? { leanState: { results: leanResults, rows } } : {}),
+    ...(optimizerResults.length > 0 || leanModelResults.length > 0
+      ? {
+          leanOptimizers: {
+            results: optimizerResults,
+            rows: optimizerRows,
+            model: leanModelResults,
+            modelRows,
+            modelShape: {
+              tensors: shapes.length,
+              params: totalLength(shapes),
+              factored: shapes.filter((s) => (s.dims?.length ?? 1) >= 2).length,
+            },
+          },
+        }
+      : {}),
     targets,
     notes,
   };

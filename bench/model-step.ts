@@ -10,6 +10,9 @@ import type { Contender } from './measure';
 export interface TensorShape {
   readonly name: string;
   readonly length: number;
+  /** The tensor's dimensions as PyTorch has them (Linear weights [out, in]), product = length;
+   * absent: [length]. Adafactor and CAME factor the 2-D ones (bench/lean-optimizers.ts). */
+  readonly dims?: readonly number[];
 }
 
 /**
@@ -24,31 +27,33 @@ export function smallTransformerShapes(): TensorShape[] {
   const width = 512;
   const layers = 8;
   const hidden = 4 * width;
+  const tensor = (name: string, ...dims: number[]): TensorShape => ({
+    name,
+    length: dims.reduce((product, d) => product * d, 1),
+    dims,
+  });
   const shapes: TensorShape[] = [
-    { name: 'tokenEmbedding', length: vocabulary * width },
-    { name: 'positionEmbedding', length: context * width },
+    tensor('tokenEmbedding', vocabulary, width),
+    tensor('positionEmbedding', context, width),
   ];
   for (let layer = 0; layer < layers; layer++) {
-    const block = (name: string, length: number): void => {
-      shapes.push({ name: `layer${layer}.${name}`, length });
+    const block = (name: string, ...dims: number[]): void => {
+      shapes.push(tensor(`layer${layer}.${name}`, ...dims));
     };
     block('norm1.weight', width);
     block('norm1.bias', width);
     for (const projection of ['q', 'k', 'v', 'o']) {
-      block(`attention.${projection}.weight`, width * width);
+      block(`attention.${projection}.weight`, width, width);
       block(`attention.${projection}.bias`, width);
     }
     block('norm2.weight', width);
     block('norm2.bias', width);
-    block('mlp.up.weight', width * hidden);
+    block('mlp.up.weight', hidden, width);
     block('mlp.up.bias', hidden);
-    block('mlp.down.weight', hidden * width);
+    block('mlp.down.weight', width, hidden);
     block('mlp.down.bias', width);
   }
-  shapes.push(
-    { name: 'finalNorm.weight', length: width },
-    { name: 'finalNorm.bias', length: width },
-  );
+  shapes.push(tensor('finalNorm.weight', width), tensor('finalNorm.bias', width));
   return shapes;
 }
 

@@ -8,6 +8,7 @@ import {
   type Result,
   type TargetResult,
 } from './results';
+import type { LeanModelRow, LeanOptimizerRow } from './lean-optimizers';
 import type { LeanRow } from './lean-state';
 import { describeTarget } from './targets';
 
@@ -327,6 +328,134 @@ export function leanStateTable(rows: readonly LeanRow[]): string {
   );
 }
 
+function bytes(value: number): string {
+  return value.toFixed(value % 1 === 0 ? 0 : value < 0.1 ? 4 : 2);
+}
+
+const ratioOrDash = (value: number | undefined): string =>
+  value === undefined ? '-' : `${value.toFixed(2)}x`;
+
+/** Issue 13: configurations (and thread settings) down, sizes across, "Mparams/s (x AdamW)". */
+export function leanOptimizersMatrix(rows: readonly LeanOptimizerRow[]): string {
+  const sizes = [...new Set(rows.map((r) => r.size))].sort((a, b) => a - b);
+  const showThreads = new Set(rows.map((r) => r.threads)).size > 1;
+  const keys = [...new Set(rows.map((r) => `${r.threads}/${r.config}`))];
+  const body = keys.map((key) => {
+    const mine = rows.filter((r) => `${r.threads}/${r.config}` === key);
+    const first = mine.at(0);
+    const name =
+      first === undefined ? key : `${first.label}${showThreads ? `, ${first.threads}T` : ''}`;
+    return [
+      name,
+      first === undefined ? '' : bytes(first.bytesPerParam),
+      ...sizes.map((size) => {
+        const r = mine.find((m) => m.size === size);
+        if (r?.mparamsPerSecond === undefined) return r?.skipped === undefined ? '-' : 'skipped';
+        const versus =
+          r.config === 'adamw' || r.versusAdamw === undefined
+            ? ''
+            : ` (${r.versusAdamw.toFixed(2)}x)`;
+        return `${mparams(r.mparamsPerSecond)}${versus}`;
+      }),
+    ];
+  });
+  return table(['Mparams/s (x AdamW)', 'bytes/param', ...sizes.map(formatSize)], body, [
+    'left',
+    'right',
+    ...sizes.map((): Align => 'right'),
+  ]);
+}
+
+/** Issue 13: each Lion state dtype's step against the fastest probe of its own traffic. */
+export function lionRooflineTable(rows: readonly LeanOptimizerRow[]): string {
+  return table(
+    [
+      'size',
+      'threads',
+      'Lion state',
+      'bytes/param',
+      'Mparams/s',
+      'GB/s',
+      'roofline Mparams/s',
+      'vs roofline',
+      'roofline probe',
+    ],
+    rows
+      .filter((r) => r.rooflineMparamsPerSecond !== undefined || r.config.startsWith('lion'))
+      .map((r) => [
+        formatSize(r.size),
+        String(r.threads),
+        r.label.replace(/^Lion, /, ''),
+        bytes(r.bytesPerParam),
+        r.mparamsPerSecond === undefined ? (r.skipped ?? '-') : mparams(r.mparamsPerSecond),
+        r.gbPerSecond === undefined ? '-' : r.gbPerSecond.toFixed(1),
+        r.rooflineMparamsPerSecond === undefined ? '-' : mparams(r.rooflineMparamsPerSecond),
+        ratioOrDash(r.fractionOfRoofline),
+        (r.rooflineProbe ?? '-').replace(/^probe: /, '').replace(/, Lion, .*$/, ''),
+      ]),
+    ['right', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
+  );
+}
+
+/** Issue 13: what each configuration moves per step and keeps per param (at the largest size). */
+export function leanOptimizerTrafficTable(rows: readonly LeanOptimizerRow[]): string {
+  const largest = Math.max(...rows.map((r) => r.size));
+  const seen = new Set<string>();
+  const body: string[][] = [];
+  for (const r of rows) {
+    if (seen.has(r.config)) continue;
+    seen.add(r.config);
+    const atLargest = rows.find((x) => x.config === r.config && x.size === largest);
+    const state = atLargest?.stateBytesPerParam;
+    body.push([
+      r.label,
+      String(r.passes),
+      r.traffic,
+      bytes(r.bytesPerParam),
+      state === undefined ? '-' : bytes(state),
+    ]);
+  }
+  return table(
+    [
+      'configuration',
+      'passes',
+      'per step (p param, g grad, m/v moments)',
+      'bytes/param moved',
+      `state bytes/param at ${formatSize(largest)}`,
+    ],
+    body,
+    ['left', 'right', 'left', 'right', 'right'],
+  );
+}
+
+/** Issue 13: the model-shaped step per optimizer. */
+export function leanModelTable(rows: readonly LeanModelRow[]): string {
+  const showThreads = new Set(rows.map((r) => r.threads)).size > 1;
+  return table(
+    [
+      'step',
+      'time/step (min-max)',
+      'Mparams/s',
+      'bytes/param',
+      'GB/s',
+      'state bytes/param',
+      'vs AdamW',
+    ],
+    rows.map((r) => [
+      `${r.optimizer}.step()${showThreads ? `, ${r.threads}T` : ''}`,
+      r.medianSeconds === undefined || r.minSeconds === undefined || r.maxSeconds === undefined
+        ? (r.skipped ?? '-')
+        : `${seconds(r.medianSeconds)} (${seconds(r.minSeconds)}-${seconds(r.maxSeconds)})`,
+      r.mparamsPerSecond === undefined ? '-' : mparams(r.mparamsPerSecond),
+      bytes(r.bytesPerParam),
+      r.gbPerSecond === undefined ? '-' : r.gbPerSecond.toFixed(1),
+      r.stateBytesPerParam === undefined ? '-' : bytes(r.stateBytesPerParam),
+      r.optimizer === 'AdamW' ? '' : ratioOrDash(r.versusAdamw),
+    ]),
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
 export function targetsTable(targets: readonly TargetResult[]): string {
   return table(
     ['issue', 'target', 'where', 'result'],
@@ -381,6 +510,20 @@ export function terminalReport(results: BenchResults): string {
   if (results.leanState !== undefined && results.leanState.rows.length > 0) {
     parts.push('Lean optimizer state (issue 12)', leanStateTable(results.leanState.rows));
   }
+  const optimizers = results.leanOptimizers;
+  if (optimizers !== undefined && optimizers.rows.length > 0) {
+    parts.push(
+      'Lion, Adafactor, CAME beside AdamW (issue 13)',
+      leanOptimizersMatrix(optimizers.rows),
+      'Lion against its own roofline',
+      lionRooflineTable(optimizers.rows),
+      'Bytes per param',
+      leanOptimizerTrafficTable(optimizers.rows),
+    );
+  }
+  if (optimizers !== undefined && optimizers.modelRows.length > 0) {
+    parts.push('Model-shaped step per optimizer', leanModelTable(optimizers.modelRows));
+  }
   parts.push('Issue 10 rows', issue10Table(results.targets));
   parts.push('Targets', targetsTable(results.targets));
   const lines = headlines(results);
@@ -392,6 +535,60 @@ export function terminalReport(results: BenchResults): string {
 export interface ChartLinks {
   readonly throughput?: string;
   readonly fraction?: string;
+}
+
+/** RESULTS.md's issue 13 section: the configurations beside AdamW, Lion against its roofline,
+ * the bytes behind the GB/s, and the model-shaped step. */
+function leanOptimizersSection(results: BenchResults): string[] {
+  const optimizers = results.leanOptimizers;
+  if (optimizers === undefined) return [];
+  const lines: string[] = ['## Lion, Adafactor and CAME beside AdamW (issue 13)', ''];
+  if (optimizers.rows.length > 0) {
+    lines.push(
+      'One tensor per configuration, `step()` of its class per step (bench/lean-optimizers.ts), ' +
+        "all configurations and Lion's probes interleaved at each size in this run. Adafactor " +
+        'and CAME are measured on a square-ish matrix (factored second moment) and on a 1-D ' +
+        'tensor (full second moment). Each cell: median Mparams/s and, in brackets, the ratio to ' +
+        "AdamW's step at the same size and thread setting.",
+      '',
+      leanOptimizersMatrix(optimizers.rows),
+      '',
+      "Lion against the fastest probe that moves its step's bytes (read p, g, m; write p, m; " +
+        "six loop shapes of native/bench/lean-probes.cc on the optimizer's own arrays). The step " +
+        'is timed from JavaScript, one call per step, and the probes carry no call, so at small ' +
+        "sizes the ratio includes the call. Issue 13's target is at DRAM sizes:",
+      '',
+      lionRooflineTable(optimizers.rows),
+      '',
+      targetsTable(results.targets.filter((t) => t.issue === 13)),
+      '',
+      'Bytes per param: what one step reads and writes, summed over its passes over the data ' +
+        '(native/ops/adafactor.h and came.h say why each pass is needed; the factored row and ' +
+        'column state, R + C floats, left out). At DRAM sizes each pass streams from memory, so ' +
+        'Mparams/s times bytes/param is the memory traffic (the GB/s above); in cache, the ' +
+        'repeated reads of the gradient hit the cache. State bytes/param is `memory().state` over ' +
+        'the param count.',
+      '',
+      leanOptimizerTrafficTable(optimizers.rows),
+      '',
+    );
+  }
+  if (optimizers.modelRows.length > 0) {
+    const shape = optimizers.modelShape;
+    lines.push(
+      '### Model-shaped step per optimizer',
+      '',
+      `The small GPT-style transformer of bench/model-step.ts: ${shape.tensors} tensors, ` +
+        `${(shape.params / 1e6).toFixed(1)}M parameters, ${shape.factored} of them 2-D (factored by ` +
+        "Adafactor and CAME, which are given each param's `shape`; the biases and norms keep a " +
+        'full second moment). One `step()` over all of them, each optimizer with its own copy of ' +
+        'the values; bytes/param weighted by tensor size.',
+      '',
+      leanModelTable(optimizers.modelRows),
+      '',
+    );
+  }
+  return lines;
 }
 
 /** bench/RESULTS.md. */
@@ -472,6 +669,7 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
       '',
     );
   }
+  lines.push(...leanOptimizersSection(results));
   if (results.throughput.length > 0) {
     lines.push('## Which probe set the roofline', '', rooflineWinnersTable(results.throughput), '');
   }

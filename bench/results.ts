@@ -1,5 +1,6 @@
 // What a run produces, in the shape written to --json and read by the report, the chart and the
 // targets. Throughput is derived from the measured time per step here, in one place.
+import type { LeanModelRow, LeanOptimizerRow } from './lean-optimizers';
 import type { LeanRow } from './lean-state';
 import type { Family, MeasuredContender, Timing } from './measure';
 
@@ -92,6 +93,20 @@ export interface BenchResults {
   readonly leanState?: {
     readonly results: readonly Result[];
     readonly rows: readonly LeanRow[];
+  };
+  /** Issue 13: Lion, Adafactor and CAME beside AdamW, Lion against its own-traffic roofline, and
+   * the model-shaped step per optimizer (lean-optimizers.ts). */
+  readonly leanOptimizers?: {
+    readonly results: readonly Result[];
+    readonly rows: readonly LeanOptimizerRow[];
+    readonly model: readonly Result[];
+    readonly modelRows: readonly LeanModelRow[];
+    /** The model's tensors, parameters and 2-D (factored) tensors. */
+    readonly modelShape: {
+      readonly tensors: number;
+      readonly params: number;
+      readonly factored: number;
+    };
   };
   readonly targets: readonly TargetResult[];
   readonly notes: readonly string[];

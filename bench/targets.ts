@@ -1,8 +1,9 @@
 // The speed targets of issue 3, issue 4's threading targets once there is more than one thread,
-// issue 10's rows against the plain C loop and the roofline, and issue 12's lean-state targets,
-// evaluated on this run's numbers. A missed target is reported with its ratio; the
+// issue 10's rows against the plain C loop and the roofline, issue 12's lean-state targets and
+// issue 13's Lion roofline, evaluated on this run's numbers. A missed target is reported with its ratio; the
 // thresholds are the issues' and are never adjusted to the results.
 import { formatSize } from './data';
+import type { LeanOptimizerRow } from './lean-optimizers';
 import { leanConfig, type LeanRow } from './lean-state';
 import { findResult, type Result, type TargetResult } from './results';
 
@@ -14,6 +15,7 @@ interface Measured {
   readonly callOverhead: readonly Result[];
   readonly manyTensors: readonly Result[];
   readonly leanRows?: readonly LeanRow[];
+  readonly leanOptimizerRows?: readonly LeanOptimizerRow[];
 }
 
 function target(
@@ -170,6 +172,7 @@ export function evaluateTargets(
   }
   targets.push(...issue10Targets(throughput, manyTensors, kernelId(1), bestIsa));
   targets.push(...issue12Targets(measured.leanRows ?? [], bestIsa));
+  targets.push(...issue13Targets(measured.leanOptimizerRows ?? [], bestIsa));
   return targets;
 }
 
@@ -239,6 +242,47 @@ function issue12Targets(rows: readonly LeanRow[], bestIsa: string): TargetResult
     target(
       12,
       'each lean roofline is a ceiling: roofline / its step, every size and thread setting',
+      worst?.where ?? 'not measured in this run',
+      0.95,
+      'x',
+      worst?.value,
+    ),
+  );
+  return targets;
+}
+
+/** Issue 13: at DRAM sizes on 1 and 2 threads, Lion's float32-state step against the same-run
+ * roofline of its own traffic (20 B/param); and every Lion roofline is a ceiling. */
+function issue13Targets(rows: readonly LeanOptimizerRow[], bestIsa: string): TargetResult[] {
+  const targets: TargetResult[] = [];
+  const name = 'DRAM: Lion (float32 state) / its own roofline';
+  for (const threads of [1, 2]) {
+    const measured = rows.filter(
+      (r) => r.config === 'lion-float32' && r.threads === threads && r.size >= 16 * M,
+    );
+    if (measured.length === 0) {
+      const where = `not measured: no lean-optimizers size >= 16M on ${threadWord(threads)} in this run`;
+      targets.push(target(13, name, where, 0.95, 'x', undefined));
+    }
+    for (const row of measured) {
+      const where = `${formatSize(row.size)}, ${threadWord(threads)}, ${bestIsa}`;
+      targets.push(target(13, name, where, 0.95, 'x', row.fractionOfRoofline));
+    }
+  }
+  let worst: { value: number; where: string } | undefined;
+  for (const r of rows) {
+    if (r.fractionOfRoofline === undefined || r.fractionOfRoofline <= 0) continue;
+    if (worst === undefined || 1 / r.fractionOfRoofline < worst.value) {
+      worst = {
+        value: 1 / r.fractionOfRoofline,
+        where: `worst: ${r.label}, ${formatSize(r.size)}, ${threadWord(r.threads)}`,
+      };
+    }
+  }
+  targets.push(
+    target(
+      13,
+      'each Lion roofline is a ceiling: roofline / its step, every size, state and thread setting',
       worst?.where ?? 'not measured in this run',
       0.95,
       'x',

@@ -2,7 +2,8 @@
 // the bytes bench/RESULTS.md says they move: every pass reads and writes param, both moments (bf16
 // bits or 8-bit codes) and, with codes, both absmax arrays, on every element and block, partial
 // blocks and thread parts included, while reading every gradient element (f32 or bf16). They run
-// here with delta = 1, so each pass leaves a mark: p += widen(g), m += 1, v += 1, absmax += 1.
+// here with delta = 1, so each pass leaves a mark: p += widen(g), m += 1, v += 1, absmax += 1. The
+// Lion probes (one moment, float32 state too) are held to the same.
 import { benchNative, type LeanProbe } from '../bench/bench-native';
 
 const f = Math.fround;
@@ -163,6 +164,88 @@ describe('benchLeanProbe (bench-only lean-state roofline probes)', () => {
         ),
       ),
     ).toMatch(/^RangeError: (Expected|Unknown)/);
+    expect(param.every((p) => p === 0)).toBe(true);
+  });
+});
+
+// Lion's probes (benchLionProbe, one moment): the same loops over param, grad and expAvg alone, the
+// moment float32, bf16 bits or 8-bit codes with one absmax per block.
+type LionState = 'float32' | 'bfloat16' | 'blockwise8';
+
+function runLion(
+  state: LionState,
+  bf16Grads: boolean,
+  probe: LeanProbe,
+  length: number,
+  passes: number,
+  threads: number,
+): string[] {
+  const param = Float32Array.from({ length }, (_, i) => f(Math.sin(i) * 0.5));
+  const gradF32 = Float32Array.from({ length }, (_, i) => f(Math.cos(i) * 0.25));
+  const bf16 = bf16Of(gradF32);
+  const grad = bf16Grads ? bf16.bits : gradF32;
+  const widened = bf16Grads ? bf16.widened : gradF32;
+  const expAvg =
+    state === 'float32'
+      ? Float32Array.from({ length }, (_, i) => i % 200)
+      : state === 'bfloat16'
+        ? Uint16Array.from({ length }, (_, i) => i % 200)
+        : Uint8Array.from({ length }, (_, i) => i % 200);
+  const blocks = Math.ceil(length / 256);
+  const absmax = state === 'blockwise8' ? Float32Array.from({ length: blocks }, (_, b) => b) : null;
+  const before = { param: param.slice(), m: expAvg.slice() };
+  benchNative.benchLionProbe(param, grad, expAvg, absmax, passes, threads, probe, 1);
+  const wrap = state === 'blockwise8' ? 256 : state === 'bfloat16' ? 65536 : Infinity;
+  const failures: string[] = [];
+  for (let i = 0; i < length && failures.length < 5; i++) {
+    let p = before.param[i]!;
+    const g = widened[i]!;
+    for (let k = 0; k < passes; k++) p = f(p + g);
+    if (param[i] !== p) failures.push(`param[${i}] ${param[i]} instead of ${p}`);
+    if (expAvg[i] !== (before.m[i]! + passes) % wrap) failures.push(`expAvg[${i}] not moved`);
+  }
+  for (let b = 0; absmax !== null && b < blocks; b++) {
+    if (absmax[b] !== b + passes) failures.push(`absmax[${b}] not moved`);
+  }
+  if (!grad.every((x, i) => x === (bf16Grads ? bf16.bits : gradF32)[i])) failures.push('grad');
+  return failures;
+}
+
+describe('benchLionProbe (bench-only Lion roofline probes)', () => {
+  const cases = (['float32', 'bfloat16', 'blockwise8'] as const).flatMap((state) =>
+    [false, true].map((bf16Grads) => ({ state, bf16Grads })),
+  );
+  test.each(cases)('every element and block moves, %o', ({ state, bf16Grads }) => {
+    const failures: string[] = [];
+    for (const probe of benchNative.leanProbes) {
+      for (const length of [1, 255, 257, 40000 + 77]) {
+        for (const threads of [1, 3]) {
+          for (const found of runLion(state, bf16Grads, probe, length, 2, threads)) {
+            failures.push(`${probe}, ${length} elements, ${threads} threads: ${found}`);
+          }
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  test('refuses arrays of the wrong type, length or overlap before touching them', () => {
+    const param = new Float32Array(300);
+    const grad = new Float32Array(300);
+    const call = (
+      expAvg: Float32Array | Uint16Array | Uint8Array,
+      absmax: Float32Array | null,
+      probe: LeanProbe = 'lean',
+      g: Float32Array | Uint16Array = grad,
+    ): string => thrown(() => benchNative.benchLionProbe(param, g, expAvg, absmax, 1, 1, probe, 1));
+    expect(call(new Uint8Array(300), null)).toMatch(/^TypeError: Expected/);
+    expect(call(new Float32Array(300), new Float32Array(2))).toMatch(/^TypeError: Expected null/);
+    expect(call(new Uint8Array(300), new Float32Array(1))).toMatch(/^RangeError: Expected 2/);
+    expect(call(new Float32Array(299), null)).toMatch(/^RangeError: Expected 300/);
+    expect(call(new Int32Array(300) as unknown as Float32Array, null)).toMatch(/^TypeError/);
+    expect(call(param, null)).toMatch(/^RangeError: Expected separate memory/);
+    expect(call(new Float32Array(300), null, 'x' as LeanProbe)).toMatch(/^RangeError: Unknown/);
+    expect(call(new Float32Array(300), null, 'lean', new Float32Array(3))).toMatch(/^RangeError/);
     expect(param.every((p) => p === 0)).toBe(true);
   });
 });

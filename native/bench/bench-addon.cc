@@ -7,6 +7,8 @@
 //   benchCLoop(param, grad, expAvg, expAvgSq, scalars, passes, threads)         c-loop.cc
 //   leanProbes: string[]; benchLeanProbe(param, grad, expAvg, expAvgSq, expAvgAbsmax,
 //     expAvgSqAbsmax, passes, threads, probe, delta)   the lean-state rooflines, lean-probes.cc
+//   benchLionProbe(param, grad, expAvg, expAvgAbsmax, passes, threads, probe, delta)
+//                                           Lion's rooflines (one moment), lean-probes.cc
 //   threadsFor(length, threads): number     how many threads a step of `length` uses (runner.h)
 #include <napi.h>
 

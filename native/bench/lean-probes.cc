@@ -1,20 +1,28 @@
-// Bench-only: the memory roofline of the lean-state steps (issue 12), measured in the same process
-// as the steps and on the optimizer's own arrays. Each probe moves exactly the bytes of one lean
-// step per element, with arithmetic far below what memory can feed:
+// Bench-only: the memory roofline of the lean steps, measured in the same process as the steps and
+// on the optimizer's own arrays: AdamW's lean state (issue 12, two moments) and Lion (issue 13, one
+// moment). Each probe moves exactly the bytes of one step per element, with arithmetic far below
+// what memory can feed:
 //
-//   read param (f32), grad (f32 or bf16 bits), expAvg and expAvgSq (bf16 bits or 8-bit codes);
-//   write param, expAvg, expAvgSq; with 8-bit codes also read and write each block's two absmax.
+//   read param (f32), grad (f32 or bf16 bits) and each moment (f32, bf16 bits or 8-bit codes);
+//   write param and each moment; with 8-bit codes also read and write each block's absmax.
 //
+//   AdamW (benchLeanProbe, moments expAvg and expAvgSq):
 //   bf16 state, f32 grads   4+4 + 4 + 2+2 + 2+2      = 20 B/param
 //   bf16 state, bf16 grads  4+4 + 2 + 2+2 + 2+2      = 18 B/param
 //   blockwise8, f32 grads   4+4 + 4 + 1+1 + 1+1      = 16 B/param + 16 B per 256 (absmax r/w)
 //   blockwise8, bf16 grads  4+4 + 2 + 1+1 + 1+1      = 14 B/param + 16 B per 256
+//   Lion (benchLionProbe, the one moment expAvg):
+//   f32 state, f32 grads    4+4 + 4 + 4+4            = 20 B/param
+//   bf16 state, f32 grads   4+4 + 4 + 2+2            = 16 B/param
+//   blockwise8, f32 grads   4+4 + 4 + 1+1            = 14 B/param + 8 B per 256
+//   (bf16 grads: 2 B/param less)
 //
 // The work per element is p += widen(g) * scale, m += delta, v += delta (integer adds on the
-// codes and bits), absmax += delta per block: with scale = delta = 0, as the bench runs them, every
-// value stays what it was (the steps that run next on the same arrays see valid state), yet the
-// compiler, which cannot know the two numbers, must load and store every byte. The test
-// (test/bench-stream-probe.test.ts) runs them with 1 and checks that every element and block moved.
+// codes and bits, a float add on float32 state), absmax += delta per block: with scale = delta =
+// 0, as the bench runs them, every value stays what it was (the steps that run next on the same
+// arrays see valid state), yet the compiler, which cannot know the two numbers, must load and
+// store every byte. The tests (test/bench-lean-probe.test.ts) run them with 1 and check that every
+// element and block moved.
 //
 // Six loop shapes, as for the float32 probes: auto-vectorised (512-bit under this file's flags) and
 // in explicit 256-bit vectors, each plain and with software prefetch 512 or 2048 params ahead (the
@@ -22,7 +30,9 @@
 // line at the same element distance).
 //
 // Threads: a pass is split as a blockwise8 step is, into as many parts as the step of the same
-// length uses threads (runner.h threadsFor/partsFor), cut at multiples of 256 elements.
+// length uses threads (runner.h threadsFor/partsFor), cut at multiples of 256 elements (for an
+// elementwise float32 or bf16 step, which cuts at its own smaller blocks, the parts differ by at
+// most 255 elements).
 //
 // Compiled with -march=native -mprefer-vector-width=512 like roofline-probes.cc (bench.cmake).
 #include <napi.h>
@@ -50,25 +60,26 @@ inline float widen(uint16_t bits) {
   return f;
 }
 
+// kMoments 2: AdamW's expAvg and expAvgSq; 1: Lion's expAvg alone (expAvgSq and its absmax null).
 template <class Grad, class State>
 struct LeanArrays {
   float* param;
   const Grad* grad;
   State* expAvg;
-  State* expAvgSq;
+  State* expAvgSq;        // null with one moment
   float* expAvgAbsmax;    // null without blocks
-  float* expAvgSqAbsmax;  // null without blocks
+  float* expAvgSqAbsmax;  // null without blocks or with one moment
   size_t length;
 };
 
-template <class Grad, class State>
+template <int kMoments, class Grad, class State>
 inline void leanElements(float* __restrict param, const Grad* __restrict grad,
                          State* __restrict expAvg, State* __restrict expAvgSq, size_t count,
                          float scale, State delta) {
   for (size_t i = 0; i < count; ++i) {
     param[i] = param[i] + widen(grad[i]) * scale;
     expAvg[i] = static_cast<State>(expAvg[i] + delta);
-    expAvgSq[i] = static_cast<State>(expAvgSq[i] + delta);
+    if (kMoments == 2) expAvgSq[i] = static_cast<State>(expAvgSq[i] + delta);
   }
 }
 
@@ -103,6 +114,10 @@ inline F32x8 widen8(const uint16_t* grad) {
 template <class State>
 struct StateVec;
 template <>
+struct StateVec<float> {
+  typedef F32x8 type;
+};
+template <>
 struct StateVec<uint16_t> {
   typedef U16x8 type;
 };
@@ -111,7 +126,7 @@ struct StateVec<uint8_t> {
   typedef U8x8 type;
 };
 
-template <class Grad, class State>
+template <int kMoments, class Grad, class State>
 inline void leanElements256(float* __restrict param, const Grad* __restrict grad,
                             State* __restrict expAvg, State* __restrict expAvgSq, size_t count,
                             float scale, State delta) {
@@ -122,9 +137,9 @@ inline void leanElements256(float* __restrict param, const Grad* __restrict grad
   for (; count - i >= 8; i += 8) {
     storeAs(param + i, loadAs<float, F32x8>(param + i) + widen8(grad + i) * scaleV);
     storeAs(expAvg + i, loadAs<State, S>(expAvg + i) + deltaV);
-    storeAs(expAvgSq + i, loadAs<State, S>(expAvgSq + i) + deltaV);
+    if (kMoments == 2) storeAs(expAvgSq + i, loadAs<State, S>(expAvgSq + i) + deltaV);
   }
-  leanElements(param + i, grad + i, expAvg + i, expAvgSq + i, count - i, scale, delta);
+  leanElements<kMoments>(param + i, grad + i, expAvg + i, expAvgSq + i, count - i, scale, delta);
 }
 
 template <class T>
@@ -136,7 +151,7 @@ inline void prefetchLines(const T* p) {
 
 // Elements [begin, end) (begin a multiple of kBlock), one block of 256 at a time, so that a block's
 // absmax is touched once as the step touches it; kAhead = 0: no prefetch.
-template <class Grad, class State, size_t kAhead, bool kNarrow>
+template <int kMoments, class Grad, class State, size_t kAhead, bool kNarrow>
 void leanRange(const LeanArrays<Grad, State>& a, size_t begin, size_t end, float scale, State delta,
                float absmaxDelta) {
   float* __restrict param = a.param;
@@ -150,16 +165,16 @@ void leanRange(const LeanArrays<Grad, State>& a, size_t begin, size_t end, float
       prefetchLines(param + i + kAhead);
       prefetchLines(grad + i + kAhead);
       prefetchLines(expAvg + i + kAhead);
-      prefetchLines(expAvgSq + i + kAhead);
+      if (kMoments == 2) prefetchLines(expAvgSq + i + kAhead);
     }
     if (blocks) {
       a.expAvgAbsmax[i / kBlock] += absmaxDelta;
-      a.expAvgSqAbsmax[i / kBlock] += absmaxDelta;
+      if (kMoments == 2) a.expAvgSqAbsmax[i / kBlock] += absmaxDelta;
     }
     if (kNarrow) {
-      leanElements256(param + i, grad + i, expAvg + i, expAvgSq + i, count, scale, delta);
+      leanElements256<kMoments>(param + i, grad + i, expAvg + i, expAvgSq + i, count, scale, delta);
     } else {
-      leanElements(param + i, grad + i, expAvg + i, expAvgSq + i, count, scale, delta);
+      leanElements<kMoments>(param + i, grad + i, expAvg + i, expAvgSq + i, count, scale, delta);
     }
   }
 }
@@ -167,14 +182,14 @@ void leanRange(const LeanArrays<Grad, State>& a, size_t begin, size_t end, float
 template <class Grad, class State>
 using LeanRange = void (*)(const LeanArrays<Grad, State>&, size_t, size_t, float, State, float);
 
-template <class Grad, class State>
+template <int kMoments, class Grad, class State>
 LeanRange<Grad, State> rangeFor(const std::string& probe) {
-  if (probe == "lean") return leanRange<Grad, State, 0, false>;
-  if (probe == "lean-prefetch") return leanRange<Grad, State, 512, false>;
-  if (probe == "lean-prefetch-far") return leanRange<Grad, State, 2048, false>;
-  if (probe == "lean-256") return leanRange<Grad, State, 0, true>;
-  if (probe == "lean-256-prefetch") return leanRange<Grad, State, 512, true>;
-  if (probe == "lean-256-prefetch-far") return leanRange<Grad, State, 2048, true>;
+  if (probe == "lean") return leanRange<kMoments, Grad, State, 0, false>;
+  if (probe == "lean-prefetch") return leanRange<kMoments, Grad, State, 512, false>;
+  if (probe == "lean-prefetch-far") return leanRange<kMoments, Grad, State, 2048, false>;
+  if (probe == "lean-256") return leanRange<kMoments, Grad, State, 0, true>;
+  if (probe == "lean-256-prefetch") return leanRange<kMoments, Grad, State, 512, true>;
+  if (probe == "lean-256-prefetch-far") return leanRange<kMoments, Grad, State, 2048, true>;
   return nullptr;
 }
 
@@ -213,10 +228,10 @@ void requireLength(const Napi::Env& env, const View& view, size_t length, const 
   }
 }
 
-template <class Grad, class State>
+template <int kMoments, class Grad, class State>
 void runProbe(const Napi::Env& env, const LeanArrays<Grad, State>& arrays, const std::string& probe,
               uint32_t passes, uint32_t threads, double delta) {
-  const LeanRange<Grad, State> range = rangeFor<Grad, State>(probe);
+  const LeanRange<Grad, State> range = rangeFor<kMoments, Grad, State>(probe);
   if (range == nullptr) throw Napi::RangeError::New(env, "Unknown lean probe '" + probe + "'");
   const float scale = static_cast<float>(delta);
   const State stateDelta = static_cast<State>(delta);
@@ -232,10 +247,64 @@ void runProbe(const Napi::Env& env, const LeanArrays<Grad, State>& arrays, const
   for (uint32_t pass = 0; pass < passes; ++pass) ThreadPool::instance().run(parts, used, part);
 }
 
+// No two of the first `count` views share a byte.
+void requireSeparate(const Napi::Env& env, const View* views, size_t count) {
+  for (size_t a = 0; a < count; ++a) {
+    for (size_t b = a + 1; b < count; ++b) {
+      const char* pa = static_cast<const char*>(views[a].data);
+      const char* pb = static_cast<const char*>(views[b].data);
+      if (views[a].bytes != 0 && views[b].bytes != 0 && pa < pb + views[b].bytes &&
+          pb < pa + views[a].bytes) {
+        throw Napi::RangeError::New(env, "Expected separate memory for every array");
+      }
+    }
+  }
+}
+
+// param (a Float32Array) and grad (a Float32Array or bf16 bits of the same length).
+void requireParamAndGrad(const Napi::Env& env, const View& param, const View& grad) {
+  requireType(env, param, napi_float32_array, "param", "a Float32Array");
+  if (grad.type != napi_float32_array && grad.type != napi_uint16_array) {
+    throw Napi::TypeError::New(env, "Expected a Float32Array or Uint16Array for grad");
+  }
+  requireLength(env, grad, param.length, "grad");
+}
+
+// info[first], info[first + 1], ...: the absmax arrays of 8-bit codes, Float32Arrays of one float
+// per 256 elements.
+void absmaxViews(const Napi::CallbackInfo& info, size_t first, const char* const* names,
+                 size_t count, size_t length, View* out) {
+  for (size_t k = 0; k < count; ++k) {
+    out[k] = viewOf(info.Env(), info[first + k], names[k]);
+    requireType(info.Env(), out[k], napi_float32_array, names[k], "a Float32Array");
+    requireLength(info.Env(), out[k], (length + kBlock - 1) / kBlock, names[k]);
+  }
+}
+
+template <int kMoments, class State>
+void runWithGrad(const Napi::Env& env, const View& param, const View& grad, State* expAvg,
+                 State* expAvgSq, float* expAvgAbsmax, float* expAvgSqAbsmax,
+                 const std::string& probe, uint32_t passes, uint32_t threads, double delta) {
+  float* p = static_cast<float*>(param.data);
+  if (grad.type == napi_uint16_array) {
+    runProbe<kMoments>(
+        env,
+        LeanArrays<uint16_t, State>{p, static_cast<const uint16_t*>(grad.data), expAvg, expAvgSq,
+                                    expAvgAbsmax, expAvgSqAbsmax, param.length},
+        probe, passes, threads, delta);
+  } else {
+    runProbe<kMoments>(
+        env,
+        LeanArrays<float, State>{p, static_cast<const float*>(grad.data), expAvg, expAvgSq,
+                                 expAvgAbsmax, expAvgSqAbsmax, param.length},
+        probe, passes, threads, delta);
+  }
+}
+
 // benchLeanProbe(param, grad, expAvg, expAvgSq, expAvgAbsmax, expAvgSqAbsmax, passes, threads,
-// probe, delta): param Float32Array; grad Float32Array or Uint16Array (bf16 bits); the moments
-// Uint16Array (bf16 state; both absmax null) or Uint8Array (codes; both absmax Float32Arrays of
-// ceil(length / 256)); delta 0 in the bench (values unchanged), 1 in the test.
+// probe, delta): AdamW's lean traffic. param Float32Array; grad Float32Array or Uint16Array (bf16
+// bits); the moments Uint16Array (bf16 state; both absmax null) or Uint8Array (codes; both absmax
+// Float32Arrays of ceil(length / 256)); delta 0 in the bench (values unchanged), 1 in the test.
 Napi::Value BenchLeanProbe(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() != 10 || !info[8].IsString() || !info[9].IsNumber()) {
@@ -244,13 +313,9 @@ Napi::Value BenchLeanProbe(const Napi::CallbackInfo& info) {
                                "expAvgSqAbsmax, passes, threads, probe: string, delta: number)");
   }
   const View param = viewOf(env, info[0], "param");
-  requireType(env, param, napi_float32_array, "param", "a Float32Array");
-  const size_t length = param.length;
   const View grad = viewOf(env, info[1], "grad");
-  if (grad.type != napi_float32_array && grad.type != napi_uint16_array) {
-    throw Napi::TypeError::New(env, "Expected a Float32Array or Uint16Array for grad");
-  }
-  requireLength(env, grad, length, "grad");
+  requireParamAndGrad(env, param, grad);
+  const size_t length = param.length;
   const View expAvg = viewOf(env, info[2], "expAvg");
   const View expAvgSq = viewOf(env, info[3], "expAvgSq");
   if (expAvg.type != napi_uint16_array && expAvg.type != napi_uint8_array) {
@@ -263,62 +328,75 @@ Napi::Value BenchLeanProbe(const Napi::CallbackInfo& info) {
   View views[6] = {param, grad, expAvg, expAvgSq, {}, {}};
   size_t count = 4;
   if (codes) {
-    const char* names[2] = {"expAvgAbsmax", "expAvgSqAbsmax"};
-    for (size_t k = 0; k < 2; ++k) {
-      views[4 + k] = viewOf(env, info[4 + k], names[k]);
-      requireType(env, views[4 + k], napi_float32_array, names[k], "a Float32Array");
-      requireLength(env, views[4 + k], (length + kBlock - 1) / kBlock, names[k]);
-    }
+    const char* const names[2] = {"expAvgAbsmax", "expAvgSqAbsmax"};
+    absmaxViews(info, 4, names, 2, length, views + 4);
     count = 6;
   } else if (!info[4].IsNull() || !info[5].IsNull()) {
     throw Napi::TypeError::New(env, "Expected null for the absmax arrays of bf16 state");
   }
-  for (size_t a = 0; a < count; ++a) {
-    for (size_t b = a + 1; b < count; ++b) {
-      const char* pa = static_cast<const char*>(views[a].data);
-      const char* pb = static_cast<const char*>(views[b].data);
-      if (views[a].bytes != 0 && views[b].bytes != 0 && pa < pb + views[b].bytes &&
-          pb < pa + views[a].bytes) {
-        throw Napi::RangeError::New(env, "Expected separate memory for every array");
-      }
-    }
-  }
+  requireSeparate(env, views, count);
   const uint32_t passes = positiveInteger(env, info[6], "passes");
   const uint32_t threads = threadCount(env, info[7]);
   const std::string probe = info[8].As<Napi::String>().Utf8Value();
   const double delta = info[9].As<Napi::Number>().DoubleValue();
-  float* p = static_cast<float*>(param.data);
-  float* absM = codes ? static_cast<float*>(views[4].data) : nullptr;
-  float* absV = codes ? static_cast<float*>(views[5].data) : nullptr;
-  const bool bf16Grad = grad.type == napi_uint16_array;
   if (codes) {
-    uint8_t* m = static_cast<uint8_t*>(expAvg.data);
-    uint8_t* v = static_cast<uint8_t*>(expAvgSq.data);
-    if (bf16Grad) {
-      runProbe(env,
-               LeanArrays<uint16_t, uint8_t>{p, static_cast<const uint16_t*>(grad.data), m, v, absM,
-                                             absV, length},
-               probe, passes, threads, delta);
-    } else {
-      runProbe(env,
-               LeanArrays<float, uint8_t>{p, static_cast<const float*>(grad.data), m, v, absM, absV,
-                                          length},
-               probe, passes, threads, delta);
-    }
+    runWithGrad<2>(env, param, grad, static_cast<uint8_t*>(expAvg.data),
+                   static_cast<uint8_t*>(expAvgSq.data), static_cast<float*>(views[4].data),
+                   static_cast<float*>(views[5].data), probe, passes, threads, delta);
   } else {
-    uint16_t* m = static_cast<uint16_t*>(expAvg.data);
-    uint16_t* v = static_cast<uint16_t*>(expAvgSq.data);
-    if (bf16Grad) {
-      runProbe(env,
-               LeanArrays<uint16_t, uint16_t>{p, static_cast<const uint16_t*>(grad.data), m, v,
-                                              nullptr, nullptr, length},
-               probe, passes, threads, delta);
-    } else {
-      runProbe(env,
-               LeanArrays<float, uint16_t>{p, static_cast<const float*>(grad.data), m, v, nullptr,
-                                           nullptr, length},
-               probe, passes, threads, delta);
-    }
+    runWithGrad<2>(env, param, grad, static_cast<uint16_t*>(expAvg.data),
+                   static_cast<uint16_t*>(expAvgSq.data), nullptr, nullptr, probe, passes, threads,
+                   delta);
+  }
+  return env.Undefined();
+}
+
+// benchLionProbe(param, grad, expAvg, expAvgAbsmax, passes, threads, probe, delta): Lion's traffic
+// (one moment). param Float32Array; grad Float32Array or Uint16Array (bf16 bits); expAvg a
+// Float32Array or Uint16Array (bf16 bits; absmax null) or Uint8Array (codes; absmax a Float32Array
+// of ceil(length / 256)); delta 0 in the bench (values unchanged), 1 in the test.
+Napi::Value BenchLionProbe(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() != 8 || !info[6].IsString() || !info[7].IsNumber()) {
+    throw Napi::TypeError::New(env,
+                               "benchLionProbe(param, grad, expAvg, expAvgAbsmax, passes, "
+                               "threads, probe: string, delta: number)");
+  }
+  const View param = viewOf(env, info[0], "param");
+  const View grad = viewOf(env, info[1], "grad");
+  requireParamAndGrad(env, param, grad);
+  const size_t length = param.length;
+  const View expAvg = viewOf(env, info[2], "expAvg");
+  if (expAvg.type != napi_float32_array && expAvg.type != napi_uint16_array &&
+      expAvg.type != napi_uint8_array) {
+    throw Napi::TypeError::New(env,
+                               "Expected a Float32Array, Uint16Array or Uint8Array for expAvg");
+  }
+  requireLength(env, expAvg, length, "expAvg");
+  const bool codes = expAvg.type == napi_uint8_array;
+  View views[4] = {param, grad, expAvg, {}};
+  if (codes) {
+    const char* const names[1] = {"expAvgAbsmax"};
+    absmaxViews(info, 3, names, 1, length, views + 3);
+  } else if (!info[3].IsNull()) {
+    throw Napi::TypeError::New(env, "Expected null for expAvgAbsmax of float32 or bf16 state");
+  }
+  requireSeparate(env, views, codes ? 4 : 3);
+  const uint32_t passes = positiveInteger(env, info[4], "passes");
+  const uint32_t threads = threadCount(env, info[5]);
+  const std::string probe = info[6].As<Napi::String>().Utf8Value();
+  const double delta = info[7].As<Napi::Number>().DoubleValue();
+  if (codes) {
+    runWithGrad<1>(env, param, grad, static_cast<uint8_t*>(expAvg.data),
+                   static_cast<uint8_t*>(nullptr), static_cast<float*>(views[3].data), nullptr,
+                   probe, passes, threads, delta);
+  } else if (expAvg.type == napi_uint16_array) {
+    runWithGrad<1>(env, param, grad, static_cast<uint16_t*>(expAvg.data),
+                   static_cast<uint16_t*>(nullptr), nullptr, nullptr, probe, passes, threads,
+                   delta);
+  } else {
+    runWithGrad<1>(env, param, grad, static_cast<float*>(expAvg.data), static_cast<float*>(nullptr),
+                   nullptr, nullptr, probe, passes, threads, delta);
   }
   return env.Undefined();
 }
@@ -332,6 +410,7 @@ void registerLeanProbes(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("leanProbes", names);
   exports.Set("benchLeanProbe", Napi::Function::New(env, BenchLeanProbe, "benchLeanProbe"));
+  exports.Set("benchLionProbe", Napi::Function::New(env, BenchLionProbe, "benchLionProbe"));
 }
 
 }  // namespace bench
