@@ -107,7 +107,7 @@ struct AdafactorOp {
   // PhasedWork chunk sums.
   enum ChunkSum : size_t { kParamSquares, kUpdateSquares };
 
-  template <class F32>
+  template <class F32, class F64>
   static void chunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end);
   // A template only so that each ISA's translation unit keeps its own internal copy.
   template <class F32>
@@ -163,7 +163,7 @@ inline void adafactorApply(const AdafactorArgs& a, const PhasedWork& w, size_t i
 
 }  // namespace
 
-template <class F32>
+template <class F32, class F64>
 void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, size_t end) {
   using L = Lanes<F32>;
   using V = typename F32::V;
@@ -181,7 +181,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
       if (pass == kStatistics) {
         const V beta2t = F32::set1(a.s[kBeta2t]);
         const V oneMinusBeta2t = F32::set1(a.s[kOneMinusBeta2t]);
-        CanonicalSum paramSquares, updateSquares;
+        CanonicalSum<F64> paramSquares, updateSquares;
         forEachSegment(count, [&](size_t s, size_t n) {
           const size_t at = first + s;
           const float* grads = staging.at(at, n);
@@ -220,7 +220,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
     double chunkSum = 0.0;
     for (size_t r = rows.firstRow; r < rows.endRow; ++r) {
       const size_t rowFirst = (b * R + r) * C;
-      CanonicalSum sum, paramSquares;
+      CanonicalSum<F64> sum, paramSquares;
       if (pass == kStatistics) {
         forEachSegment(C, [&](size_t s, size_t n) {
           const float* grads = staging.at(rowFirst + s, n);
@@ -229,7 +229,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
             L::store(staged + i, F32::add(F32::mul(g, g), eps1), tag);
           });
           sum.add(staged, n);
-          addToColumns(columns + s, staged, n);
+          addToColumns<F64>(columns + s, staged, n);
           paramSquares.addSquares(a.param + rowFirst + s, n);
         });
         float& state = a.row[b * R + r];

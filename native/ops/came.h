@@ -109,7 +109,7 @@ struct CameOp {
   enum TensorScalar : size_t { kClipScale };
   enum ChunkSum : size_t { kUpdateSquares };
 
-  template <class F32>
+  template <class F32, class F64>
   static void chunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end);
   // A template only so that each ISA's translation unit keeps its own internal copy.
   template <class F32>
@@ -167,7 +167,7 @@ inline void cameApply(const CameArgs& a, size_t i, typename F32::V upd, Tag tag)
 
 }  // namespace
 
-template <class F32>
+template <class F32, class F64>
 void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, size_t end) {
   using L = Lanes<F32>;
   using V = typename F32::V;
@@ -186,7 +186,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
       if (pass == kStatistics) {
         const V beta2 = F32::set1(a.s[kBeta2]);
         const V oneMinusBeta2 = F32::set1(a.s[kOneMinusBeta2]);
-        CanonicalSum updateSquares;
+        CanonicalSum<F64> updateSquares;
         forEachSegment(count, [&](size_t s, size_t n) {
           const size_t at = first + s;
           const float* grads = staging.at(at, n);
@@ -226,7 +226,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
     double chunkSum = 0.0;
     for (size_t r = rows.firstRow; r < rows.endRow; ++r) {
       const size_t rowFirst = (b * R + r) * C;
-      CanonicalSum sum;
+      CanonicalSum<F64> sum;
       if (pass == kStatistics) {
         forEachSegment(C, [&](size_t s, size_t n) {
           const float* grads = staging.at(rowFirst + s, n);
@@ -235,7 +235,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
             L::store(staged + i, F32::add(F32::mul(g, g), eps1), tag);
           });
           sum.add(staged, n);
-          addToColumns(columns + s, staged, n);
+          addToColumns<F64>(columns + s, staged, n);
         });
         float& state = a.row[b * R + r];
         state = emaOfMean(state, a.s[kBeta2], a.s[kOneMinusBeta2], sum.total(), C);
@@ -269,7 +269,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
         if (pass == kUpdateNorm) sum.addSquares(staged, n);
         if (pass == kInstability) {
           sum.add(staged, n);
-          addToColumns(columns + s, staged, n);
+          addToColumns<F64>(columns + s, staged, n);
         }
       });
       if (pass == kUpdateNorm) chunkSum += sum.total();
