@@ -374,12 +374,18 @@ struct StagedGrad {
   using Stage = void (*)(const void*, size_t, size_t, float, float*);
   const void* grad;
   float factor;
+  bool direct;
   Stage stage;
   float values[kSegment];
 
   StagedGrad(const Job& job, uint32_t gradDtypeShift, float gradFactor)
       : grad(job.arrays[1]), factor(gradFactor) {
-    switch ((job.flags >> gradDtypeShift) & 3u) {
+    const uint32_t dtype = (job.flags >> gradDtypeShift) & 3u;
+    // A float32 gradient with no factor is read in place: g * 1 is g for every float but a NaN,
+    // which stays a NaN (its quiet bit aside), and every NaN the ops store is canonical, so the
+    // copy would change no stored bit.
+    direct = dtype != kGradBfloat16 && dtype != kGradFloat16 && factor == 1.0f;
+    switch (dtype) {
       case kGradBfloat16:
         stage = &stageGradOf<F32, kGradBfloat16>;
         break;
@@ -392,6 +398,7 @@ struct StagedGrad {
   }
 
   const float* at(size_t first, size_t n) {
+    if (direct) return static_cast<const float*>(grad) + first;
     stage(grad, first, n, factor, values);
     return values;
   }
