@@ -74,7 +74,7 @@ void elementwise(const Job& job, size_t begin, size_t end) {
 // are branches.
 template <class Op>
 void phasedChunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end) {
-  Op::template chunks<F32>(job, work, pass, begin, end);
+  Op::template chunks<F32, F64>(job, work, pass, begin, end);
 }
 
 template <class Op>

@@ -107,7 +107,7 @@ struct AdafactorOp {
   // PhasedWork chunk sums.
   enum ChunkSum : size_t { kParamSquares, kUpdateSquares };
 
-  template <class F32>
+  template <class F32, class F64>
   static void chunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end);
   // A template only so that each ISA's translation unit keeps its own internal copy.
   template <class F32>
@@ -141,29 +141,38 @@ struct AdafactorArgs {
 };
 
 // The last pass's per-element tail, shared by both layouts: the clip and lr scale, the first
-// moment, the decay, the stores.
-template <class F32, class Tag>
-inline void adafactorApply(const AdafactorArgs& a, const PhasedWork& w, size_t i,
-                           typename F32::V upd, Tag tag) {
-  using L = Lanes<F32>;
-  upd = F32::mul(upd, F32::set1(w.scalars[AdafactorOp::kUpdateScale]));
-  if (a.firstMoment) {
-    const typename F32::V m =
-        F32::add(F32::mul(F32::set1(a.s[AdafactorOp::kBeta1]), L::load(a.expAvg + i, tag)),
-                 F32::mul(F32::set1(a.s[AdafactorOp::kOneMinusBeta1]), upd));
-    L::store(a.expAvg + i, F32::canonicalizeNan(m), tag);
-    upd = m;
+// moment, the decay, the stores. Its scalars as vectors, set once per call (inside the loops the
+// compiler would reload them after every store: a float store may alias them).
+template <class F32>
+struct AdafactorApply {
+  using V = typename F32::V;
+  V updateScale, beta1, oneMinusBeta1, paramDecay;
+
+  AdafactorApply(const AdafactorArgs& a, const PhasedWork& w)
+      : updateScale(F32::set1(w.scalars[AdafactorOp::kUpdateScale])),
+        beta1(F32::set1(a.s[AdafactorOp::kBeta1])),
+        oneMinusBeta1(F32::set1(a.s[AdafactorOp::kOneMinusBeta1])),
+        paramDecay(F32::set1(w.scalars[AdafactorOp::kParamDecay])) {}
+
+  template <class Tag>
+  void operator()(const AdafactorArgs& a, size_t i, V upd, Tag tag) const {
+    using L = Lanes<F32>;
+    upd = F32::mul(upd, updateScale);
+    if (a.firstMoment) {
+      const V m =
+          F32::add(F32::mul(beta1, L::load(a.expAvg + i, tag)), F32::mul(oneMinusBeta1, upd));
+      L::store(a.expAvg + i, F32::canonicalizeNan(m), tag);
+      upd = m;
+    }
+    const V p = F32::add(F32::mul(L::load(a.param + i, tag), paramDecay), F32::neg(upd));
+    L::store(a.param + i, F32::canonicalizeNan(p), tag);
+    if (a.paramBf16 != nullptr) L::storeBf16(a.paramBf16 + i, p, tag);
   }
-  const typename F32::V p =
-      F32::add(F32::mul(L::load(a.param + i, tag), F32::set1(w.scalars[AdafactorOp::kParamDecay])),
-               F32::neg(upd));
-  L::store(a.param + i, F32::canonicalizeNan(p), tag);
-  if (a.paramBf16 != nullptr) L::storeBf16(a.paramBf16 + i, p, tag);
-}
+};
 
 }  // namespace
 
-template <class F32>
+template <class F32, class F64>
 void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, size_t end) {
   using L = Lanes<F32>;
   using V = typename F32::V;
@@ -172,6 +181,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
   const V eps1 = F32::set1(a.s[kEps1]);
   const V one = F32::set1(1.0f);
   const size_t R = w.shape.rows, C = w.shape.cols;
+  const AdafactorApply<F32> apply(a, w);
   float staged[kSegment];
 
   if (!w.factored) {
@@ -181,7 +191,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
       if (pass == kStatistics) {
         const V beta2t = F32::set1(a.s[kBeta2t]);
         const V oneMinusBeta2t = F32::set1(a.s[kOneMinusBeta2t]);
-        CanonicalSum paramSquares, updateSquares;
+        CanonicalSum<F64> paramSquares, updateSquares;
         forEachSegment(count, [&](size_t s, size_t n) {
           const size_t at = first + s;
           const float* grads = staging.at(at, n);
@@ -204,7 +214,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
           forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
             const V v = L::load(a.expAvgSq + at + i, tag);
             const V upd = F32::mul(F32::div(one, F32::sqrt(v)), L::load(grads + i, tag));
-            adafactorApply<F32>(a, w, at + i, upd, tag);
+            apply(a, at + i, upd, tag);
           });
         });
       }
@@ -220,7 +230,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
     double chunkSum = 0.0;
     for (size_t r = rows.firstRow; r < rows.endRow; ++r) {
       const size_t rowFirst = (b * R + r) * C;
-      CanonicalSum sum, paramSquares;
+      CanonicalSum<F64> sum, paramSquares;
       if (pass == kStatistics) {
         forEachSegment(C, [&](size_t s, size_t n) {
           const float* grads = staging.at(rowFirst + s, n);
@@ -229,7 +239,7 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
             L::store(staged + i, F32::add(F32::mul(g, g), eps1), tag);
           });
           sum.add(staged, n);
-          addToColumns(columns + s, staged, n);
+          addToColumns<F64>(columns + s, staged, n);
           paramSquares.addSquares(a.param + rowFirst + s, n);
         });
         float& state = a.row[b * R + r];
@@ -237,23 +247,29 @@ void AdafactorOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t be
         chunkSum += paramSquares.total();
         continue;
       }
+      // One loop per pass: a pass test inside the vector loop costs as much as its arithmetic.
       const V factor = F32::set1(rowFactor(w, a.row, b, r));
       const float* colFactors = w.colFactors + b * C;
-      forEachSegment(C, [&](size_t s, size_t n) {
+      if (pass == kUpdateNorm) {
+        forEachSegment(C, [&](size_t s, size_t n) {
+          const float* grads = staging.at(rowFirst + s, n);
+          forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
+            const V rowCol = F32::mul(factor, L::load(colFactors + s + i, tag));
+            L::store(staged + i, F32::mul(rowCol, L::load(grads + i, tag)), tag);
+          });
+          sum.addSquares(staged, n);
+        });
+        chunkSum += sum.total();
+        continue;
+      }
+      forEachSegment(C, [&](size_t s, size_t n) {  // kApply
         const size_t at = rowFirst + s;
         const float* grads = staging.at(at, n);
         forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
-          const V upd =
-              F32::mul(F32::mul(factor, L::load(colFactors + s + i, tag)), L::load(grads + i, tag));
-          if (pass == kUpdateNorm) {
-            L::store(staged + i, upd, tag);
-          } else {
-            adafactorApply<F32>(a, w, at + i, upd, tag);
-          }
+          const V rowCol = F32::mul(factor, L::load(colFactors + s + i, tag));
+          apply(a, at + i, F32::mul(rowCol, L::load(grads + i, tag)), tag);
         });
-        if (pass == kUpdateNorm) sum.addSquares(staged, n);
       });
-      if (pass == kUpdateNorm) chunkSum += sum.total();
     }
     if (pass == kStatistics) w.chunkSums[c * kChunkSums + kParamSquares] = chunkSum;
     if (pass == kUpdateNorm) w.chunkSums[c * kChunkSums + kUpdateSquares] = chunkSum;

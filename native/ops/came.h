@@ -109,7 +109,7 @@ struct CameOp {
   enum TensorScalar : size_t { kClipScale };
   enum ChunkSum : size_t { kUpdateSquares };
 
-  template <class F32>
+  template <class F32, class F64>
   static void chunks(const Job& job, PhasedWork& work, unsigned pass, size_t begin, size_t end);
   // A template only so that each ISA's translation unit keeps its own internal copy.
   template <class F32>
@@ -143,31 +143,44 @@ struct CameArgs {
         s(job.scalars) {}
 };
 
+// The scalars of the per-element tails as vectors, set once per call: inside the loops the
+// compiler would reload them after every store (a float store may alias the scalars).
+template <class F32>
+struct CameVectors {
+  typename F32::V beta1, oneMinusBeta1, decay, negLr;
+
+  explicit CameVectors(const CameArgs& a)
+      : beta1(F32::set1(a.s[CameOp::kBeta1])),
+        oneMinusBeta1(F32::set1(a.s[CameOp::kOneMinusBeta1])),
+        decay(F32::set1(a.s[CameOp::kDecay])),
+        negLr(F32::set1(a.s[CameOp::kNegLr])) {}
+};
+
 // m = beta1*m + oneMinusBeta1*upd, stored; returns the new m.
 template <class F32, class Tag>
-inline typename F32::V cameMoment(const CameArgs& a, size_t i, typename F32::V upd, Tag tag) {
+inline typename F32::V cameMoment(const CameArgs& a, const CameVectors<F32>& constants, size_t i,
+                                  typename F32::V upd, Tag tag) {
   using L = Lanes<F32>;
-  const typename F32::V m =
-      F32::add(F32::mul(F32::set1(a.s[CameOp::kBeta1]), L::load(a.expAvg + i, tag)),
-               F32::mul(F32::set1(a.s[CameOp::kOneMinusBeta1]), upd));
+  const typename F32::V m = F32::add(F32::mul(constants.beta1, L::load(a.expAvg + i, tag)),
+                                     F32::mul(constants.oneMinusBeta1, upd));
   L::store(a.expAvg + i, F32::canonicalizeNan(m), tag);
   return m;
 }
 
 // p = p*decay + negLr*upd, stored (and its bf16 copy).
 template <class F32, class Tag>
-inline void cameApply(const CameArgs& a, size_t i, typename F32::V upd, Tag tag) {
+inline void cameApply(const CameArgs& a, const CameVectors<F32>& constants, size_t i,
+                      typename F32::V upd, Tag tag) {
   using L = Lanes<F32>;
-  const typename F32::V p =
-      F32::add(F32::mul(L::load(a.param + i, tag), F32::set1(a.s[CameOp::kDecay])),
-               F32::mul(F32::set1(a.s[CameOp::kNegLr]), upd));
+  const typename F32::V p = F32::add(F32::mul(L::load(a.param + i, tag), constants.decay),
+                                     F32::mul(constants.negLr, upd));
   L::store(a.param + i, F32::canonicalizeNan(p), tag);
   if (a.paramBf16 != nullptr) L::storeBf16(a.paramBf16 + i, p, tag);
 }
 
 }  // namespace
 
-template <class F32>
+template <class F32, class F64>
 void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, size_t end) {
   using L = Lanes<F32>;
   using V = typename F32::V;
@@ -176,6 +189,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
   const V eps1 = F32::set1(a.s[kEps1]);
   const V one = F32::set1(1.0f);
   const V clipScale = F32::set1(w.scalars[kClipScale]);
+  const CameVectors<F32> constants(a);
   const size_t R = w.shape.rows, C = w.shape.cols;
   float staged[kSegment];
 
@@ -186,7 +200,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
       if (pass == kStatistics) {
         const V beta2 = F32::set1(a.s[kBeta2]);
         const V oneMinusBeta2 = F32::set1(a.s[kOneMinusBeta2]);
-        CanonicalSum updateSquares;
+        CanonicalSum<F64> updateSquares;
         forEachSegment(count, [&](size_t s, size_t n) {
           const size_t at = first + s;
           const float* grads = staging.at(at, n);
@@ -208,7 +222,8 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
             const V v = L::load(a.expAvgSq + at + i, tag);
             const V upd =
                 F32::mul(F32::mul(F32::div(one, F32::sqrt(v)), L::load(grads + i, tag)), clipScale);
-            cameApply<F32>(a, at + i, cameMoment<F32>(a, at + i, upd, tag), tag);
+            cameApply<F32>(a, constants, at + i, cameMoment<F32>(a, constants, at + i, upd, tag),
+                           tag);
           });
         });
       }
@@ -226,7 +241,7 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
     double chunkSum = 0.0;
     for (size_t r = rows.firstRow; r < rows.endRow; ++r) {
       const size_t rowFirst = (b * R + r) * C;
-      CanonicalSum sum;
+      CanonicalSum<F64> sum;
       if (pass == kStatistics) {
         forEachSegment(C, [&](size_t s, size_t n) {
           const float* grads = staging.at(rowFirst + s, n);
@@ -235,48 +250,56 @@ void CameOp::chunks(const Job& job, PhasedWork& w, unsigned pass, size_t begin, 
             L::store(staged + i, F32::add(F32::mul(g, g), eps1), tag);
           });
           sum.add(staged, n);
-          addToColumns(columns + s, staged, n);
+          addToColumns<F64>(columns + s, staged, n);
         });
         float& state = a.row[b * R + r];
         state = emaOfMean(state, a.s[kBeta2], a.s[kOneMinusBeta2], sum.total(), C);
         continue;
       }
       // The update's factors in passes 1 and 2, the confidence factors in pass 3 (the column
-      // factors were replaced by the step after pass 2).
+      // factors were replaced by the step after pass 2). One loop per pass: a pass test inside the
+      // vector loop costs as much as its arithmetic.
       const float* factorRows = pass == kApply ? a.resRow : a.row;
       const V factor = F32::set1(rowFactor(w, factorRows, b, r));
       const float* colFactors = w.colFactors + b * C;
-      forEachSegment(C, [&](size_t s, size_t n) {
+      if (pass == kApply) {  // reads no gradient
+        forEachSegment(C, [&](size_t s, size_t n) {
+          const size_t at = rowFirst + s;
+          forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
+            const V rowCol = F32::mul(factor, L::load(colFactors + s + i, tag));
+            cameApply<F32>(a, constants, at + i, F32::mul(rowCol, L::load(a.expAvg + at + i, tag)),
+                           tag);
+          });
+        });
+        continue;
+      }
+      if (pass == kUpdateNorm) {
+        forEachSegment(C, [&](size_t s, size_t n) {
+          const float* grads = staging.at(rowFirst + s, n);
+          forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
+            const V rowCol = F32::mul(factor, L::load(colFactors + s + i, tag));
+            L::store(staged + i, F32::mul(rowCol, L::load(grads + i, tag)), tag);
+          });
+          sum.addSquares(staged, n);
+        });
+        chunkSum += sum.total();
+        continue;
+      }
+      forEachSegment(C, [&](size_t s, size_t n) {  // kInstability
         const size_t at = rowFirst + s;
-        // The apply pass reads no gradient.
-        const float* grads = pass == kApply ? nullptr : staging.at(at, n);
+        const float* grads = staging.at(at, n);
         forEachVectorShort<F32>(0, n, [&](size_t i, auto tag) {
           const V rowCol = F32::mul(factor, L::load(colFactors + s + i, tag));
-          if (pass == kApply) {
-            cameApply<F32>(a, at + i, F32::mul(rowCol, L::load(a.expAvg + at + i, tag)), tag);
-            return;
-          }
-          const V upd = F32::mul(rowCol, L::load(grads + i, tag));
-          if (pass == kUpdateNorm) {
-            L::store(staged + i, upd, tag);
-            return;
-          }
-          const V clipped = F32::mul(upd, clipScale);
-          const V m = cameMoment<F32>(a, at + i, clipped, tag);
+          const V clipped = F32::mul(F32::mul(rowCol, L::load(grads + i, tag)), clipScale);
+          const V m = cameMoment<F32>(a, constants, at + i, clipped, tag);
           const V d = F32::add(clipped, F32::neg(m));
           L::store(staged + i, F32::add(F32::mul(d, d), eps2), tag);
         });
-        if (pass == kUpdateNorm) sum.addSquares(staged, n);
-        if (pass == kInstability) {
-          sum.add(staged, n);
-          addToColumns(columns + s, staged, n);
-        }
+        sum.add(staged, n);
+        addToColumns<F64>(columns + s, staged, n);
       });
-      if (pass == kUpdateNorm) chunkSum += sum.total();
-      if (pass == kInstability) {
-        float& state = a.resRow[b * R + r];
-        state = emaOfMean(state, a.s[kBeta3], a.s[kOneMinusBeta3], sum.total(), C);
-      }
+      float& state = a.resRow[b * R + r];
+      state = emaOfMean(state, a.s[kBeta3], a.s[kOneMinusBeta3], sum.total(), C);
     }
     if (pass == kUpdateNorm) w.chunkSums[c * kChunkSums + kUpdateSquares] = chunkSum;
   }

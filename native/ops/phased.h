@@ -13,8 +13,9 @@
 //     own partials and its own elements, so who runs it changes nothing.
 //   - Per-element terms (g*g + eps1, the update, the instability) are computed in float32 by the
 //     vector layer, a segment of kSegment elements at a time into a stack buffer, then accumulated
-//     in double by plain loops (GCC keeps their order without -ffast-math; the squares of float32
-//     values taken in double are exact).
+//     in double on the F64 layer (widened exactly; the squares of float32 values taken in double
+//     are exact). Each row partial and each column is its own lane, so the vector width changes
+//     no addition and no order.
 //   - A row's sum over its C elements: element c into partial c % 16 in increasing c, each partial
 //     from +0, then the fixed folding tree of native/ops/sum-squares.h (combinePartials). A column
 //     partial of a chunk: the chunk's rows added in row order, each column its own accumulator (no
@@ -213,42 +214,86 @@ inline float canonicalFloat(float x) {
 
 // A sum in the canonical order: element i of a run (a row, or an unfactored chunk) into partial
 // i % 16, then the folding tree. Runs are added a segment at a time, each starting at a multiple
-// of 16 of the run.
+// of 16 of the run. The 16 partials live in 16 / kWidth vectors of the F64 layer, partial
+// k * kWidth + j in lane j of vector k (native/ops/sum-squares.h's layout): each partial receives
+// the same additions in the same order whatever the width, so every ISA gives the same bits. A
+// run's last, partial block (only the last segment of a run can end off a multiple of 16) goes
+// through stored doubles, one element at a time into its partial, as before.
+template <class F64>
 struct CanonicalSum {
-  double partial[kRowPartials] = {};
+  static constexpr size_t kVectors = kRowPartials / F64::kWidth;
+  typename F64::V partial[kVectors];
+
+  CanonicalSum() {
+    for (size_t k = 0; k < kVectors; ++k) partial[k] = F64::zero();
+  }
 
   void add(const float* v, size_t n) {
     size_t j = 0;
     for (; j + kRowPartials <= n; j += kRowPartials) {
-      for (size_t l = 0; l < kRowPartials; ++l) partial[l] += static_cast<double>(v[j + l]);
+      for (size_t k = 0; k < kVectors; ++k) {
+        partial[k] = F64::add(partial[k], F64::loadWiden(v + j + k * F64::kWidth));
+      }
     }
-    for (size_t l = 0; j + l < n; ++l) partial[l] += static_cast<double>(v[j + l]);
+    if (j == n) return;
+    double lanes[kRowPartials];
+    storeAll(lanes);
+    for (size_t l = 0; j + l < n; ++l) lanes[l] += static_cast<double>(v[j + l]);
+    loadAll(lanes);
   }
 
   void addSquares(const float* v, size_t n) {
     size_t j = 0;
     for (; j + kRowPartials <= n; j += kRowPartials) {
-      for (size_t l = 0; l < kRowPartials; ++l) {
-        const double x = v[j + l];
-        partial[l] += x * x;
+      for (size_t k = 0; k < kVectors; ++k) {
+        const typename F64::V x = F64::loadWiden(v + j + k * F64::kWidth);
+        partial[k] = F64::add(partial[k], F64::mul(x, x));
       }
     }
+    if (j == n) return;
+    double lanes[kRowPartials];
+    storeAll(lanes);
     for (size_t l = 0; j + l < n; ++l) {
       const double x = v[j + l];
-      partial[l] += x * x;
+      lanes[l] += x * x;
     }
+    loadAll(lanes);
   }
 
-  double total() {
-    double folded[kRowPartials];
-    std::memcpy(folded, partial, sizeof folded);
-    return combinePartials(folded);
+  // combinePartials' tree: its first folds (partial j plus partial j + half) add whole vectors
+  // while a fold's halves are whole vectors, the rest on stored doubles.
+  double total() const {
+    typename F64::V folded[kVectors];
+    for (size_t k = 0; k < kVectors; ++k) folded[k] = partial[k];
+    for (size_t half = kVectors / 2; half >= 1; half /= 2) {
+      for (size_t k = 0; k < half; ++k) folded[k] = F64::add(folded[k], folded[k + half]);
+    }
+    double lanes[F64::kWidth];
+    F64::store(lanes, folded[0]);
+    for (size_t half = F64::kWidth / 2; half >= 1; half /= 2) {
+      for (size_t j = 0; j < half; ++j) lanes[j] = lanes[j] + lanes[j + half];
+    }
+    return lanes[0];
+  }
+
+ private:
+  void storeAll(double* lanes) const {
+    for (size_t k = 0; k < kVectors; ++k) F64::store(lanes + k * F64::kWidth, partial[k]);
+  }
+  void loadAll(const double* lanes) {
+    for (size_t k = 0; k < kVectors; ++k) partial[k] = F64::load(lanes + k * F64::kWidth);
   }
 };
 
-// Adds a segment to a chunk's column partials (each column its own accumulator).
+// Adds a segment to a chunk's column partials (each column its own accumulator, so a vector of
+// columns at a time adds the same values in the same order).
+template <class F64>
 inline void addToColumns(double* columns, const float* v, size_t n) {
-  for (size_t j = 0; j < n; ++j) columns[j] += static_cast<double>(v[j]);
+  size_t j = 0;
+  for (; j + F64::kWidth <= n; j += F64::kWidth) {
+    F64::store(columns + j, F64::add(F64::load(columns + j), F64::loadWiden(v + j)));
+  }
+  for (; j < n; ++j) columns[j] += static_cast<double>(v[j]);
 }
 
 // The sum of slot `slot` of every chunk of a tensor, in chunk order from +0.
@@ -329,12 +374,18 @@ struct StagedGrad {
   using Stage = void (*)(const void*, size_t, size_t, float, float*);
   const void* grad;
   float factor;
+  bool direct;
   Stage stage;
   float values[kSegment];
 
   StagedGrad(const Job& job, uint32_t gradDtypeShift, float gradFactor)
       : grad(job.arrays[1]), factor(gradFactor) {
-    switch ((job.flags >> gradDtypeShift) & 3u) {
+    const uint32_t dtype = (job.flags >> gradDtypeShift) & 3u;
+    // A float32 gradient with no factor is read in place: g * 1 is g for every float but a NaN,
+    // which stays a NaN (its quiet bit aside), and every NaN the ops store is canonical, so the
+    // copy would change no stored bit.
+    direct = dtype != kGradBfloat16 && dtype != kGradFloat16 && factor == 1.0f;
+    switch (dtype) {
       case kGradBfloat16:
         stage = &stageGradOf<F32, kGradBfloat16>;
         break;
@@ -347,6 +398,7 @@ struct StagedGrad {
   }
 
   const float* at(size_t first, size_t n) {
+    if (direct) return static_cast<const float*>(grad) + first;
     stage(grad, first, n, factor, values);
     return values;
   }

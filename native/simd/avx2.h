@@ -152,6 +152,7 @@ struct F64 {
   static V loadWiden(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V load(const double* p) { return _mm256_loadu_pd(p); }
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
 };
 

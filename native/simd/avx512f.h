@@ -149,6 +149,7 @@ struct F64 {
   static V loadWiden(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
   static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
 };
 

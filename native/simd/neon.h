@@ -151,6 +151,7 @@ struct F64 {
   static V loadWiden(const float* p) { return vcvt_f64_f32(vld1_f32(p)); }
   static V add(V a, V b) { return vaddq_f64(a, b); }
   static V mul(V a, V b) { return vmulq_f64(a, b); }
+  static V load(const double* p) { return vld1q_f64(p); }
   static void store(double* p, V v) { vst1q_f64(p, v); }
 };
 

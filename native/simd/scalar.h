@@ -24,7 +24,7 @@
 //     zero()                            all lanes +0
 //     loadWiden(p)                      kWidth floats from p, each converted to double (exact)
 //     add, mul                          IEEE double, each rounded once
-//     store(p, v)                       kWidth doubles to p
+//     load(p) / store(p, v)             kWidth doubles from / to p, any alignment
 #pragma once
 
 #include <cmath>
@@ -103,6 +103,7 @@ struct F64 {
   static V loadWiden(const float* p) { return static_cast<double>(*p); }
   static V add(V a, V b) { return a + b; }
   static V mul(V a, V b) { return a * b; }
+  static V load(const double* p) { return *p; }
   static void store(double* p, V v) { *p = v; }
 };
 

@@ -175,6 +175,7 @@ struct F64 {
   }
   static V add(V a, V b) { return _mm_add_pd(a, b); }
   static V mul(V a, V b) { return _mm_mul_pd(a, b); }
+  static V load(const double* p) { return _mm_loadu_pd(p); }
   static void store(double* p, V v) { _mm_storeu_pd(p, v); }
 };
 
