@@ -58,6 +58,19 @@ test('lib/index.ts only re-exports', () => {
   }
 });
 
+test('only lib/tfjs/ imports TensorFlow.js, so the main entry never loads it', () => {
+  const importers = sourceFiles().filter((file) =>
+    /from '@tensorflow\//.test(fs.readFileSync(file, 'utf8')),
+  );
+  expect(importers.length).toBeGreaterThan(0);
+  for (const file of importers) {
+    expect(path.relative(LIB, file).split(path.sep)[0]).toBe('tfjs');
+  }
+  for (const file of importsOf(path.join(LIB, 'index.ts'))) {
+    expect(path.relative(LIB, file).split(path.sep)[0]).not.toBe('tfjs');
+  }
+});
+
 test('every layer sits in its folder, and a lower layer never imports a higher one', () => {
   // core <- format, optim, train, checkpoint; format imports only format.
   const layerOf = (file: string) => path.relative(LIB, file).split(path.sep)[0]!;
@@ -67,6 +80,8 @@ test('every layer sits in its folder, and a lower layer never imports a higher o
     train: ['core', 'train', 'optim'],
     checkpoint: ['core', 'format', 'optim', 'train', 'checkpoint'],
     optim: ['core', 'optim', 'train', 'checkpoint'],
+    // The tfjs adapter sits on top: nothing of the package imports it but its own entry.
+    tfjs: ['core', 'optim', 'train', 'checkpoint', 'tfjs'],
   };
   for (const file of sourceFiles()) {
     const layer = layerOf(file);
