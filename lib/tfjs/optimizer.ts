@@ -420,6 +420,19 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     this.#releaseWeightTensors();
   }
 
+  /**
+   * The optimizer a config describes. tfjs-layers' deserialize (tf.loadLayersModel with an
+   * optimizer) adds `customObjects` to the config it passes; that key is not an option.
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    const options = { ...config };
+    delete options.customObjects;
+    return new cls(options);
+  }
+
   /** The options, as tfjs-layers saves them with the model (lib/tfjs: `getConfig`). */
   getConfig(): tf.serialization.ConfigDict {
     const config: Record<string, unknown> = {};
