@@ -409,6 +409,7 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     const core = this.#core;
     if (core === null) {
       this.#pending = pending;
+      this.iterations_ = pending.iterations; // at once, as tf.train.adam's setWeights does
     } else {
       const fresh = core.stateDict() as GenericStateDict;
       try {
