@@ -317,7 +317,9 @@ export abstract class SimdOptimizer extends tf.Optimizer {
   #exempt(name: string, position: number): boolean {
     const rule = this.#noDecay;
     if (rule === null) return false;
-    if (rule === 'biasAndNorm') return isBiasOrNorm({ name } as Param);
+    // Without the `_1` tfjs appends to a variable name already taken (a model loaded in the same
+    // process has `dense_Dense1/bias_1`), which would hide the `bias` at its end.
+    if (rule === 'biasAndNorm') return isBiasOrNorm({ name: name.replace(/_\d+$/, '') } as Param);
     if (typeof rule === 'function') {
       const exempt: unknown = rule(name);
       if (typeof exempt !== 'boolean') {
