@@ -146,6 +146,7 @@ export abstract class SimdOptimizer extends tf.Optimizer {
   #core: AnyOptimizer | null = null;
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<tf.Variable, Slot>();
+  readonly #placeholderOf = new WeakMap<Slot, { data: Float32Array; grad: Float32Array }>();
   #pending: PendingState | null = null;
   // The tensors of the last getWeights(): tfjs-layers does not dispose them after a save.
   #weightTensors: tf.Tensor[] = [];
@@ -243,18 +244,24 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     const arrays = stepArrays(stepped);
     try {
       const indexOf = new Map(stepped.map(({ variable }, i) => [variable, i]));
-      const core = added.length > 0 ? this.#addVariables(added, arrays, indexOf) : this.#core;
-      if (core === null) throw new Error('simd-adamw: no core optimizer'); // returned above
-      const skip: Param[] = [];
+      // Every known param gets this step's arrays before a new core checks them all (overlap
+      // included): an earlier step's arrays may be memory this step's tensors now use (wasm heap
+      // views of freed clones and gradients). A param without a gradient gets placeholders of its
+      // own, which a skipped param's step does not read.
       for (const slot of this.#slots) {
         const i = indexOf.get(slot.variable);
-        if (i === undefined) {
-          skip.push(slot.param);
-        } else {
-          slot.param.data = arrays.data[i];
-          slot.param.grad = arrays.grads[i];
-        }
+        const { data, grad } =
+          i === undefined
+            ? this.#placeholders(slot)
+            : { data: arrays.data[i], grad: arrays.grads[i] };
+        slot.param.data = data;
+        slot.param.grad = grad;
       }
+      const core = added.length > 0 ? this.#addVariables(added, arrays, indexOf) : this.#core;
+      if (core === null) throw new Error('simd-adamw: no core optimizer'); // returned above
+      const skip = this.#slots
+        .filter((slot) => !indexOf.has(slot.variable))
+        .map((slot) => slot.param);
       if (skip.length === 0) core.step();
       else core.step({ skip } as Parameters<AnyOptimizer['step']>[0]); // TODO(skip): typed once merged
     } catch (error) {
@@ -264,6 +271,17 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     arrays.finish();
     this.#updatePath = arrays.path;
     this.incrementIterations();
+  }
+
+  // A skipped variable's stand-in arrays (made once per variable).
+  #placeholders(slot: Slot): { data: Float32Array; grad: Float32Array } {
+    let arrays = this.#placeholderOf.get(slot);
+    if (arrays === undefined) {
+      const size = slot.variable.size;
+      arrays = { data: new Float32Array(size), grad: new Float32Array(size) };
+      this.#placeholderOf.set(slot, arrays);
+    }
+    return arrays;
   }
 
   // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, their
