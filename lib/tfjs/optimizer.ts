@@ -267,26 +267,33 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     this.incrementIterations();
   }
 
-  // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, their
-  // params holding this step's arrays (placeholders for those without a gradient: a skipped
-  // param's arrays are not read). Throws with nothing changed.
+  // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, every
+  // param holding this step's arrays (placeholders for those without a gradient: a skipped param's
+  // arrays are not read). Throws with no state changed.
   #addVariables(
     variables: readonly tf.Variable[],
     arrays: StepArrays,
     indexOf: ReadonlyMap<tf.Variable, number>,
   ): AnyOptimizer {
     const position = this.#slots.length;
-    const slots = variables.map((variable, i): Slot => {
+    const arraysOf = (variable: tf.Variable): { data: Float32Array; grad: Float32Array } => {
       const index = indexOf.get(variable);
+      return index === undefined
+        ? { data: new Float32Array(variable.size), grad: new Float32Array(variable.size) }
+        : { data: arrays.data[index], grad: arrays.grads[index] };
+    };
+    const slots = variables.map((variable, i): Slot => {
       const param: Param = {
-        data: index === undefined ? new Float32Array(variable.size) : arrays.data[index],
-        grad: index === undefined ? new Float32Array(variable.size) : arrays.grads[index],
+        ...arraysOf(variable),
         name: variable.name,
         shape: [...variable.shape],
         decay: !this.#exempt(variable.name, position + i),
       };
       return { variable, param };
     });
+    // The new core checks every param's arrays when it is made, and a skipped param may still hold
+    // an earlier step's (on wasm a heap view, since detached or reused): give them this step's.
+    for (const slot of this.#slots) Object.assign(slot.param, arraysOf(slot.variable));
     const kept = this.#core?.stateDict() as GenericStateDict | undefined;
     const all = [...this.#slots, ...slots];
     let core: AnyOptimizer;
