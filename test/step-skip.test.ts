@@ -551,6 +551,35 @@ test('a plan is made for a new skip set only, and again after arrays were replac
   }
 });
 
+test('arrays adopted in steps that skipped each other are checked together before a full step', () => {
+  const params = makeParams();
+  const optimizer = new AdamW(params, { lr: 1e-2 });
+  const [w0, w1] = [params[0]!, params[1]!];
+  const shared = new Float32Array(w0.data.length + w1.data.length);
+  shared.set(w0.data);
+  w0.data = shared.subarray(0, w0.data.length);
+  optimizer.step({ skip: [w1] });
+  w1.grad = shared.subarray(0, w1.grad.length); // w0.data's bytes, while w0 is skipped
+  optimizer.step({ skip: [w0] });
+  const before = params.map((p) => snapshot(optimizer, p));
+  expect(() => optimizer.step()).toThrow(
+    'Expected w0.data and w1.grad not to overlap in memory but they share bytes',
+  );
+  expect(params.map((p) => snapshot(optimizer, p))).toEqual(before);
+});
+
+test("a stepped param's array may not be a skipped param's state", () => {
+  const params = makeParams();
+  const optimizer = new AdamW(params, { lr: 1e-2 });
+  const [w1, w2] = [params[1]!, params[2]!];
+  const expAvg = optimizer.state(w1).expAvg as Float32Array;
+  w2.data = expAvg.subarray(0, w2.data.length);
+  expect(() => optimizer.step({ skip: [w1] })).toThrow(
+    /^Expected (w2\.data and state of w1 \(expAvg\)|state of w1 \(expAvg\) and w2\.data) not to overlap/,
+  );
+  expect(expAvg.every((value) => value === 0)).toBe(true);
+});
+
 test("a skipped param's dataBf16 is not written", () => {
   const params = makeParams();
   const copies = params.map((p) => new Uint16Array(p.data.length).fill(0x1234));

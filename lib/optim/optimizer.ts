@@ -1081,6 +1081,12 @@ export abstract class Optimizer<
   // (someone passing state(p).expAvg as a grad). A skipped param's own arrays are not read.
   #checkOverlap(slots: readonly Slot[], userArrays: readonly ParamArrays[] = slots): void {
     const arrays: NamedArray[] = [];
+    const pushState = (slot: Slot): void => {
+      for (const [i, tensor] of this.#spec.state.entries()) {
+        const array = slot.state[i];
+        if (array !== null) arrays.push(...namedStateArrays(stateLabel(slot, tensor.name), array));
+      }
+    };
     for (const [k, slot] of slots.entries()) {
       const { data, grad, dataBf16 } = userArrays[k];
       arrays.push(
@@ -1088,12 +1094,11 @@ export abstract class Optimizer<
         { name: `${slot.label}.grad`, array: grad },
       );
       if (dataBf16 !== null) arrays.push({ name: `${slot.label}.dataBf16`, array: dataBf16 });
+      pushState(slot);
     }
-    for (const slot of this.#slots) {
-      for (const [i, tensor] of this.#spec.state.entries()) {
-        const array = slot.state[i];
-        if (array !== null) arrays.push(...namedStateArrays(stateLabel(slot, tensor.name), array));
-      }
+    if (slots.length < this.#slots.length) {
+      const stepped = new Set(slots);
+      for (const slot of this.#slots) if (!stepped.has(slot)) pushState(slot);
     }
     checkNoOverlap(arrays);
   }
