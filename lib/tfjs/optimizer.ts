@@ -33,7 +33,8 @@ import {
 
 /**
  * Which variables take no weight decay: 'biasAndNorm' (the core's isBiasOrNorm on the variable's
- * name: `dense_Dense1/bias`, `batch_normalization_.../gamma`, `layer_normalization_.../beta`), a
+ * name, without a `_<n>` suffix: `dense_Dense1/bias`, `dense_Dense1/bias_1`,
+ * `batch_normalization_.../gamma`, `layer_normalization_.../beta`), a
  * predicate on the variable name, or one boolean per variable in the order they are first stepped
  * (true: no decay; what getConfig() records for a predicate, which a config cannot hold).
  */
@@ -146,7 +147,6 @@ export abstract class SimdOptimizer extends tf.Optimizer {
   #core: AnyOptimizer | null = null;
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<tf.Variable, Slot>();
-  readonly #placeholderOf = new WeakMap<Slot, { data: Float32Array; grad: Float32Array }>();
   #pending: PendingState | null = null;
   // The tensors of the last getWeights(): tfjs-layers does not dispose them after a save.
   #weightTensors: tf.Tensor[] = [];
@@ -244,26 +244,20 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     const arrays = stepArrays(stepped);
     try {
       const indexOf = new Map(stepped.map(({ variable }, i) => [variable, i]));
-      // Every known param gets this step's arrays before a new core checks them all (overlap
-      // included): an earlier step's arrays may be memory this step's tensors now use (wasm heap
-      // views of freed clones and gradients). A param without a gradient gets placeholders of its
-      // own, which a skipped param's step does not read.
-      for (const slot of this.#slots) {
-        const i = indexOf.get(slot.variable);
-        const { data, grad } =
-          i === undefined
-            ? this.#placeholders(slot)
-            : { data: arrays.data[i], grad: arrays.grads[i] };
-        slot.param.data = data;
-        slot.param.grad = grad;
-      }
       const core = added.length > 0 ? this.#addVariables(added, arrays, indexOf) : this.#core;
       if (core === null) throw new Error('simd-adamw: no core optimizer'); // returned above
-      const skip = this.#slots
-        .filter((slot) => !indexOf.has(slot.variable))
-        .map((slot) => slot.param);
+      const skip: Param[] = [];
+      for (const slot of this.#slots) {
+        const i = indexOf.get(slot.variable);
+        if (i === undefined) {
+          skip.push(slot.param);
+        } else {
+          slot.param.data = arrays.data[i];
+          slot.param.grad = arrays.grads[i];
+        }
+      }
       if (skip.length === 0) core.step();
-      else core.step({ skip } as Parameters<AnyOptimizer['step']>[0]); // TODO(skip): typed once merged
+      else core.step({ skip });
     } catch (error) {
       arrays.abort();
       throw error;
@@ -273,37 +267,33 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     this.incrementIterations();
   }
 
-  // A skipped variable's stand-in arrays (made once per variable).
-  #placeholders(slot: Slot): { data: Float32Array; grad: Float32Array } {
-    let arrays = this.#placeholderOf.get(slot);
-    if (arrays === undefined) {
-      const size = slot.variable.size;
-      arrays = { data: new Float32Array(size), grad: new Float32Array(size) };
-      this.#placeholderOf.set(slot, arrays);
-    }
-    return arrays;
-  }
-
-  // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, their
-  // params holding this step's arrays (placeholders for those without a gradient: a skipped
-  // param's arrays are not read). Throws with nothing changed.
+  // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, every
+  // param holding this step's arrays (placeholders for those without a gradient: a skipped param's
+  // arrays are not read). Throws with no state changed.
   #addVariables(
     variables: readonly tf.Variable[],
     arrays: StepArrays,
     indexOf: ReadonlyMap<tf.Variable, number>,
   ): AnyOptimizer {
     const position = this.#slots.length;
-    const slots = variables.map((variable, i): Slot => {
+    const arraysOf = (variable: tf.Variable): { data: Float32Array; grad: Float32Array } => {
       const index = indexOf.get(variable);
+      return index === undefined
+        ? { data: new Float32Array(variable.size), grad: new Float32Array(variable.size) }
+        : { data: arrays.data[index], grad: arrays.grads[index] };
+    };
+    const slots = variables.map((variable, i): Slot => {
       const param: Param = {
-        data: index === undefined ? new Float32Array(variable.size) : arrays.data[index],
-        grad: index === undefined ? new Float32Array(variable.size) : arrays.grads[index],
+        ...arraysOf(variable),
         name: variable.name,
         shape: [...variable.shape],
         decay: !this.#exempt(variable.name, position + i),
       };
       return { variable, param };
     });
+    // The new core checks every param's arrays when it is made, and a skipped param may still hold
+    // an earlier step's (on wasm a heap view, since detached or reused): give them this step's.
+    for (const slot of this.#slots) Object.assign(slot.param, arraysOf(slot.variable));
     const kept = this.#core?.stateDict() as GenericStateDict | undefined;
     const all = [...this.#slots, ...slots];
     let core: AnyOptimizer;
@@ -335,8 +325,8 @@ export abstract class SimdOptimizer extends tf.Optimizer {
   #exempt(name: string, position: number): boolean {
     const rule = this.#noDecay;
     if (rule === null) return false;
-    // Without the `_1` tfjs appends to a variable name already taken (a model loaded in the same
-    // process has `dense_Dense1/bias_1`), which would hide the `bias` at its end.
+    // Without the `_1` tfjs-layers appends to the variables of a model loaded in the same process,
+    // so a reloaded model gets the same answer (`dense_Dense1/bias_1` is a bias).
     if (rule === 'biasAndNorm') return isBiasOrNorm({ name: name.replace(/_\d+$/, '') } as Param);
     if (typeof rule === 'function') {
       const exempt: unknown = rule(name);
@@ -441,19 +431,6 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     this.#releaseWeightTensors();
   }
 
-  /**
-   * The optimizer a config describes. tfjs-layers' deserialize (tf.loadLayersModel with an
-   * optimizer) adds `customObjects` to the config it passes; that key is not an option.
-   */
-  static override fromConfig<T extends tf.serialization.Serializable>(
-    cls: tf.serialization.SerializableConstructor<T>,
-    config: tf.serialization.ConfigDict,
-  ): T {
-    const options = { ...config };
-    delete options.customObjects;
-    return new cls(options);
-  }
-
   /** The options, as tfjs-layers saves them with the model (lib/tfjs: `getConfig`). */
   getConfig(): tf.serialization.ConfigDict {
     const config: Record<string, unknown> = {};
@@ -479,6 +456,19 @@ export abstract class SimdOptimizer extends tf.Optimizer {
       config.noDecay = typeof rule === 'string' ? rule : [...rule];
     }
     return JSON.parse(JSON.stringify(config)) as tf.serialization.ConfigDict;
+  }
+
+  /**
+   * A new optimizer of class `cls` from a {@link getConfig} result (tfjs-layers calls it when
+   * loading a model saved with its optimizer; it adds a `customObjects` entry, ignored here).
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    const options: Record<string, unknown> = { ...config };
+    delete options.customObjects;
+    return new cls(options);
   }
 
   /** Frees the native state and the tensors of the last getWeights(). tfjs-layers does not
