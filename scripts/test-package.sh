@@ -20,7 +20,8 @@ TARBALL="$OUT/$(tail -n 1 "$OUT/pack.txt")"
 tar -tzf "$TARBALL" | sed 's#^package/##' | sort > "$OUT/files.txt"
 echo "   $(basename "$TARBALL"): $(wc -l < "$OUT/files.txt") files, $(du -k "$TARBALL" | cut -f1) KiB"
 for wanted in prebuilds/linux-x64/simd_adamw.node prebuilds/linux-arm64/simd_adamw.node \
-  dist/lib/index.js dist/lib/index.d.ts LICENSE CMakeLists.txt native/binding.cc; do
+  dist/lib/index.js dist/lib/index.d.ts dist/lib/tfjs/index.js dist/lib/tfjs/index.d.ts LICENSE \
+  CMakeLists.txt native/binding.cc; do
   grep -qx "$wanted" "$OUT/files.txt" || { echo "missing from the tarball: $wanted" >&2; exit 1; }
 done
 if grep -E '^(dist/bench|native/bench|native/tests|test|bench|build)/' "$OUT/files.txt"; then
@@ -79,6 +80,22 @@ install() {
     diff <(head -c 2000 "$OUT/reference.json") <(head -c 2000 "$OUT/$label.json") || true
     exit 1
   fi
+  # simd-adamw/tfjs through the exports map, with the consumer's own tfjs (here this checkout's
+  # @tensorflow packages, linked: the install above is offline and tfjs-core an optional peer).
+  ln -s "$ROOT/node_modules/@tensorflow" "$app/node_modules/@tensorflow"
+  (cd "$app" && PATH="$OUT/bin" node -e '
+    const tf = require("@tensorflow/tfjs-core");
+    require("@tensorflow/tfjs-backend-cpu");
+    const { SimdAdamW } = require("simd-adamw/tfjs");
+    const v = tf.variable(tf.ones([3]), true, "v");
+    const opt = new SimdAdamW({ lr: 0.5, weightDecay: 0 });
+    opt.applyGradients({ v: tf.ones([3]) });
+    const moved = Array.from(v.dataSync());
+    if (opt.updatePath !== "cpu-in-place" || moved.some((x) => x !== 0.5)) {
+      console.error("simd-adamw/tfjs:", opt.updatePath, moved);
+      process.exit(1);
+    }') || { echo "$label: simd-adamw/tfjs did not step a variable" >&2; exit 1; }
+  rm "$app/node_modules/@tensorflow"
   echo "   loaded the prebuild; $(node -p 'Object.keys(JSON.parse(require("fs").readFileSync(process.argv[1]))).length' "$OUT/$label.json") results bit for bit those of the local build"
 }
 

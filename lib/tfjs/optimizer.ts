@@ -33,7 +33,8 @@ import {
 
 /**
  * Which variables take no weight decay: 'biasAndNorm' (the core's isBiasOrNorm on the variable's
- * name: `dense_Dense1/bias`, `batch_normalization_.../gamma`, `layer_normalization_.../beta`), a
+ * name, without a `_<n>` suffix: `dense_Dense1/bias`, `dense_Dense1/bias_1`,
+ * `batch_normalization_.../gamma`, `layer_normalization_.../beta`), a
  * predicate on the variable name, or one boolean per variable in the order they are first stepped
  * (true: no decay; what getConfig() records for a predicate, which a config cannot hold).
  */
@@ -266,26 +267,33 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     this.incrementIterations();
   }
 
-  // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, their
-  // params holding this step's arrays (placeholders for those without a gradient: a skipped
-  // param's arrays are not read). Throws with nothing changed.
+  // Makes (or remakes, keeping the others' state) the core optimizer with `variables` added, every
+  // param holding this step's arrays (placeholders for those without a gradient: a skipped param's
+  // arrays are not read). Throws with no state changed.
   #addVariables(
     variables: readonly tf.Variable[],
     arrays: StepArrays,
     indexOf: ReadonlyMap<tf.Variable, number>,
   ): AnyOptimizer {
     const position = this.#slots.length;
-    const slots = variables.map((variable, i): Slot => {
+    const arraysOf = (variable: tf.Variable): { data: Float32Array; grad: Float32Array } => {
       const index = indexOf.get(variable);
+      return index === undefined
+        ? { data: new Float32Array(variable.size), grad: new Float32Array(variable.size) }
+        : { data: arrays.data[index], grad: arrays.grads[index] };
+    };
+    const slots = variables.map((variable, i): Slot => {
       const param: Param = {
-        data: index === undefined ? new Float32Array(variable.size) : arrays.data[index],
-        grad: index === undefined ? new Float32Array(variable.size) : arrays.grads[index],
+        ...arraysOf(variable),
         name: variable.name,
         shape: [...variable.shape],
         decay: !this.#exempt(variable.name, position + i),
       };
       return { variable, param };
     });
+    // The new core checks every param's arrays when it is made, and a skipped param may still hold
+    // an earlier step's (on wasm a heap view, since detached or reused): give them this step's.
+    for (const slot of this.#slots) Object.assign(slot.param, arraysOf(slot.variable));
     const kept = this.#core?.stateDict() as GenericStateDict | undefined;
     const all = [...this.#slots, ...slots];
     let core: AnyOptimizer;
@@ -317,7 +325,9 @@ export abstract class SimdOptimizer extends tf.Optimizer {
   #exempt(name: string, position: number): boolean {
     const rule = this.#noDecay;
     if (rule === null) return false;
-    if (rule === 'biasAndNorm') return isBiasOrNorm({ name } as Param);
+    // Without the `_1` tfjs-layers appends to the variables of a model loaded in the same process,
+    // so a reloaded model gets the same answer (`dense_Dense1/bias_1` is a bias).
+    if (rule === 'biasAndNorm') return isBiasOrNorm({ name: name.replace(/_\d+$/, '') } as Param);
     if (typeof rule === 'function') {
       const exempt: unknown = rule(name);
       if (typeof exempt !== 'boolean') {
@@ -445,6 +455,19 @@ export abstract class SimdOptimizer extends tf.Optimizer {
       config.noDecay = typeof rule === 'string' ? rule : [...rule];
     }
     return JSON.parse(JSON.stringify(config)) as tf.serialization.ConfigDict;
+  }
+
+  /**
+   * A new optimizer of class `cls` from a {@link getConfig} result (tfjs-layers calls it when
+   * loading a model saved with its optimizer; it adds a `customObjects` entry, ignored here).
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    const options: Record<string, unknown> = { ...config };
+    delete options.customObjects;
+    return new cls(options);
   }
 
   /** Frees the native state and the tensors of the last getWeights(). tfjs-layers does not
