@@ -36,7 +36,12 @@ export async function lossChartSvg(
   subtitle: readonly string[],
   smoothing: number,
 ): Promise<string> {
-  const color = { field: 'run', type: 'nominal', title: null, legend: { orient: 'bottom' } };
+  const color = {
+    field: 'run',
+    type: 'nominal',
+    title: null,
+    legend: { orient: 'bottom', symbolOpacity: 1, symbolStrokeWidth: 3 },
+  };
   const x = { field: 'step', type: 'quantitative', title: 'optimizer step' };
   const y = {
     field: 'loss',

@@ -149,10 +149,10 @@ function asTensors(digits: Digits): { xs: tf.Tensor2D; ys: tf.Tensor2D } {
 
 function evaluate(model: tfl.Sequential, heldOut: Digits): { loss: number; accuracy: number } {
   const { xs, ys } = asTensors(heldOut);
-  const scalars = model.evaluate(xs, ys, { batchSize: 500 }) as tf.Scalar[];
-  const [loss, accuracy] = scalars.map((s) => s.dataSync()[0] ?? Number.NaN);
+  const scalars = model.evaluate(xs, ys, { batchSize: 500 }) as tf.Scalar[]; // [loss, accuracy]
+  const [loss, accuracy] = scalars.map((s) => s.dataSync()[0]);
   tf.dispose([xs, ys, ...scalars]);
-  return { loss: loss ?? Number.NaN, accuracy: accuracy ?? Number.NaN };
+  return { loss, accuracy };
 }
 
 interface RunResult {
@@ -202,7 +202,6 @@ async function train(
       epochs: 1,
       batchSize: BATCH_SIZE,
       shuffle: false,
-      verbose: 0,
       yieldEvery: 'never',
       callbacks: {
         onBatchEnd: (_batch, logs) => {
@@ -230,7 +229,9 @@ async function train(
       kind: 'held-out (per epoch)',
     });
     process.stdout.write(
-      `${interactive ? '  ' : `${name} epoch ${epoch}/${settings.epochs}: ${seconds.toFixed(1)} s, `}` +
+      (interactive
+        ? '  '
+        : `${name} epoch ${epoch}/${settings.epochs}: ${seconds.toFixed(1)} s, `) +
         `held-out loss ${heldOut.loss.toFixed(4)}, accuracy ${(heldOut.accuracy * 100).toFixed(2)}%\n`,
     );
   }
@@ -261,15 +262,15 @@ interface Summary {
 
 function summarize(run: RunResult): Summary {
   const trainSeconds = sum(run.epochSeconds);
-  const last = run.heldOut[run.heldOut.length - 1];
+  const last = run.heldOut[run.heldOut.length - 1]; // at least one epoch
   return {
     optimizer: run.name,
     meanEpochSeconds: trainSeconds / run.epochSeconds.length,
     stepMs: (trainSeconds * 1000) / run.optimizerMs.length,
     applyGradientsMs: median(run.optimizerMs),
     optimizerShare: sum(run.optimizerMs) / (trainSeconds * 1000),
-    heldOutLoss: last?.loss ?? Number.NaN,
-    heldOutAccuracy: last?.accuracy ?? Number.NaN,
+    heldOutLoss: last.loss,
+    heldOutAccuracy: last.accuracy,
   };
 }
 
@@ -327,16 +328,15 @@ async function main(): Promise<void> {
   adam.dispose();
   template.dispose();
 
-  const summaries = [summarize(simdRun), summarize(adamRun)];
-  const [simdSummary, adamSummary] = summaries;
+  const simdSummary = summarize(simdRun);
+  const adamSummary = summarize(adamRun);
+  const summaries = [simdSummary, adamSummary];
   process.stdout.write(`\n${table(summaries)}\n\n`);
-  if (simdSummary !== undefined && adamSummary !== undefined) {
-    process.stdout.write(
-      `applyGradients: SimdAdamW ${(adamSummary.applyGradientsMs / simdSummary.applyGradientsMs).toFixed(0)}x ` +
-        `faster than tf.train.adam (median per step; SimdAdamW's update path: ${updatePath ?? 'none'}); ` +
-        `epochs ${(adamSummary.meanEpochSeconds / simdSummary.meanEpochSeconds).toFixed(2)}x shorter.\n`,
-    );
-  }
+  process.stdout.write(
+    `applyGradients: SimdAdamW ${(adamSummary.applyGradientsMs / simdSummary.applyGradientsMs).toFixed(0)}x ` +
+      `faster than tf.train.adam (median per step; SimdAdamW's update path: ${updatePath ?? 'none'}); ` +
+      `epochs ${(adamSummary.meanEpochSeconds / simdSummary.meanEpochSeconds).toFixed(2)}x shorter.\n`,
+  );
 
   fs.mkdirSync(settings.outDir, { recursive: true });
   const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU';
