@@ -1,6 +1,7 @@
 // The example's loss curve: training loss per step of each run (faint) with its moving average
-// (solid), and the held-out loss after each epoch (points), as SVG. Specified in Vega-Lite and
-// rendered headless by Vega, as the bench's charts are (bench/chart.ts).
+// (solid for the first run, dashed for the second), and the held-out loss after each epoch
+// (points), as SVG. Specified in Vega-Lite and rendered headless by Vega, as the bench's charts
+// are (bench/chart.ts).
 
 /** One point of a run's curve. */
 export interface LossPoint {
@@ -49,6 +50,16 @@ export async function lossChartSvg(
     title: 'cross-entropy loss (log scale)',
     scale: { type: 'log' },
   };
+  const dash = {
+    field: 'run',
+    type: 'nominal',
+    scale: {
+      range: [
+        [1, 0],
+        [6, 4],
+      ],
+    },
+  };
   const training = { filter: "datum.kind === 'training (per batch)'" };
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -73,7 +84,8 @@ export async function lossChartSvg(
           },
         ],
         mark: { type: 'line', strokeWidth: 2 },
-        encoding: { x, y: { ...y, field: 'smoothed' }, color },
+        // Dashed from the second run on: runs that nearly coincide stay visible.
+        encoding: { x, y: { ...y, field: 'smoothed' }, color, strokeDash: dash },
       },
       {
         transform: [{ filter: "datum.kind === 'held-out (per epoch)'" }],

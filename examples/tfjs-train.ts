@@ -349,7 +349,7 @@ async function main(): Promise<void> {
       'MNIST digits, MLP 784-512-256-10: SimdAdamW against tf.train.adam (tfjs cpu backend)',
       [
         `${machine}; tfjs ${tf.version_core}; ${settings.command}`,
-        'faint: loss per batch; solid: its moving average; diamonds: held-out loss after each epoch',
+        'faint: loss per batch; lines: its moving average; diamonds: held-out loss after each epoch',
       ],
       Math.max(1, Math.min(25, Math.floor(simdRun.optimizerMs.length / 8))),
     ),
