@@ -86,7 +86,7 @@ export type { EstimatedOptimizer, MemoryEstimateOptions } from './optim/memory-e
 export type { MemoryBreakdown, MemoryReport } from './optim/memory';
 export { backend } from './core/backend';
 export type { Backend, IsaName } from './core/backend';
-export type { StepOptions, StepReport } from './train/step-options';
+export type { OptimizerStepOptions, StepOptions, StepReport } from './train/step-options';
 export { gradNorm } from './train/grad-norm';
 export { GradScaler } from './train/grad-scaler';
 export type {

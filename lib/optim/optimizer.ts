@@ -10,7 +10,8 @@
 // update), each tensor with the op of its state dtype. The addon holds a plan of the step's arrays,
 // gathered and checked once; every step only confirms, in JavaScript, that each array is the same
 // object and still has its length, and makes a new plan when a param's data, grad, gradDtype or
-// dataBf16 was replaced.
+// dataBf16 was replaced. A step with `skip` runs a plan over the other params (the last such plan
+// is kept: a training loop tends to skip the same params every step).
 import {
   loadCheckpointInto,
   loadOptimizer,
@@ -32,11 +33,12 @@ import {
 import { checkThreads, defaultThreads } from '../core/threads';
 import { checkSchedule, type LrSchedule, lrFactor, type ScheduleState } from '../train/schedules';
 import {
-  checkStepOptions,
+  checkOptimizerStepOptions,
+  emptyStepReport,
   newControl,
+  type OptimizerStepOptions,
   plainReport,
   readReport,
-  type StepOptions,
   type StepReport,
   type TrainStepRequest,
   writeControl,
@@ -131,6 +133,7 @@ interface OpEntry {
 
 // Everything the optimizer keeps about one parameter.
 interface Slot extends SlotView {
+  readonly index: number; // its place in #slots: its stochastic-rounding key, whatever is skipped
   readonly decay: boolean; // false: the spec's decayKey is 0 for this param (Param.decay)
   readonly variant: number; // index into #variants: its group and decay
   // The arrays of the current native plan, and the gradDtype value they were checked with.
@@ -139,6 +142,19 @@ interface Slot extends SlotView {
   gradDtype: GradDtype;
   gradDtypeInput: unknown;
   dataBf16: Uint16Array | null;
+}
+
+// A native plan and the slots it updates, in its tensor order. The addon takes a tensorSet and
+// tensorSeeds of exactly its tensor count: views of the optimizer's arrays, made with the plan.
+// The plan holds its slots' arrays as they were when it was made, so it is dropped as soon as
+// one of them is replaced.
+interface StepPlan {
+  readonly slots: readonly Slot[];
+  readonly native: NativePlan | null; // null: no slots (every param skipped)
+  readonly tensorSet: Uint32Array;
+  readonly tensorSeeds: Uint32Array;
+  // For a plan of a step with skip: which slots it leaves out (1 at their index); null for all.
+  readonly skipped: Uint8Array | null;
 }
 
 // A (group, decay) pair: the params that share a scalar set when their step counts agree.
@@ -155,6 +171,32 @@ interface Variant {
 
 // The optimizer's own state is one arena per state tensor and storage kind, each param's tensor a
 // view of it (optim/state-storage.ts, allocateState).
+
+function isObjectLike(value: unknown): value is object {
+  return (typeof value === 'object' && value !== null) || typeof value === 'function';
+}
+
+// An iterable that a for-of reads through the iterator `value` hands out once (so a getter or a
+// replaced Symbol.iterator cannot give a second reading something else). Strings and typed arrays
+// are iterable too, of characters and numbers: never a list of objects, so they are refused here.
+function readOnce(name: string, expected: string, value: unknown): Iterable<unknown> {
+  const iterate: unknown = isObjectLike(value)
+    ? (value as { [Symbol.iterator]?: unknown })[Symbol.iterator]
+    : undefined;
+  if (typeof iterate !== 'function' || ArrayBuffer.isView(value)) {
+    throw typeError(name, expected, value);
+  }
+  const iterator: unknown = Reflect.apply(iterate, value, []);
+  if (!isObjectLike(iterator)) throw typeError(name, expected, value);
+  return { [Symbol.iterator]: () => iterator as Iterator<unknown> };
+}
+
+// Whether two masks of the same optimizer hold the same bytes.
+function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
+  if (a === null || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 // How messages name a param's state tensor: "state of fc.bias (expAvg)".
 function stateLabel(slot: Slot, tensor: string): string {
@@ -212,9 +254,18 @@ export abstract class Optimizer<
   readonly #slotOf = new Map<AnyParam, Slot>();
   readonly #variants: Variant[] = [];
   readonly #writeScalars: ScalarWriter;
-  #plan: NativePlan;
-  // Scalar sets of one step (at most one per param) and each tensor's set; the views passed to
-  // the addon are cached by set count.
+  // The plan over every param (null when a step with skip replaced arrays: made again when next
+  // needed), and the last plan of a step with skip.
+  #fullPlan: StepPlan | null = null;
+  #skipPlan: StepPlan | null = null;
+  // The slots the coming (or running) step updates, and the plan over them if one is kept: null
+  // until #prepareStep makes it.
+  #stepSlots: readonly Slot[] = [];
+  #stepPlan: StepPlan | null = null;
+  // Which slots the coming step's skip names (1 at their index); rewritten by every such step.
+  readonly #skipMask: Uint8Array;
+  // Scalar sets of one step (at most one per param) and each tensor's set, by place in
+  // #stepSlots; the views passed to the addon are cached by set count.
   readonly #scalars: Float64Array;
   readonly #flags: Uint32Array;
   readonly #tensorSet: Uint32Array;
@@ -346,14 +397,15 @@ export abstract class Optimizer<
     }
     this.#addSlots(pending);
     this.#groupsView = Object.freeze([...this.#groups]) as readonly G[];
-    this.#checkOverlap(this.#slots);
     const n = this.#slots.length;
     this.#scalars = new Float64Array(n * this.#layout.scalars.length);
     this.#flags = new Uint32Array(n);
     this.#tensorSet = new Uint32Array(n);
     this.#tensorSeeds = new Uint32Array(n);
     this.#current = new Array<unknown>(4 * n).fill(null);
-    this.#plan = this.#createPlan();
+    this.#skipMask = new Uint8Array(n);
+    this.#checkOverlap(this.#slots);
+    this.#fullPlan = this.#createPlan(this.#slots, null);
     if (schedule !== null) this.#attachSchedule('defaults.schedule', schedule);
   }
 
@@ -389,22 +441,29 @@ export abstract class Optimizer<
   /**
    * One optimization step for every parameter, from its current `grad`, in a single native call.
    * `options` adds global-norm clipping, loss-scale unscaling and the non-finite skip, in the same
-   * call (README, "Training-loop utilities"). Validates everything first: on error nothing has
-   * changed. Returns what the step did.
+   * call, and `skip` leaves params out of the step (README, "Training-loop utilities"). Validates
+   * everything first: on error nothing has changed. Returns what the step did.
    */
-  step(options?: StepOptions): StepReport {
+  step(options?: OptimizerStepOptions): StepReport {
     this.#assertIdle('step()');
-    const request = checkStepOptions('options', options);
-    const lr = this.#prepareStep();
+    const { request, skip } = checkOptimizerStepOptions('options', options);
+    this.#selectStepSlots(skip);
+    const plan = this.#prepareStep();
+    const lr = this.#reportedLr();
+    if (plan.native === null) {
+      this.#finishStep();
+      return emptyStepReport(request, lr);
+    }
     const [scalars, flags] = this.#setView();
-    const seeds = this.#stochasticRounding ? this.#tensorSeeds : undefined;
+    const seeds = this.#stochasticRounding ? plan.tensorSeeds : undefined;
     const control = request === null ? undefined : writeControl(this.#control, request);
+    const threads = this.#threads;
     if (seeds !== undefined) {
-      native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control, seeds);
+      native.runPlan(plan.native, scalars, flags, plan.tensorSet, threads, control, seeds);
     } else if (control !== undefined) {
-      native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control);
+      native.runPlan(plan.native, scalars, flags, plan.tensorSet, threads, control);
     } else {
-      native.runPlan(this.#plan, scalars, flags, this.#tensorSet, this.#threads);
+      native.runPlan(plan.native, scalars, flags, plan.tensorSet, threads);
     }
     if (request === null) {
       this.#finishStep();
@@ -423,12 +482,18 @@ export abstract class Optimizer<
    * Params or grads over a resizable ArrayBuffer are refused, and their buffers are marked
    * untransferable (see holdForAsyncStep).
    */
-  async stepAsync(options?: StepOptions): Promise<StepReport> {
+  async stepAsync(options?: OptimizerStepOptions): Promise<StepReport> {
     this.#assertIdle('stepAsync()');
-    const request = checkStepOptions('options', options);
-    const lr = this.#prepareStep();
+    const { request, skip } = checkOptimizerStepOptions('options', options);
+    this.#selectStepSlots(skip);
+    const plan = this.#prepareStep();
+    const lr = this.#reportedLr();
+    if (plan.native === null) {
+      this.#finishStep();
+      return emptyStepReport(request, lr);
+    }
     holdForAsyncStep(
-      this.#slots.flatMap((slot): NamedArray[] => {
+      plan.slots.flatMap((slot): NamedArray[] => {
         const arrays: NamedArray[] = [
           { name: `${slot.label}.data`, array: slot.data },
           { name: `${slot.label}.grad`, array: slot.grad },
@@ -441,19 +506,12 @@ export abstract class Optimizer<
     );
     const [scalars, flags] = this.#setView();
     const control = request === null ? undefined : writeControl(this.#control, request);
-    const seeds = this.#stochasticRounding ? this.#tensorSeeds : undefined;
+    const seeds = this.#stochasticRounding ? plan.tensorSeeds : undefined;
+    const threads = this.#threads;
     const done =
       seeds === undefined
-        ? native.runPlanAsync(this.#plan, scalars, flags, this.#tensorSet, this.#threads, control)
-        : native.runPlanAsync(
-            this.#plan,
-            scalars,
-            flags,
-            this.#tensorSet,
-            this.#threads,
-            control,
-            seeds,
-          );
+        ? native.runPlanAsync(plan.native, scalars, flags, plan.tensorSet, threads, control)
+        : native.runPlanAsync(plan.native, scalars, flags, plan.tensorSet, threads, control, seeds);
     this.#inFlight = true;
     try {
       await done;
@@ -657,9 +715,9 @@ export abstract class Optimizer<
     return key === undefined ? 'float32' : (values[key] as StateDtype);
   }
 
-  // After a step that changed the state: step counts, then the schedule.
+  // After a step that changed the state: the stepped params' step counts, then the schedule.
   #finishStep(): void {
-    const slots = this.#slots;
+    const slots = this.#stepSlots;
     for (let k = 0; k < slots.length; k++) slots[k].step += 1;
     const schedule = this.#schedule;
     if (schedule !== null) {
@@ -669,8 +727,9 @@ export abstract class Optimizer<
   }
 
   #finishFusedStep(request: TrainStepRequest, lr: number): StepReport {
+    // The addon names tensor k of the plan, the k-th stepped param.
     const report = readReport(this.#control, request, lr, (k) => {
-      const slot: Slot | undefined = k >= 0 ? this.#slots.at(k) : undefined;
+      const slot: Slot | undefined = k >= 0 ? this.#stepSlots.at(k) : undefined;
       return slot === undefined ? `tensor ${k}` : `${slot.label}.grad`;
     });
     if (!report.skipped) this.#finishStep();
@@ -687,14 +746,53 @@ export abstract class Optimizer<
     for (const [g, group] of groups.entries()) group.lr = (schedule.baseLrs[g] ?? 0) * factor;
   }
 
-  // Confirms the plan still describes every param's arrays (making a new one if a data, grad,
-  // gradDtype or dataBf16 was replaced) and writes this step's scalar sets and stochastic-rounding
-  // keys; changes no array. Returns the step's lr (the first group's).
-  #prepareStep(): number {
+  // Chooses the slots of the coming step: every slot without options.skip (today's path: nothing
+  // to build or compare), else those it does not name, with the kept plan when the skip set is the
+  // last one's. The iterable is read once, through the iterator it hands out first; throws,
+  // changing nothing that lasts, unless each entry is a param of this optimizer. A param named
+  // twice is skipped once (a set's semantics: callers collect the params that had no gradient).
+  #selectStepSlots(skip: unknown): void {
+    if (skip !== undefined) {
+      const name = 'options.skip';
+      const entries = readOnce(name, 'an iterable of params of this optimizer', skip);
+      // All read before the mask is written: the caller's iterator runs code, which could even
+      // step this optimizer.
+      const skippedSlots: Slot[] = [];
+      for (const entry of entries) {
+        const slot = this.#slotOf.get(entry as AnyParam);
+        if (slot === undefined) {
+          throw rangeError(`${name}[${skippedSlots.length}]`, 'a param of this optimizer', entry);
+        }
+        skippedSlots.push(slot);
+      }
+      if (skippedSlots.length > 0) {
+        const mask = this.#skipMask;
+        mask.fill(0);
+        for (const slot of skippedSlots) mask[slot.index] = 1;
+        const kept = this.#skipPlan;
+        if (kept !== null && sameBytes(kept.skipped, mask)) {
+          this.#stepSlots = kept.slots;
+          this.#stepPlan = kept;
+        } else {
+          this.#stepSlots = this.#slots.filter((slot) => mask[slot.index] === 0);
+          this.#stepPlan = null;
+        }
+        return;
+      }
+    }
+    this.#stepSlots = this.#slots;
+    this.#stepPlan = this.#fullPlan;
+  }
+
+  // Confirms the plan still describes the stepped params' arrays (making a new one if a data,
+  // grad, gradDtype or dataBf16 was replaced, or if no plan over these params is kept) and writes
+  // this step's scalar sets and stochastic-rounding keys; changes no array. A skipped param's
+  // arrays are not read at all (PyTorch's grad None: they may be stale or detached).
+  #prepareStep(): StepPlan {
     // The scalars first: a spec's stepScalars is code of the spec's author, so it runs before the
     // arrays are read and checked, never between the checks and the native call.
     this.#writeScalarSets();
-    const slots = this.#slots;
+    const slots = this.#stepSlots;
     const current = this.#current;
     // Every param's fields are read once, all before any is checked: reading them can run the
     // caller's getters, which could detach or resize an array already checked. From the first
@@ -730,7 +828,18 @@ export abstract class Optimizer<
       }
     }
     if (replaced) this.#adoptReplacedArrays();
-    return this.#reportedLr();
+    let plan = this.#stepPlan;
+    if (plan === null) {
+      // These params' arrays may never have been checked together (each adopted in a step that
+      // skipped the other): the overlap check runs for every new plan.
+      if (!replaced) this.#checkOverlap(slots);
+      const all = slots === this.#slots;
+      plan = this.#createPlan(slots, all ? null : this.#skipMask.slice());
+      if (all) this.#fullPlan = plan;
+      else this.#skipPlan = plan;
+      this.#stepPlan = plan;
+    }
+    return plan;
   }
 
   // The lr a step report gives: the first group's (its spec's reportedLr, when it has one, at the
@@ -741,7 +850,9 @@ export abstract class Optimizer<
     const values = groupValues(group);
     const spec = this.#spec;
     if (spec.reportedLr === undefined) return values.lr ?? 0;
-    const first = this.#slots.find((slot) => slot.groupIndex === 0);
+    const inGroup0 = (slot: Slot): boolean => slot.groupIndex === 0;
+    // Its first param that takes this step, or, with all of them skipped, its first.
+    const first = this.#stepSlots.find(inGroup0) ?? this.#slots.find(inGroup0);
     return spec.reportedLr(values, (first?.step ?? 0) + 1);
   }
 
@@ -780,10 +891,13 @@ export abstract class Optimizer<
     );
   }
 
-  // A param's arrays were replaced: check the new set, overlap included, before adopting it.
+  // A stepped param's arrays were replaced: check the new set of the stepped params, overlap
+  // included, before adopting it. Every kept plan holds old arrays then: #prepareStep makes this
+  // step's, and the other is made again when next needed.
   #adoptReplacedArrays(): void {
     const current = this.#current;
-    const checked = this.#slots.map((slot, k) =>
+    const slots = this.#stepSlots;
+    const checked = slots.map((slot, k) =>
       this.#checkArrays(slot, {
         data: current[4 * k],
         grad: current[4 * k + 1],
@@ -791,8 +905,8 @@ export abstract class Optimizer<
         dataBf16: current[4 * k + 3],
       }),
     );
-    this.#checkOverlap(this.#slots, checked);
-    for (const [k, slot] of this.#slots.entries()) {
+    this.#checkOverlap(slots, checked);
+    for (const [k, slot] of slots.entries()) {
       const arrays = checked[k];
       slot.data = arrays.data;
       slot.grad = arrays.grad;
@@ -800,16 +914,19 @@ export abstract class Optimizer<
       slot.gradDtypeInput = current[4 * k + 2];
       slot.dataBf16 = arrays.dataBf16;
     }
-    this.#plan = this.#createPlan();
+    this.#fullPlan = null;
+    this.#skipPlan = null;
+    this.#stepPlan = null;
   }
 
-  // The scalar sets of this step: a new one whenever a param's (group, decay, step) differs from
-  // the last one written for its variant, so params with equal step counts share one. With
-  // stochastic rounding, also each bfloat16 tensor's key for this step.
+  // The scalar sets of this step: a new one whenever a stepped param's (group, decay, step)
+  // differs from the last one written for its variant, so params with equal step counts share one.
+  // With stochastic rounding, also each bfloat16 tensor's key for this step, from the param's
+  // place among all params (not among the stepped ones: its bits do not depend on what is skipped).
   // (Index loops over locals: this runs for every param of every step.)
   #writeScalarSets(): void {
     const variants = this.#variants;
-    const slots = this.#slots;
+    const slots = this.#stepSlots;
     const tensorSet = this.#tensorSet;
     const rounding = this.#stochasticRounding;
     const roundingFlag = rounding ? this.#layout.flags.stochasticRounding : 0;
@@ -836,7 +953,7 @@ export abstract class Optimizer<
       tensorSet[k] = variant.set;
       if (rounding) {
         this.#tensorSeeds[k] =
-          slot.dtype === 'bfloat16' ? stochasticRoundingKey(this.#seed, k, step) : 0;
+          slot.dtype === 'bfloat16' ? stochasticRoundingKey(this.#seed, slot.index, step) : 0;
       }
     }
     this.#setCount = sets;
@@ -936,6 +1053,7 @@ export abstract class Optimizer<
         });
       }
       const slot: Slot = {
+        index: k,
         param: v.param,
         label: v.label,
         groupIndex: g,
@@ -958,10 +1076,17 @@ export abstract class Optimizer<
     }
   }
 
-  // No two arrays of the step may share memory: not data with grad or dataBf16, not two params'
-  // arrays, not a param with the optimizer's own state (someone passing state(p).expAvg as a grad).
+  // No two arrays of the step may share memory: not data with grad or dataBf16, not two stepped
+  // params' arrays, not a stepped param with the optimizer's own state, a skipped param's included
+  // (someone passing state(p).expAvg as a grad). A skipped param's own arrays are not read.
   #checkOverlap(slots: readonly Slot[], userArrays: readonly ParamArrays[] = slots): void {
     const arrays: NamedArray[] = [];
+    const pushState = (slot: Slot): void => {
+      for (const [i, tensor] of this.#spec.state.entries()) {
+        const array = slot.state[i];
+        if (array !== null) arrays.push(...namedStateArrays(stateLabel(slot, tensor.name), array));
+      }
+    };
     for (const [k, slot] of slots.entries()) {
       const { data, grad, dataBf16 } = userArrays[k];
       arrays.push(
@@ -969,21 +1094,28 @@ export abstract class Optimizer<
         { name: `${slot.label}.grad`, array: grad },
       );
       if (dataBf16 !== null) arrays.push({ name: `${slot.label}.dataBf16`, array: dataBf16 });
-      for (const [i, tensor] of this.#spec.state.entries()) {
-        const array = slot.state[i];
-        if (array !== null) arrays.push(...namedStateArrays(stateLabel(slot, tensor.name), array));
-      }
+      pushState(slot);
+    }
+    if (slots.length < this.#slots.length) {
+      const stepped = new Set(slots);
+      for (const slot of this.#slots) if (!stepped.has(slot)) pushState(slot);
     }
     checkNoOverlap(arrays);
   }
 
-  // The native plan over every param's current arrays, each tensor in its op's order.
-  #createPlan(): NativePlan {
+  // The native plan over these params' current arrays (checked, overlap included), each tensor
+  // in its op's order; `skipped` as in StepPlan.
+  #createPlan(slots: readonly Slot[], skipped: Uint8Array | null): StepPlan {
+    const count = slots.length;
+    const full = count === this.#slots.length;
+    const tensorSet = full ? this.#tensorSet : this.#tensorSet.subarray(0, count);
+    const tensorSeeds = full ? this.#tensorSeeds : this.#tensorSeeds.subarray(0, count);
+    if (count === 0) return { slots, native: null, tensorSet, tensorSeeds, skipped };
     const ops: string[] = [];
     const arrays: (NativeArray | null)[] = [];
-    const gradDtypes = new Uint8Array(this.#slots.length);
+    const gradDtypes = new Uint8Array(count);
     let lowPrecisionGrads = false;
-    for (const [k, slot] of this.#slots.entries()) {
+    for (const [k, slot] of slots.entries()) {
       const op = this.#opOf(slot.dtype);
       ops.push(op.name);
       gradDtypes[k] = GRAD_DTYPE_CODES[slot.gradDtype];
@@ -993,16 +1125,19 @@ export abstract class Optimizer<
     const first = ops[0] ?? this.#spec.ops.float32;
     const oneOp = ops.every((op) => op === first);
     const op = oneOp ? first : ops;
+    let plan: NativePlan;
     if (this.#spec.factored === true) {
-      const shapes = new Uint32Array(3 * this.#slots.length);
-      for (const [k, slot] of this.#slots.entries()) {
+      const shapes = new Uint32Array(3 * count);
+      for (const [k, slot] of slots.entries()) {
         shapes.set(matrixShape(this.#spec, slot.shape), 3 * k);
       }
-      return native.createPlan(op, arrays, lowPrecisionGrads ? gradDtypes : undefined, shapes);
+      plan = native.createPlan(op, arrays, lowPrecisionGrads ? gradDtypes : undefined, shapes);
+    } else {
+      plan = lowPrecisionGrads
+        ? native.createPlan(op, arrays, gradDtypes)
+        : native.createPlan(op, arrays);
     }
-    return lowPrecisionGrads
-      ? native.createPlan(op, arrays, gradDtypes)
-      : native.createPlan(op, arrays);
+    return { slots, native: plan, tensorSet, tensorSeeds, skipped };
   }
 
   #arrayOf(slot: Slot, source: ArraySource): NativeArray | null {

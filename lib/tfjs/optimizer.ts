@@ -257,7 +257,7 @@ export abstract class SimdOptimizer extends tf.Optimizer {
         }
       }
       if (skip.length === 0) core.step();
-      else core.step({ skip } as Parameters<AnyOptimizer['step']>[0]); // TODO(skip): typed once merged
+      else core.step({ skip });
     } catch (error) {
       arrays.abort();
       throw error;

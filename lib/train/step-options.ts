@@ -8,6 +8,7 @@
 import { checkBoolean, checkNumber, checkObject } from '../core/checks';
 import { checkKnownKeys, rangeError } from '../core/errors';
 import { native } from '../core/native';
+import type { AnyParam } from '../optim/params';
 
 /** Options of `step()` / `stepAsync()` (and of `adamwStep`) for training loops. */
 export interface StepOptions {
@@ -29,6 +30,20 @@ export interface StepOptions {
    * as in PyTorch.
    */
   skipNonFinite?: boolean;
+}
+
+/** Options of an optimizer's `step()` / `stepAsync()`: the step options and the params to leave out. */
+export interface OptimizerStepOptions extends StepOptions {
+  /**
+   * Params of this optimizer that take no part in this step, as PyTorch's params whose `grad` is
+   * None: their `data`, `grad` and `dataBf16` are not read (they may be stale, detached or
+   * anything), and their data, state tensors and step count do not change. The gradient norm
+   * (`clipGradNorm`, `skipNonFinite`) is over the other params' gradients only, and those params
+   * get the same bits as from an optimizer holding only them. A param listed twice is skipped
+   * once. With every param skipped nothing changes but the schedule's position (it is a step of
+   * the loop), and the report says gradNorm 0 (when measured), clipped false, skipped false.
+   */
+  skip?: Iterable<AnyParam>;
 }
 
 /** What a step did. */
@@ -62,6 +77,17 @@ export interface TrainStepRequest {
 }
 
 export const STEP_OPTION_KEYS = ['clipGradNorm', 'gradScale', 'skipNonFinite'] as const;
+const OPTIMIZER_STEP_OPTION_KEYS = [...STEP_OPTION_KEYS, 'skip'] as const;
+
+/** An optimizer step's options as validated here: the fused request (null for a bare step) and
+ * `skip` as read (undefined without it), which only the optimizer can match to its params. */
+export interface OptimizerStepRequest {
+  readonly request: TrainStepRequest | null;
+  readonly skip: unknown;
+}
+
+// A step without options, allocated once: the common step does no work for options it lacks.
+const BARE_STEP: OptimizerStepRequest = Object.freeze({ request: null, skip: undefined });
 
 // Where the native step reads the request and writes its result (native.control, declared once
 // in the addon).
@@ -81,6 +107,15 @@ export function checkStepOptions(name: string, value: unknown): TrainStepRequest
   const o = checkObject(name, value);
   checkKnownKeys(name, o, STEP_OPTION_KEYS);
   return checkStepOptionValues(name, o);
+}
+
+/** Validates an optimizer step's options (each read once, `skip` included). */
+export function checkOptimizerStepOptions(name: string, value: unknown): OptimizerStepRequest {
+  if (value === undefined) return BARE_STEP;
+  const o = checkObject(name, value);
+  checkKnownKeys(name, o, OPTIMIZER_STEP_OPTION_KEYS);
+  const request = checkStepOptionValues(name, o);
+  return { request, skip: o.skip };
 }
 
 /** The step options among other options (adamwStep's); `o` is the caller's object, read once each. */
@@ -142,6 +177,12 @@ export function readReport(
       `${String(gradNorm)}); the step was skipped and nothing changed`;
   }
   return report;
+}
+
+/** The report of a step with every param skipped: no gradient, so a norm of 0 when one is
+ * measured, nothing clipped, and not the non-finite skip (the step counts in the schedule). */
+export function emptyStepReport(request: TrainStepRequest | null, lr: number): StepReport {
+  return { gradNorm: request?.measureNorm === true ? 0 : null, clipped: false, skipped: false, lr };
 }
 
 /** The report of a bare step. */
