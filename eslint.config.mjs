@@ -2,7 +2,7 @@
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const TS_FILES = ['lib/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'];
+const TS_FILES = ['lib/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'examples/**/*.ts'];
 const TEST_FILES = ['test/**/*.ts'];
 
 /** Node.js globals for plain JS config/scripts (avoids a dependency on the `globals` package). */
@@ -39,6 +39,7 @@ export default tseslint.config(
       'node_modules/',
       'coverage/',
       'bench/results/',
+      'examples/out/',
     ],
   },
 

@@ -6,6 +6,7 @@
 //   npm run bench -- --only peers,call-overhead --sizes 64K,16M --json out.json
 //   npm run bench -- --only lean-state --threads 1,2   issue 12's cases alone (64M; --sizes to change)
 //   npm run bench -- --only lean-optimizers   issue 13's Lion, Adafactor and CAME beside AdamW
+//   npm run bench -- --only tfjs       issue 14's simd-adamw/tfjs against tf.train.adam
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -44,6 +45,13 @@ import { probeContenders } from './roofline';
 import { singleTensorContenders } from './single-tensor';
 import { evaluateTargets } from './targets';
 import { threadCounts } from './threads';
+import {
+  TFJS_BATCH_SIZE,
+  TFJS_MLP_PARAMS,
+  TFJS_MLP_SHAPES,
+  tfjsContenders,
+  tfjsRows,
+} from './tfjs';
 
 const QUESTIONS = [
   'roofline',
@@ -55,6 +63,7 @@ const QUESTIONS = [
   'call-overhead',
   'lean-state',
   'lean-optimizers',
+  'tfjs',
 ] as const;
 type Question = (typeof QUESTIONS)[number];
 
@@ -341,6 +350,20 @@ async function main(): Promise<void> {
   const leanModel = optimizerArrays === undefined ? undefined : new LeanModel(shapes);
   const leanModelSteps =
     leanModel === undefined ? [] : leanModelContenders(leanModel, threads, bestIsa);
+  const tfjs = questions.has('tfjs') ? await tfjsContenders(threads) : undefined;
+  const tfjsSteps = tfjs?.contenders ?? [];
+  if (tfjs !== undefined) {
+    notes.push(
+      `TensorFlow.js adapter (issue 14): simd-adamw/tfjs's SimdAdamW against tf.train.adam of ` +
+        `TensorFlow.js ${tfjs.version} on the cpu backend, on an MLP 784-512-256-10 ` +
+        `(${TFJS_MLP_SHAPES.length} variables, ${TFJS_MLP_PARAMS.toLocaleString('en-US')} ` +
+        'parameters), every contender with its own variables and the same gradient tensors; ' +
+        `SimdAdamW lr 1e-3, weight decay 0.01 (tf.train.adam has none). The train step is ` +
+        `optimizer.minimize over a batch of ${TFJS_BATCH_SIZE} (forward pass, gradients, ` +
+        'applyGradients), as model.fit runs it per batch; the share is the median applyGradients ' +
+        'over the median train step of the same optimizer.',
+    );
+  }
   if (optimizerArrays !== undefined) {
     notes.push(
       'Lean optimizers (issue 13): one tensor per configuration through its class ' +
@@ -363,7 +386,8 @@ async function main(): Promise<void> {
         CALL_OVERHEAD_SIZES.length * callContenders.length +
         leanSizes.length * leanStateContenders.length +
         leanOptimizerSizes.length * optimizerContenders.length +
-        leanModelSteps.length),
+        leanModelSteps.length +
+        tfjsSteps.length),
   );
   const tick = (label: string): void => {
     progress.tick(label);
@@ -376,6 +400,7 @@ async function main(): Promise<void> {
   const leanResults: Result[] = [];
   const optimizerResults: Result[] = [];
   let leanModelResults: Result[] = [];
+  let tfjsResults: Result[] = [];
   try {
     if (throughputContenders.length > 0) {
       for (const size of sizes) {
@@ -420,8 +445,15 @@ async function main(): Promise<void> {
         toResult(m, size),
       );
     }
+    if (tfjsSteps.length > 0) {
+      progress.section('tfjs adapter');
+      tfjsResults = measureInterleaved(tfjsSteps, TFJS_MLP_PARAMS, mode.settings, tick).map((m) =>
+        toResult(m, TFJS_MLP_PARAMS),
+      );
+    }
   } finally {
     progress.stop();
+    tfjs?.release();
     backend.setIsa(bestIsa);
   }
 
@@ -480,6 +512,20 @@ async function main(): Promise<void> {
               tensors: shapes.length,
               params: totalLength(shapes),
               factored: shapes.filter((s) => (s.dims?.length ?? 1) >= 2).length,
+            },
+          },
+        }
+      : {}),
+    ...(tfjs !== undefined
+      ? {
+          tfjs: {
+            version: tfjs.version,
+            results: tfjsResults,
+            rows: tfjsRows(tfjsResults),
+            model: {
+              variables: TFJS_MLP_SHAPES.length,
+              params: TFJS_MLP_PARAMS,
+              batchSize: TFJS_BATCH_SIZE,
             },
           },
         }

@@ -10,6 +10,7 @@ import {
 } from './results';
 import type { LeanModelRow, LeanOptimizerRow } from './lean-optimizers';
 import type { LeanRow } from './lean-state';
+import type { TfjsRow } from './tfjs';
 import { describeTarget } from './targets';
 
 type Align = 'left' | 'right';
@@ -456,6 +457,44 @@ export function leanModelTable(rows: readonly LeanModelRow[]): string {
   );
 }
 
+/** Issue 14: applyGradients per optimizer on the MLP, its share of a train step, the ratio. */
+export function tfjsTable(rows: readonly TfjsRow[]): string {
+  return table(
+    [
+      'optimizer',
+      'threads',
+      'applyGradients (min-max)',
+      'train step',
+      'optimizer share',
+      'tf.train.adam / this',
+    ],
+    rows.map((r) => [
+      r.optimizer,
+      String(r.threads),
+      r.applySeconds === undefined
+        ? (r.skipped ?? '-')
+        : `${seconds(r.applySeconds.median)} (${seconds(r.applySeconds.min)}-${seconds(r.applySeconds.max)})`,
+      r.trainStepSeconds === undefined ? '' : seconds(r.trainStepSeconds),
+      r.optimizerShare === undefined ? '' : `${(r.optimizerShare * 100).toFixed(1)}%`,
+      r.versusAdam === undefined ? '' : `${r.versusAdam.toFixed(0)}x`,
+    ]),
+    ['left', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+/** What the tfjs question measured, in one paragraph (terminal and RESULTS.md). */
+function tfjsDescription(results: BenchResults): string {
+  const tfjs = results.tfjs;
+  if (tfjs === undefined) return '';
+  return (
+    `TensorFlow.js ${tfjs.version}, cpu backend; an MLP 784-512-256-10 (${tfjs.model.variables} ` +
+    `variables, ${tfjs.model.params.toLocaleString('en-US')} parameters), every optimizer fed the ` +
+    'same gradients (bench/tfjs.ts). applyGradients: one call over all variables; train step: ' +
+    `optimizer.minimize over a batch of ${tfjs.model.batchSize} (forward, gradients, ` +
+    'applyGradients), as model.fit runs it per batch. Medians of interleaved samples.'
+  );
+}
+
 export function targetsTable(targets: readonly TargetResult[]): string {
   return table(
     ['issue', 'target', 'where', 'result'],
@@ -523,6 +562,12 @@ export function terminalReport(results: BenchResults): string {
   }
   if (optimizers !== undefined && optimizers.modelRows.length > 0) {
     parts.push('Model-shaped step per optimizer', leanModelTable(optimizers.modelRows));
+  }
+  if (results.tfjs !== undefined && results.tfjs.rows.length > 0) {
+    parts.push(
+      'TensorFlow.js adapter (issue 14)',
+      `${tfjsDescription(results)}\n\n${tfjsTable(results.tfjs.rows)}`,
+    );
   }
   parts.push('Issue 10 rows', issue10Table(results.targets));
   parts.push('Targets', targetsTable(results.targets));
@@ -670,6 +715,17 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
     );
   }
   lines.push(...leanOptimizersSection(results));
+  if (results.tfjs !== undefined && results.tfjs.rows.length > 0) {
+    lines.push(
+      '## TensorFlow.js adapter (issue 14)',
+      '',
+      `${tfjsDescription(results)} The whole training run, with the loss curves, is ` +
+        '`npm run example` (README, "Example: training a tfjs-layers model").',
+      '',
+      tfjsTable(results.tfjs.rows),
+      '',
+    );
+  }
   if (results.throughput.length > 0) {
     lines.push('## Which probe set the roofline', '', rooflineWinnersTable(results.throughput), '');
   }

@@ -3,6 +3,7 @@
 import type { LeanModelRow, LeanOptimizerRow } from './lean-optimizers';
 import type { LeanRow } from './lean-state';
 import type { Family, MeasuredContender, Timing } from './measure';
+import type { TfjsRow } from './tfjs';
 
 /** Bytes an AdamW step moves per parameter: reads param, grad, expAvg, expAvgSq; writes three. */
 export const BYTES_PER_PARAM = 28;
@@ -106,6 +107,18 @@ export interface BenchResults {
       readonly tensors: number;
       readonly params: number;
       readonly factored: number;
+    };
+  };
+  /** Issue 14: simd-adamw/tfjs's applyGradients against tf.train.adam's on an MLP, and the
+   * optimizer's share of a train step (tfjs.ts). */
+  readonly tfjs?: {
+    readonly version: string;
+    readonly results: readonly Result[];
+    readonly rows: readonly TfjsRow[];
+    readonly model: {
+      readonly variables: number;
+      readonly params: number;
+      readonly batchSize: number;
     };
   };
   readonly targets: readonly TargetResult[];
