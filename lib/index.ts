@@ -94,12 +94,30 @@ export type {
   GradScalerStateDict,
   GradScalerStepOptions,
 } from './train/grad-scaler';
-export { constant, cosineWithWarmup, linearWarmup, lrFactor, stepDecay } from './train/schedules';
+export {
+  constant,
+  cosineWithWarmup,
+  exponential,
+  lambdaSchedule,
+  linearWarmup,
+  lrFactor,
+  multiStep,
+  oneCycle,
+  reduceOnPlateau,
+  stepDecay,
+} from './train/schedules';
 export type {
   ConstantSchedule,
   CosineWithWarmupSchedule,
+  ExponentialSchedule,
+  LambdaSchedule,
   LinearWarmupSchedule,
   LrSchedule,
+  MultiStepSchedule,
+  OneCycleSchedule,
+  PlateauStateDict,
+  ReduceOnPlateauSchedule,
+  SavedLrSchedule,
   StepDecaySchedule,
 } from './train/schedules';
 export { isBiasOrNorm, noDecay } from './train/weight-decay';

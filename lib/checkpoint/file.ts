@@ -29,7 +29,9 @@
 //             { "stochastic_rounding", "seed", "min_8bit_size" }, each only if the spec takes it),
 //             crc32 (added by format/safetensors.ts: the whole file's CRC-32; required here),
 //             lr_schedule (JSON, only when a schedule is attached: { "schedule": { "type", ... },
-//             "position", "baseLrs" }).
+//             "position", "baseLrs" }, a lambda schedule as { "type": "lambda" } without its
+//             function, and a reduceOnPlateau schedule with "plateau": { "factor", "best" (null
+//             before the first metric), "numBadEpochs", "cooldownCounter" }).
 //   A param's state dtype is its group's state_dtype, or float32 under blockwise8 when it has
 //   fewer than min_8bit_size elements.
 import * as fs from 'node:fs';
@@ -66,7 +68,7 @@ import {
   stateTensorLengths,
   storageOf,
 } from '../optim/state-storage';
-import { checkScheduleState, type ScheduleState } from '../train/schedules';
+import { checkScheduleState, type SavedScheduleState, scheduleToLoad } from '../train/schedules';
 import {
   applyState,
   checkDtypeFits,
@@ -87,6 +89,9 @@ const FORMAT_VERSION = '2';
 // Versions this reads: 0.1.0 wrote "1" (float32 state, no state_dtype, no lean_state).
 const READABLE_VERSIONS = ['1', '2'];
 const SCHEDULE_METADATA_KEY = 'lr_schedule';
+// The file's lr_schedule, as messages name it.
+const scheduleName = (file: string) =>
+  `__metadata__.${SCHEDULE_METADATA_KEY} of checkpoint '${file}'`;
 const LEAN_METADATA_KEY = 'lean_state';
 const SHAPES_METADATA_KEY = 'param_shapes';
 // The lean_state keys of the lean-state options (optim/lean-options.ts).
@@ -236,7 +241,8 @@ interface FilePlan {
   kind: string;
   groups: { values: HyperparameterValues; paramCount: number }[];
   params: FileParam[];
-  schedule: ScheduleState | null;
+  /** A lambda schedule's function is the optimizer's (scheduleToLoad). */
+  schedule: SavedScheduleState | null;
   rounding: SavedRounding;
   min8bitSize: number;
 }
@@ -666,6 +672,7 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
     const header = readHeader(fd, target);
     const plan = planFromHeader(internals.spec, header, target);
     checkPlanFits(internals, plan, target);
+    const schedule = scheduleToLoad(scheduleName(target), plan.schedule, internals.scheduleState);
     const arrays = plan.params.map((param) =>
       param.state.map((infos, i) =>
         infos === null
@@ -678,7 +685,7 @@ export function loadCheckpointInto(internals: OptimizerInternals, file: unknown)
       internals,
       plan.groups.map((group) => group.values),
       arrays.map((state, k) => ({ state, step: steps[k] })),
-      plan.schedule,
+      schedule,
       plan.rounding,
     );
   });
@@ -736,10 +743,11 @@ export function loadOptimizer<T>(
     for (const key of leanOptionKeys(spec)) options[key] = settings[key];
     const { optimizer, internals } = create(groups, options);
     checkPlanFits(internals, plan, target);
+    const schedule = scheduleToLoad(scheduleName(target), plan.schedule, internals.scheduleState);
     // A new optimizer nobody else holds yet: reading straight into its arrays is safe.
     const steps = readPlannedFile(fd, target, header, plan, (k) => internals.slots[k].state);
     for (const [k, slot] of internals.slots.entries()) slot.step = steps[k];
-    internals.setScheduleState(plan.schedule);
+    internals.setScheduleState(schedule);
     return optimizer;
   });
 }

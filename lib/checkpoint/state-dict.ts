@@ -13,7 +13,15 @@ import { checkSeed, leanOptionKeys } from '../optim/lean-options';
 import { groupValues } from '../optim/param-groups';
 import { checkShape, currentName } from '../optim/params';
 import { checkAbsmaxValues, checkStateArray, copyStateArray } from '../optim/state-storage';
-import { checkScheduleState, type LrSchedule, type ScheduleState } from '../train/schedules';
+import {
+  checkScheduleState,
+  type PlateauStateDict,
+  plateauStateDict,
+  type SavedLrSchedule,
+  savedSchedule,
+  type ScheduleState,
+  scheduleToLoad,
+} from '../train/schedules';
 import {
   applyState,
   checkDtypeFits,
@@ -31,11 +39,14 @@ import {
 
 /** An attached learning-rate schedule in a state dict. */
 export interface LrScheduleStateDict {
-  schedule: LrSchedule;
+  /** The schedule; a lambda schedule as { type: 'lambda' }, without its function. */
+  schedule: SavedLrSchedule;
   /** Steps taken since it was attached, skipped steps not counted. */
   position: number;
   /** Each group's base lr. */
   baseLrs: number[];
+  /** A reduceOnPlateau schedule's state (absent for the others). */
+  plateau?: PlateauStateDict;
 }
 
 /** Any optimizer's state dict: each param's step, name, state dtype and state tensors by name
@@ -62,7 +73,13 @@ export function copyValue(value: unknown): unknown {
 }
 
 export function scheduleStateDict(state: ScheduleState): LrScheduleStateDict {
-  return { schedule: state.schedule, position: state.position, baseLrs: [...state.baseLrs] };
+  const dict: LrScheduleStateDict = {
+    schedule: savedSchedule(state.schedule),
+    position: state.position,
+    baseLrs: [...state.baseLrs],
+  };
+  if (state.plateau !== null) dict.plateau = plateauStateDict(state.plateau);
+  return dict;
 }
 
 /** A copy of the optimizer's state and hyperparameters. */
@@ -200,7 +217,11 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
   const schedule =
     lrSchedule === undefined
       ? null
-      : checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length);
+      : scheduleToLoad(
+          'stateDict.lrSchedule',
+          checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length),
+          internals.scheduleState,
+        );
   const params = entries.map(({ name, fields, step }, k): ParamValues => {
     const slot = internals.slots[k];
     const arrays = spec.state.map((tensor, i) => {

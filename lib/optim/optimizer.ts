@@ -20,7 +20,7 @@ import {
 } from '../checkpoint/file';
 import { loadStateDictInto, stateDictOf } from '../checkpoint/state-dict';
 import { checkNoOverlap, holdForAsyncStep, type NamedArray } from '../core/arrays';
-import { checkBoolean, isPlainObject } from '../core/checks';
+import { checkBoolean, checkNumber, isPlainObject } from '../core/checks';
 import { describe, rangeError, stepInFlightError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import {
@@ -31,7 +31,14 @@ import {
   opLayout,
 } from '../core/native';
 import { checkThreads, defaultThreads } from '../core/threads';
-import { checkSchedule, type LrSchedule, lrFactor, type ScheduleState } from '../train/schedules';
+import {
+  afterMetric,
+  checkSchedule,
+  type LrSchedule,
+  newScheduleState,
+  scheduleFactor,
+  type ScheduleState,
+} from '../train/schedules';
 import {
   checkOptimizerStepOptions,
   emptyStepReport,
@@ -155,6 +162,13 @@ interface StepPlan {
   readonly tensorSeeds: Uint32Array;
   // For a plan of a step with skip: which slots it leaves out (1 at their index); null for all.
   readonly skipped: Uint8Array | null;
+}
+
+// The schedule's factor for the lrs after a step, computed before it, with the schedule state it
+// was computed from.
+interface NextFactor {
+  readonly state: ScheduleState;
+  readonly factor: number;
 }
 
 // A (group, decay) pair: the params that share a scalar set when their step counts agree.
@@ -447,11 +461,12 @@ export abstract class Optimizer<
   step(options?: OptimizerStepOptions): StepReport {
     this.#assertIdle('step()');
     const { request, skip } = checkOptimizerStepOptions('options', options);
+    const next = this.#nextScheduleFactor();
     this.#selectStepSlots(skip);
     const plan = this.#prepareStep();
     const lr = this.#reportedLr();
     if (plan.native === null) {
-      this.#finishStep();
+      this.#finishStep(next);
       return emptyStepReport(request, lr);
     }
     const [scalars, flags] = this.#setView();
@@ -466,10 +481,10 @@ export abstract class Optimizer<
       native.runPlan(plan.native, scalars, flags, plan.tensorSet, threads);
     }
     if (request === null) {
-      this.#finishStep();
+      this.#finishStep(next);
       return plainReport(lr);
     }
-    return this.#finishFusedStep(request, lr);
+    return this.#finishFusedStep(request, lr, next);
   }
 
   /**
@@ -485,11 +500,12 @@ export abstract class Optimizer<
   async stepAsync(options?: OptimizerStepOptions): Promise<StepReport> {
     this.#assertIdle('stepAsync()');
     const { request, skip } = checkOptimizerStepOptions('options', options);
+    const next = this.#nextScheduleFactor();
     this.#selectStepSlots(skip);
     const plan = this.#prepareStep();
     const lr = this.#reportedLr();
     if (plan.native === null) {
-      this.#finishStep();
+      this.#finishStep(next);
       return emptyStepReport(request, lr);
     }
     holdForAsyncStep(
@@ -519,17 +535,19 @@ export abstract class Optimizer<
       this.#inFlight = false;
     }
     if (request === null) {
-      this.#finishStep();
+      this.#finishStep(next);
       return plainReport(lr);
     }
-    return this.#finishFusedStep(request, lr);
+    return this.#finishFusedStep(request, lr, next);
   }
 
   /**
    * The learning-rate schedule driving the groups' lr (train/schedules.ts), or null. Attaching one
    * records every group's current lr as its base lr (or keeps the base lrs of the schedule it
    * replaces), restarts at position 0 and sets lr = baseLr * factor(0); after every step that is
-   * not skipped the position advances and the lrs are set for the next step. While a schedule is
+   * not skipped the position advances and the lrs are set for the next step (a lambda schedule's
+   * function is called, and its value checked, before the step, for the step after). A
+   * reduceOnPlateau schedule's lrs change only with {@link reportMetric}. While a schedule is
    * attached it owns lr: an lr you assign lasts only until the next step. Setting null detaches it
    * and leaves the lrs as they are.
    */
@@ -562,8 +580,35 @@ export abstract class Optimizer<
           return g.lr;
         }),
       );
-    this.#schedule = Object.freeze({ schedule, position: 0, baseLrs });
-    this.#applySchedule();
+    const state = newScheduleState(schedule, baseLrs);
+    // A lambda's factor is the caller's code and checked: computed before anything changes.
+    const factor = scheduleFactor(state, 0);
+    this.#schedule = state;
+    this.#setScheduledLrs(state, factor);
+  }
+
+  /**
+   * Reports a metric (the epoch's validation loss, say: a finite number) to the optimizer's
+   * reduceOnPlateau schedule, which may lower every group's lr at once (torch's
+   * ReduceLROnPlateau.step(metric)). Call it once per epoch; the schedule's best metric, counters
+   * and factor are part of the state dict and checkpoint. RangeError unless that is the schedule.
+   */
+  reportMetric(metric: number): void {
+    this.#assertIdle('reportMetric()');
+    const state = this.#schedule;
+    if (state === null || state.schedule.type !== 'reduceOnPlateau' || state.plateau === null) {
+      throw rangeError(
+        'schedule',
+        'a reduceOnPlateau schedule (reportMetric drives only that schedule)',
+        state?.schedule ?? null,
+      );
+    }
+    const value = checkNumber('metric', metric);
+    if (!Number.isFinite(value)) throw rangeError('metric', 'a finite number', value);
+    const plateau = afterMetric(state.schedule, state.plateau, value);
+    const reported = Object.freeze({ ...state, plateau });
+    this.#schedule = reported;
+    this.#setScheduledLrs(reported, plateau.factor);
   }
 
   /** Steps taken since the schedule was attached, skipped steps not counted (0 without one). */
@@ -715,35 +760,44 @@ export abstract class Optimizer<
     return key === undefined ? 'float32' : (values[key] as StateDtype);
   }
 
+  // The schedule's factor for the step after the coming one, computed (and, a lambda's, checked)
+  // before the step so that a bad one changes nothing.
+  #nextScheduleFactor(): NextFactor | null {
+    const state = this.#schedule;
+    return state === null ? null : { state, factor: scheduleFactor(state, state.position + 1) };
+  }
+
   // After a step that changed the state: the stepped params' step counts, then the schedule.
-  #finishStep(): void {
+  #finishStep(next: NextFactor | null): void {
     const slots = this.#stepSlots;
     for (let k = 0; k < slots.length; k++) slots[k].step += 1;
-    const schedule = this.#schedule;
-    if (schedule !== null) {
-      this.#schedule = Object.freeze({ ...schedule, position: schedule.position + 1 });
-      this.#applySchedule();
+    const state = this.#schedule;
+    if (state !== null) {
+      const advanced = Object.freeze({ ...state, position: state.position + 1 });
+      // Computed anew only when the caller's code (a skip iterable) replaced the schedule after
+      // `next` was: then a lambda's error comes after the step.
+      const factor =
+        next?.state === state ? next.factor : scheduleFactor(advanced, advanced.position);
+      this.#schedule = advanced;
+      this.#setScheduledLrs(advanced, factor);
     }
   }
 
-  #finishFusedStep(request: TrainStepRequest, lr: number): StepReport {
+  #finishFusedStep(request: TrainStepRequest, lr: number, next: NextFactor | null): StepReport {
     // The addon names tensor k of the plan, the k-th stepped param.
     const report = readReport(this.#control, request, lr, (k) => {
       const slot: Slot | undefined = k >= 0 ? this.#stepSlots.at(k) : undefined;
       return slot === undefined ? `tensor ${k}` : `${slot.label}.grad`;
     });
-    if (!report.skipped) this.#finishStep();
+    if (!report.skipped) this.#finishStep(next);
     return report;
   }
 
-  // lr = baseLr * factor(position) for every group. Cannot throw: every factor is in [0, 1] and
-  // every base lr a finite number >= 0.
-  #applySchedule(): void {
-    const schedule = this.#schedule;
-    if (schedule === null) return;
-    const factor = lrFactor(schedule.schedule, schedule.position);
+  // lr = baseLr * factor for every group. Cannot throw: every factor is in [0, 1] (a lambda's
+  // was checked) and every base lr a finite number >= 0.
+  #setScheduledLrs(state: ScheduleState, factor: number): void {
     const groups = this.#groups as unknown as { lr: number }[];
-    for (const [g, group] of groups.entries()) group.lr = (schedule.baseLrs[g] ?? 0) * factor;
+    for (const [g, group] of groups.entries()) group.lr = (state.baseLrs[g] ?? 0) * factor;
   }
 
   // Chooses the slots of the coming step: every slot without options.skip (today's path: nothing
