@@ -335,7 +335,7 @@ export function planTensorReads(
 /** Widens bfloat16 bit patterns to float32 (exact: a bfloat16 is a float32's top 16 bits). */
 function bfloat16ToFloat32(bits: Uint16Array, into: Float32Array): void {
   const out = new Uint32Array(into.buffer, into.byteOffset, into.length);
-  for (let i = 0; i < bits.length; i++) out[i] = (bits[i]) << 16;
+  for (let i = 0; i < bits.length; i++) out[i] = bits[i] << 16;
 }
 
 /** Widens IEEE binary16 bit patterns to float32 exactly, subnormals, infinities and NaN payloads

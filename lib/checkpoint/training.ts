@@ -94,6 +94,14 @@ function checkGradScaler(name: string, value: unknown): GradScaler | undefined {
   return value;
 }
 
+// An object JSON.stringify writes as its own keys: a Date, Map or class instance would not
+// round-trip, so only objects of Object.prototype or none are JSON objects here.
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  if (!isPlainObject(value)) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
 /** Throws unless `value` is JSON that round-trips: plain objects, arrays, strings, finite numbers,
  * booleans and null, nested at most MAX_JSON_DEPTH deep. */
 function checkJson(name: string, value: unknown, depth: number): void {
@@ -103,7 +111,7 @@ function checkJson(name: string, value: unknown, depth: number): void {
       throw rangeError(name, 'a finite number (JSON has no other)', value);
     return;
   }
-  if (Array.isArray(value) || isPlainObject(value)) {
+  if (Array.isArray(value) || isJsonObject(value)) {
     if (depth >= MAX_JSON_DEPTH) {
       throw rangeError(name, `JSON nested at most ${MAX_JSON_DEPTH} levels deep`, value);
     }
