@@ -22,6 +22,10 @@
 // header still makes a valid file. Files written here carry `__metadata__.crc32`: the CRC-32 of
 // the whole file, computed with those 8 hex digits set to "00000000" (the writer streams the file,
 // then patches the digits in). Readers verify it when present, as they read the tensors.
+//
+// Temporary files: a write goes to `.<base>.<pid>.<12 hex digits>.tmp` beside the file and is
+// renamed over it. A writer killed mid-write leaves its temporary file behind; the next write to
+// the same path removes those whose writer process is gone (removeStaleTemporaryFiles).
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
