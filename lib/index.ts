@@ -78,6 +78,18 @@ export type {
 export { STATE_DTYPES } from './optim/spec';
 export type { LiveGroup } from './optim/param-groups';
 export type { GenericStateDict, LrScheduleStateDict } from './checkpoint/state-dict';
+export { loadTensors, loadTensorsMetadata, saveTensors } from './checkpoint/tensors';
+export type {
+  LoadedTensor,
+  LoadTensorsOptions,
+  SaveTensorsOptions,
+  TensorArray,
+  TensorDtype,
+  TensorsToSave,
+  TensorToSave,
+} from './checkpoint/tensors';
+export { loadTraining, saveTraining } from './checkpoint/training';
+export type { JsonValue, LoadedTraining, TrainingRun, TrainingTarget } from './checkpoint/training';
 export { SafetensorsError } from './format/safetensors';
 export { adamwStep, adamwStepAsync } from './optim/functional';
 export type { AdamwStepOptions } from './optim/functional';

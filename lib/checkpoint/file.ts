@@ -159,6 +159,16 @@ export function saveCheckpoint(
   ops: FileOps = nodeFileOps,
 ): void {
   const target = checkPath(file);
+  const { tensors, metadata } = checkpointContents(internals);
+  writeSafetensors(target, tensors, metadata, ops);
+}
+
+/** The tensors (views of the optimizer's arrays, in file order) and metadata of the optimizer's
+ * checkpoint, as saveCheckpoint writes them; also the optimizer's part of a training file. */
+export function checkpointContents(internals: OptimizerInternals): {
+  tensors: TensorToWrite[];
+  metadata: Record<string, string>;
+} {
   const { spec } = internals;
   const names = internals.slots.map((slot) => currentName(slot.param, slot.label));
   const keys = paramKeys(names, 'this optimizer');
@@ -217,7 +227,7 @@ export function saveCheckpoint(
   if (schedule !== null) {
     metadata[SCHEDULE_METADATA_KEY] = jsonKeepingNegativeZero(scheduleStateDict(schedule));
   }
-  writeSafetensors(target, tensors, metadata, ops);
+  return { tensors, metadata };
 }
 
 interface FileParam {
@@ -593,6 +603,10 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
   );
 }
 
+/** Reads every tensor of a checkpoint's header, each into `destination(tensor)`, and checks the
+ * checksum (readTensors; a training file's reader also reads its other tensors). */
+export type ReadCheckpointTensors = (destination: (tensor: TensorInfo) => ArrayBufferView) => void;
+
 /**
  * Reads the whole file, each tensor into its place (`arraysOf(k)` for param k's state tensors, in
  * spec.state order), checks the checksum, and returns the step counts. Throws, with only
@@ -600,9 +614,8 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
  * [0, 2^53).
  */
 function readPlannedFile(
-  fd: number,
+  read: ReadCheckpointTensors,
   file: string,
-  header: SafetensorsHeader,
   plan: FilePlan,
   arraysOf: (k: number) => readonly (StateArray | null)[],
 ): number[] {
@@ -619,7 +632,7 @@ function readPlannedFile(
     }
   }
   // planFromHeader matched the file's tensors to the plan's one for one.
-  readTensors(fd, file, header, (tensor) => {
+  read((tensor) => {
     const destination = destinations.get(tensor.name);
     if (destination === undefined) throw new Error(`simd-adamw: internal error: ${tensor.name}`);
     return destination;
@@ -670,25 +683,40 @@ function withCheckpointFile<T>(file: unknown, use: (fd: number, path: string) =>
 export function loadCheckpointInto(internals: OptimizerInternals, file: unknown): void {
   withCheckpointFile(file, (fd, target) => {
     const header = readHeader(fd, target);
-    const plan = planFromHeader(internals.spec, header, target);
-    checkPlanFits(internals, plan, target);
-    const schedule = scheduleToLoad(scheduleName(target), plan.schedule, internals.scheduleState);
-    const arrays = plan.params.map((param) =>
-      param.state.map((infos, i) =>
-        infos === null
-          ? null
-          : newStateArray(param.dtype, param.stateLengths[i] ?? 0, internals.blockSize),
-      ),
-    );
-    const steps = readPlannedFile(fd, target, header, plan, (k) => arrays[k]);
-    applyState(
-      internals,
-      plan.groups.map((group) => group.values),
-      arrays.map((state, k) => ({ state, step: steps[k] })),
-      schedule,
-      plan.rounding,
-    );
+    loadCheckpointHeaderInto(internals, header, target, (destination) => {
+      readTensors(fd, target, header, destination);
+    });
   });
+}
+
+/**
+ * loadCheckpointInto for a checkpoint's validated `header` (the file's, or a training file's
+ * optimizer part) whose tensors `read` reads: validated, staged in new arrays, then applied.
+ */
+export function loadCheckpointHeaderInto(
+  internals: OptimizerInternals,
+  header: SafetensorsHeader,
+  file: string,
+  read: ReadCheckpointTensors,
+): void {
+  const plan = planFromHeader(internals.spec, header, file);
+  checkPlanFits(internals, plan, file);
+  const schedule = scheduleToLoad(scheduleName(file), plan.schedule, internals.scheduleState);
+  const arrays = plan.params.map((param) =>
+    param.state.map((infos, i) =>
+      infos === null
+        ? null
+        : newStateArray(param.dtype, param.stateLengths[i] ?? 0, internals.blockSize),
+    ),
+  );
+  const steps = readPlannedFile(read, file, plan, (k) => arrays[k]);
+  applyState(
+    internals,
+    plan.groups.map((group) => group.values),
+    arrays.map((state, k) => ({ state, step: steps[k] })),
+    schedule,
+    plan.rounding,
+  );
 }
 
 /** What a class's static load needs: a new optimizer of its kind for these groups, with these
@@ -745,7 +773,10 @@ export function loadOptimizer<T>(
     checkPlanFits(internals, plan, target);
     const schedule = scheduleToLoad(scheduleName(target), plan.schedule, internals.scheduleState);
     // A new optimizer nobody else holds yet: reading straight into its arrays is safe.
-    const steps = readPlannedFile(fd, target, header, plan, (k) => internals.slots[k].state);
+    const read: ReadCheckpointTensors = (destination) => {
+      readTensors(fd, target, header, destination);
+    };
+    const steps = readPlannedFile(read, target, plan, (k) => internals.slots[k].state);
     for (const [k, slot] of internals.slots.entries()) slot.step = steps[k];
     internals.setScheduleState(schedule);
     return optimizer;

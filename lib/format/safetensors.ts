@@ -22,6 +22,10 @@
 // header still makes a valid file. Files written here carry `__metadata__.crc32`: the CRC-32 of
 // the whole file, computed with those 8 hex digits set to "00000000" (the writer streams the file,
 // then patches the digits in). Readers verify it when present, as they read the tensors.
+//
+// Temporary files: a write goes to `.<base>.<pid>.<12 hex digits>.tmp` beside the file and is
+// renamed over it. A writer killed mid-write leaves its temporary file behind; the next write to
+// the same path removes those whose writer process is gone (removeStaleTemporaryFiles).
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -35,7 +39,7 @@ import { type JsonValue, JsonSyntaxError, parseStrictJson } from './strict-json'
 export const MAX_HEADER_LENGTH = 100_000_000;
 
 /** Bytes per element of each dtype the format defines. */
-const DTYPE_SIZES = new Map<string, number>([
+export const DTYPE_SIZES = new Map<string, number>([
   ['BOOL', 1],
   ['U8', 1],
   ['I8', 1],
@@ -536,9 +540,11 @@ export function writeSafetensors(
   assertLittleEndianHost();
   const header = encodeHeader(tensors, metadata);
   const folder = path.dirname(path.resolve(file));
+  const base = path.basename(file);
+  removeStaleTemporaryFiles(folder, base);
   const temporary = path.join(
     folder,
-    `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+    `.${base}.${process.pid}.${randomBytes(TEMPORARY_ID_BYTES).toString('hex')}.tmp`,
   );
   // 'wx': never reuse an existing file (a stale temporary file or a symlink someone planted).
   const fd = ops.openSync(temporary, 'wx', 0o666);
@@ -569,6 +575,46 @@ export function writeSafetensors(
     throw error;
   }
   fsyncFolder(folder);
+}
+
+const TEMPORARY_ID_BYTES = 6;
+
+/**
+ * Removes the temporary files a killed writer left beside `folder/base`: exactly those named as
+ * writeSafetensors names them, `.<base>.<pid>.<12 hex digits>.tmp`, whose writer process no longer
+ * exists (signal 0 to it fails with ESRCH). A live pid (EPERM: another user's process) may be
+ * writing, and this process's own pid may be a worker thread's write in progress: both are left,
+ * as is every other file. A pid reused since by another process keeps its file until that one
+ * ends too. Failures are ignored: the cleanup must never stop the save.
+ */
+export function removeStaleTemporaryFiles(folder: string, base: string): void {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(folder);
+  } catch {
+    return;
+  }
+  const prefix = `.${base}.`;
+  const rest = new RegExp(`^([1-9][0-9]{0,9})\\.[0-9a-f]{${2 * TEMPORARY_ID_BYTES}}\\.tmp$`);
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix)) continue;
+    const match = rest.exec(entry.slice(prefix.length));
+    if (match === null) continue;
+    const pid = Number(match[1]);
+    if (pid === process.pid || pid > 0x7fffffff || isProcessAlive(pid)) continue;
+    ignoreErrors(() => {
+      fs.unlinkSync(path.join(folder, entry));
+    });
+  }
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }
 
 /** Where the placeholder digits of the checksum field are in the encoded header. */

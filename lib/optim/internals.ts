@@ -47,4 +47,6 @@ export interface OptimizerInternals {
   setStochasticRounding(stochasticRounding: boolean, seed: number): void;
   /** Elements per absmax of blockwise8 state (256), or 0 if no param has blockwise8 state. */
   readonly blockSize: number;
+  /** Throws if an async step is running (`action` names what the caller was about to do). */
+  assertIdle(action: string): void;
 }

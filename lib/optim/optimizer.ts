@@ -327,6 +327,9 @@ export abstract class Optimizer<
         optimizer.#stochasticRounding = stochasticRounding;
         optimizer.#seed = seed;
       },
+      assertIdle(action) {
+        optimizer.#assertIdle(action);
+      },
     });
   }
 
