@@ -8,17 +8,23 @@ import { PACKAGE_ROOT } from './helpers/child';
 import { allMarkdownPages, codeBlocks, headingAnchors, links } from './helpers/markdown';
 
 const pages = allMarkdownPages();
-const text = new Map(pages.map((page) => [page, fs.readFileSync(path.join(PACKAGE_ROOT, page), 'utf8')]));
+const text = new Map(
+  pages.map((page) => [page, fs.readFileSync(path.join(PACKAGE_ROOT, page), 'utf8')]),
+);
 
 function anchorsOf(page: string): Set<string> {
-  return headingAnchors(page, text.get(page) ?? fs.readFileSync(path.join(PACKAGE_ROOT, page), 'utf8'));
+  return headingAnchors(
+    page,
+    text.get(page) ?? fs.readFileSync(path.join(PACKAGE_ROOT, page), 'utf8'),
+  );
 }
 
 /** What is wrong with a link, or null when it resolves. */
 function brokenLink(page: string, target: string): string | null {
   if (/^[a-z][a-z0-9+.-]*:/i.test(target)) return null; // https:, mailto:, ...
   const [file, anchor] = target.split('#', 2) as [string, string | undefined];
-  const resolved = file === '' ? page : path.posix.normalize(path.posix.join(path.posix.dirname(page), file));
+  const resolved =
+    file === '' ? page : path.posix.normalize(path.posix.join(path.posix.dirname(page), file));
   if (resolved.startsWith('..')) return `${target} leaves the repository`;
   if (!fs.existsSync(path.join(PACKAGE_ROOT, resolved))) return `${resolved} does not exist`;
   if (anchor === undefined) return null;
@@ -47,7 +53,8 @@ describe('links between the Markdown pages', () => {
 // The checker itself, on pages written here: each broken kind is caught, each good one accepted.
 describe('the link checker', () => {
   test('anchors follow GitHub: lowercase, punctuation dropped, spaces to dashes, repeats numbered', () => {
-    const page = '# A `code` title: x/y\n\n## Params with no gradient: `skip`\n\n## Again\n\n## Again\n\n```md\n# not a heading\n```\n';
+    const page =
+      '# A `code` title: x/y\n\n## Params with no gradient: `skip`\n\n## Again\n\n## Again\n\n```md\n# not a heading\n```\n';
     expect([...headingAnchors('x.md', page)]).toEqual([
       'a-code-title-xy',
       'params-with-no-gradient-skip',
@@ -66,7 +73,9 @@ describe('the link checker', () => {
 
   test('a missing file, a missing anchor and a link out of the repository are each reported', () => {
     expect(brokenLink('README.md', 'docs/no-such-page.md')).toMatch(/does not exist/);
-    expect(brokenLink('README.md', 'docs/api.md#no-such-heading')).toMatch(/no heading with the anchor/);
+    expect(brokenLink('README.md', 'docs/api.md#no-such-heading')).toMatch(
+      /no heading with the anchor/,
+    );
     expect(brokenLink('docs/api.md', '../../outside.md')).toMatch(/leaves the repository/);
     expect(brokenLink('README.md', '#install')).toBeNull();
     expect(brokenLink('docs/api.md', '../README.md#a-training-loop')).toBeNull();

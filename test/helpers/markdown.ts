@@ -75,7 +75,9 @@ export function codeBlocks(page: string, text: string): CodeBlock[] {
       if (end < 0) throw new Error(`${page}:${i + 1}: an HTML comment that never ends`);
       if (line.startsWith('<!-- ts-preamble')) {
         if (line.trim() !== '<!-- ts-preamble' || lines[end].trim() !== '-->') {
-          throw new Error(`${page}:${i + 1}: write a preamble as "<!-- ts-preamble", code lines, "-->"`);
+          throw new Error(
+            `${page}:${i + 1}: write a preamble as "<!-- ts-preamble", code lines, "-->"`,
+          );
         }
         pending.preamble = lines.slice(i + 1, end).join('\n');
         pending.preambleLine = i + 2;
