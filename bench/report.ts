@@ -720,7 +720,7 @@ export function resultsMarkdown(results: BenchResults, charts: ChartLinks): stri
       '## TensorFlow.js adapter (issue 14)',
       '',
       `${tfjsDescription(results)} The whole training run, with the loss curves, is ` +
-        '`npm run example` (README, "Example: training a tfjs-layers model").',
+        '`npm run example` (docs/tensorflow.md, "Example: training a tfjs-layers model").',
       '',
       tfjsTable(results.tfjs.rows),
       '',

@@ -1,4 +1,4 @@
-// The layout the README's "Architecture" section promises: lib/ in layers with no import cycles,
+// The layout docs/architecture.md promises: lib/ in layers with no import cycles,
 // index.ts only re-exporting, and the native layouts taken from the addon rather than restated.
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,4 +1,4 @@
-// The fused training step (README "Training-loop utilities"): step({ clipGradNorm, gradScale,
+// The fused training step (docs/training.md): step({ clipGradNorm, gradScale,
 // skipNonFinite }) equals clipping and unscaling the gradients separately and then stepping, bit for
 // bit when the scale is a power of two (within float32 rounding otherwise), on every kernel and
 // thread count; it never writes the gradients; a NaN or Inf anywhere with skipNonFinite changes

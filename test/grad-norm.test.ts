@@ -1,4 +1,4 @@
-// gradNorm (README "Training-loop utilities"): the global L2 norm of gradients is the canonical
+// gradNorm (docs/training.md): the global L2 norm of gradients is the canonical
 // double-precision sum of squares (blocks of 4096 per tensor, 16 interleaved partials, a fixed
 // tree, blocks then tensors in order), bit for bit, on every kernel and thread count; it is within
 // 1e-12 of a plain float64 sum; NaN/Inf anywhere make it NaN/Infinity; bad input is an error.

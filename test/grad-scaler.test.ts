@@ -1,4 +1,4 @@
-// GradScaler (README "Training-loop utilities"): with gradients of a loss scaled by a power of two,
+// GradScaler (docs/training.md): with gradients of a loss scaled by a power of two,
 // scaler.step gives bitwise the optimizer step on the unscaled gradients; a NaN or Inf gradient
 // skips the step (nothing changes) and halves the scale; growthInterval clean steps double it;
 // its state round-trips; bad options are errors.

@@ -3,7 +3,7 @@
 // reaches a final loss within 5% of the float32-state run with bf16 state (round to nearest even,
 // and stochastic), with blockwise8 state, and with blockwise8 state fed bf16 gradients. The weight
 // matrices (256, 4096 and 192 elements) are above min8bitSize = 128, so they really use 8-bit
-// state; the biases keep float32 state. The numbers are printed (README, "Lean optimizer state").
+// state; the biases keep float32 state. The numbers are printed (docs/lean-state.md).
 import { bf16Rne } from './helpers/lean-reference';
 import {
   createLeanOptimizer,

@@ -1,5 +1,6 @@
 // Loading the native addon (lib/core/native.ts), in child processes on the built package: when the binary
-// is missing (npm 11 skips the install scripts of dependencies that are not approved) or
+// is missing (a platform without a prebuild, where nothing built it from source: npm 11 warns about
+// and runs a dependency's install script, npm 12 blocks it by default) or
 // SIMD_ADAMW_NATIVE names one that cannot be loaded, the error says how to build it.
 import * as fs from 'node:fs';
 import * as os from 'node:os';

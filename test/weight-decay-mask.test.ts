@@ -1,4 +1,4 @@
-// Weight-decay masks (README "Training-loop utilities"): `decay: false` on a param is exactly a
+// Weight-decay masks (docs/training.md): `decay: false` on a param is exactly a
 // group with weightDecay 0, for AdamW's decoupled decay and Adam's L2; noDecay splits params by
 // name (biases and normalisation weights by default) into a decayed and an exempt group.
 import { Adam, AdamW, type AdamBase, isBiasOrNorm, noDecay, type Param } from '../lib';

@@ -1,5 +1,5 @@
 // An independent reference for the lean-state step (issue 12), for tests only: the issue's numeric
-// definitions (README, "Lean optimizer state") written out element by element in TypeScript, with
+// definitions (docs/lean-state.md) written out element by element in TypeScript, with
 // float32 rounding emulated by Math.fround exactly where the kernel rounds, so results can be
 // compared bit for bit. Nothing here calls the addon or lib/.
 //
