@@ -7,6 +7,7 @@ export { Optimizer } from './optim/optimizer';
 export type {
   BaseParamState,
   CommonOptions,
+  IterableParamGroup,
   LeanStateOptions,
   OptimizerClass,
   ParamGroupInput,

@@ -20,7 +20,7 @@ import {
 } from '../checkpoint/file';
 import { loadStateDictInto, stateDictOf } from '../checkpoint/state-dict';
 import { checkNoOverlap, holdForAsyncStep, type NamedArray } from '../core/arrays';
-import { checkBoolean, isPlainObject } from '../core/checks';
+import { checkBoolean, isPlainObject, readOnce } from '../core/checks';
 import { describe, rangeError, stepInFlightError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import {
@@ -108,6 +108,12 @@ export interface ParamGroupInput {
   params: Param[];
 }
 
+/** A param group as the constructors and addParamGroup take it: `G` (an optimizer's ParamGroup)
+ * with its params as any iterable (an Array, a Set, a generator, `map.values()`), read once. */
+export type IterableParamGroup<G extends { params: unknown }> = Omit<G, 'params'> & {
+  params: Iterable<AnyParam>;
+};
+
 /** Every param's state has its step count and how it is kept; each optimizer adds its tensors
  * (AdamW's ParamState). */
 export interface BaseParamState {
@@ -172,25 +178,6 @@ interface Variant {
 // The optimizer's own state is one arena per state tensor and storage kind, each param's tensor a
 // view of it (optim/state-storage.ts, allocateState).
 
-function isObjectLike(value: unknown): value is object {
-  return (typeof value === 'object' && value !== null) || typeof value === 'function';
-}
-
-// An iterable that a for-of reads through the iterator `value` hands out once (so a getter or a
-// replaced Symbol.iterator cannot give a second reading something else). Strings and typed arrays
-// are iterable too, of characters and numbers: never a list of objects, so they are refused here.
-function readOnce(name: string, expected: string, value: unknown): Iterable<unknown> {
-  const iterate: unknown = isObjectLike(value)
-    ? (value as { [Symbol.iterator]?: unknown })[Symbol.iterator]
-    : undefined;
-  if (typeof iterate !== 'function' || ArrayBuffer.isView(value)) {
-    throw typeError(name, expected, value);
-  }
-  const iterator: unknown = Reflect.apply(iterate, value, []);
-  if (!isObjectLike(iterator)) throw typeError(name, expected, value);
-  return { [Symbol.iterator]: () => iterator as Iterator<unknown> };
-}
-
 // Whether two masks of the same optimizer hold the same bytes.
 function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
   if (a === null || a.length !== b.length) return false;
@@ -201,6 +188,13 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
 // How messages name a param's state tensor: "state of fc.bias (expAvg)".
 function stateLabel(slot: Slot, tensor: string): string {
   return `state of ${slot.label} (${tensor})`;
+}
+
+// A param at pending construction: validated, with its group's index and values.
+interface PendingParam {
+  readonly v: ValidatedParam;
+  readonly g: number;
+  readonly values: HyperparameterValues;
 }
 
 function isGroupList(value: readonly unknown[]): boolean {
@@ -287,6 +281,9 @@ export abstract class Optimizer<
   // The fused step's request and result (train/step-options.ts), reused between steps.
   readonly #control = newControl();
   #schedule: ScheduleState | null = null;
+  // The constructor's defaults, which every group's unset hyperparameters take (addParamGroup's
+  // too).
+  readonly #groupDefaults: HyperparameterValues;
 
   static {
     internalsOf = (optimizer) => ({
@@ -339,6 +336,7 @@ export abstract class Optimizer<
       ['threads', 'schedule', ...leanKeys],
     );
     spec.checkValues?.('defaults', groupDefaults);
+    this.#groupDefaults = groupDefaults;
     // Read only when the spec takes them (resolveHyperparameters refused them otherwise).
     const { stochasticRounding, seed, min8bitSize } = leanKeys.length > 0 ? options : {};
     this.#stochasticRounding =
@@ -350,40 +348,19 @@ export abstract class Optimizer<
       min8bitSize === undefined
         ? DEFAULT_MIN_8BIT_SIZE
         : checkMin8bitSize('defaults.min8bitSize', min8bitSize);
-    if (!Array.isArray(params))
-      throw typeError('params', 'an array of params or of param groups', params);
-    if (params.length === 0)
-      throw new RangeError('Expected at least one param for params but received an empty array');
-    const groupList = isGroupList(params);
-    const groupInputs: unknown[] = groupList ? params : [{ params }];
+    // Any iterable of params or of groups (an Array, a Set, a generator), read once.
+    const inputs = [...readOnce('params', 'an iterable of params or of param groups', params)];
+    if (inputs.length === 0)
+      throw new RangeError('Expected at least one param for params but received an empty iterable');
+    const groupList = isGroupList(inputs);
+    const groupInputs: unknown[] = groupList ? inputs : [{ params: inputs }];
     const names = new Set<string>();
     const seen = new Set<unknown>();
-    const pending: { v: ValidatedParam; g: number; values: HyperparameterValues }[] = [];
+    const pending: PendingParam[] = [];
     for (const [g, groupInput] of groupInputs.entries()) {
-      const groupLabel = `paramGroups[${g}]`;
-      if (!isPlainObject(groupInput) || !Array.isArray(groupInput.params)) {
-        throw typeError(groupLabel, 'a param group { params: Param[], ...options }', groupInput);
-      }
-      const values = resolveHyperparameters(spec, groupLabel, groupInput, groupDefaults, [
-        'params',
-      ]);
-      spec.checkValues?.(groupLabel, values);
-      const validated = (groupInput.params as unknown[]).map((p, i) =>
-        validateParam(groupList ? `${groupLabel}.params[${i}]` : `params[${i}]`, p, names, seen),
-      );
-      const group = createParamGroup(
-        spec,
-        groupLabel,
-        validated.map((v) => v.param),
-        values,
-        // Throws while the async step runs: it read the values when it started, and a change
-        // meanwhile would be silently ignored for that step.
-        (action) => {
-          this.#assertIdle(action);
-        },
-      );
+      const { group, validated } = this.#validateGroup(g, groupInput, names, seen, !groupList);
       this.#groups.push(group);
-      for (const v of validated) pending.push({ v, g, values });
+      for (const v of validated) pending.push({ v, g, values: groupValues(group) });
     }
     if (
       this.#stochasticRounding &&
@@ -649,14 +626,17 @@ export abstract class Optimizer<
   }
 
   /**
-   * A new optimizer of this class for `params` (in the saved order), with the groups,
-   * hyperparameters, lean-state options and state of the file at `path`, read directly into its
-   * arrays.
+   * A new optimizer of this class for `params`, with the groups, hyperparameters, lean-state
+   * options and state of the file at `path`, read directly into its arrays. When every param (in
+   * `params` and in the file) has a name, they are matched by name and `params` may come in any
+   * order (say, the model's, while the file's groups came from noDecay()); a name missing or not in
+   * the file is a RangeError listing them. Otherwise `params` are in the saved order. `params` is
+   * any iterable, read once.
    */
   static load<T extends AnyOptimizer>(
     this: OptimizerClass<T>,
     path: string,
-    params: AnyParam[],
+    params: Iterable<AnyParam>,
   ): T {
     // A class whose spec has lean state takes the lean-state options as its second argument, as
     // AdamW does; another is passed none.
@@ -669,7 +649,8 @@ export abstract class Optimizer<
         Object.keys(options).length === 0 ? new Class(groups) : new Class(groups, options);
       return { optimizer, internals: internals(optimizer) };
     };
-    return loadOptimizer(this.spec, path, params, create);
+    const given = [...readOnce('params', "an iterable of the checkpoint's params", params)];
+    return loadOptimizer(this.spec, path, given, create);
   }
 
   /** Bytes held: params (with their dataBf16 copies), grads (as of the last step) and optimizer
@@ -1023,10 +1004,48 @@ export abstract class Optimizer<
     return entry;
   }
 
+  // Validates one param group as given (the constructor's or addParamGroup's) as group g of this
+  // optimizer, its params against `names` and `seen` (the names and params so far, which it adds
+  // to), and creates its live group; changes nothing else. `flat`: the params were passed without
+  // groups, and messages name them params[i].
+  #validateGroup(
+    g: number,
+    groupInput: unknown,
+    names: Set<string>,
+    seen: Set<unknown>,
+    flat: boolean,
+  ): { group: LiveGroup; validated: ValidatedParam[] } {
+    const spec = this.#spec;
+    const groupLabel = `paramGroups[${g}]`;
+    const expected = 'a param group { params: Iterable<Param>, ...options }';
+    if (!isPlainObject(groupInput)) throw typeError(groupLabel, expected, groupInput);
+    // Read once: `params` may be a getter, and an iterable can be read only once.
+    const paramsInput = groupInput.params;
+    if (paramsInput === undefined) throw typeError(groupLabel, expected, groupInput);
+    const paramList = [...readOnce(`${groupLabel}.params`, 'an iterable of params', paramsInput)];
+    const values = resolveHyperparameters(spec, groupLabel, groupInput, this.#groupDefaults, [
+      'params',
+    ]);
+    spec.checkValues?.(groupLabel, values);
+    const validated = paramList.map((p, i) =>
+      validateParam(flat ? `params[${i}]` : `${groupLabel}.params[${i}]`, p, names, seen),
+    );
+    const group = createParamGroup(
+      spec,
+      groupLabel,
+      validated.map((v) => v.param),
+      values,
+      // Throws while the async step runs: it read the values when it started, and a change
+      // meanwhile would be silently ignored for that step.
+      (action) => {
+        this.#assertIdle(action);
+      },
+    );
+    return { group, validated };
+  }
+
   // Every param's slot, its state tensors as views of the arenas (optim/state-storage.ts).
-  #addSlots(
-    pending: readonly { v: ValidatedParam; g: number; values: HyperparameterValues }[],
-  ): void {
+  #addSlots(pending: readonly PendingParam[]): void {
     const spec = this.#spec;
     const layouts = pending.map(({ v, values }) => ({
       dtype: effectiveStateDtype(this.#groupDtype(values), v.length, this.#min8bitSize),
