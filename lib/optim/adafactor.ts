@@ -227,7 +227,8 @@ export class Adafactor extends Optimizer<
   AdafactorLiveGroup,
   AdafactorParamState,
   AdafactorStateDict,
-  AdafactorParamState
+  AdafactorParamState,
+  IterableParamGroup<AdafactorParamGroup>
 > {
   static readonly spec = ADAFACTOR_SPEC;
   constructor(

@@ -269,7 +269,8 @@ export abstract class AdamBase<D extends StateDtype = 'float32'> extends Optimiz
   OptimizerParamGroup,
   ParamStateOf<D>,
   OptimizerStateDict,
-  ParamStateFloat32
+  ParamStateFloat32,
+  IterableParamGroup<ParamGroup<D>>
 > {}
 
 /**

@@ -149,7 +149,13 @@ export const CAME_SPEC = Object.freeze(cameSpec);
  * 2 or more dimensions: give each param its `shape`) with a first moment and a confidence-scaled
  * step. No bias correction and no relative step.
  */
-export class CAME extends Optimizer<CameLiveGroup, CameParamState, CameStateDict, CameParamState> {
+export class CAME extends Optimizer<
+  CameLiveGroup,
+  CameParamState,
+  CameStateDict,
+  CameParamState,
+  IterableParamGroup<CameParamGroup>
+> {
   static readonly spec = CAME_SPEC;
   constructor(
     params: Iterable<AnyParam> | Iterable<IterableParamGroup<CameParamGroup>>,

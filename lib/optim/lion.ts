@@ -195,7 +195,8 @@ export class Lion<D extends StateDtype = 'float32'> extends Optimizer<
   LionOptimizerParamGroup,
   LionParamStateOf<D>,
   LionStateDict,
-  LionParamStateFloat32
+  LionParamStateFloat32,
+  IterableParamGroup<LionParamGroup<D>>
 > {
   static readonly spec = LION_SPEC;
   /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
