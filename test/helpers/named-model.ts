@@ -106,28 +106,39 @@ export function train(
   }
 }
 
+/** A group of any kind's hyperparameters (each kind's constructor checks them). */
+export interface GroupInput {
+  params: Iterable<AnyParam>;
+  [hyperparameter: string]: unknown;
+}
+
 /** One optimizer kind as the tests create it: any groups, defaults that make every kind step
  * visibly (Adafactor with a fixed lr, so that schedules apply). */
 export interface Kind {
   readonly name: string;
-  create(params: Iterable<AnyParam> | Iterable<{ params: Iterable<AnyParam> }>): Optimizer;
+  create(params: Iterable<AnyParam> | Iterable<GroupInput>): Optimizer;
   load(path: string, params: Iterable<AnyParam>): Optimizer;
 }
 
 export const KINDS: readonly Kind[] = [
   {
     name: 'AdamW',
-    create: (params) => new AdamW(params, { lr: 1e-2, weightDecay: 0.1 }),
+    create: (params) => new AdamW(params as Iterable<AnyParam>, { lr: 1e-2, weightDecay: 0.1 }),
     load: (path, params) => AdamW.load(path, params),
   },
   {
     name: 'Lion',
-    create: (params) => new Lion(params, { lr: 1e-3, weightDecay: 0.1 }),
+    create: (params) => new Lion(params as Iterable<AnyParam>, { lr: 1e-3, weightDecay: 0.1 }),
     load: (path, params) => Lion.load(path, params),
   },
   {
     name: 'Adafactor',
-    create: (params) => new Adafactor(params, { lr: 1e-2, relativeStep: false, weightDecay: 0.1 }),
+    create: (params) =>
+      new Adafactor(params as Iterable<AnyParam>, {
+        lr: 1e-2,
+        relativeStep: false,
+        weightDecay: 0.1,
+      }),
     load: (path, params) => Adafactor.load(path, params),
   },
 ];
