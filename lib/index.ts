@@ -5,8 +5,10 @@
 // checkpoint/ (state dicts and files) and format/ (safetensors, strict JSON).
 export { Optimizer } from './optim/optimizer';
 export type {
+  AddedParamGroup,
   BaseParamState,
   CommonOptions,
+  IterableParamGroup,
   LeanStateOptions,
   OptimizerClass,
   ParamGroupInput,

@@ -74,13 +74,18 @@ import {
   checkDtypeFits,
   checkGroupCount,
   checkGroupFits,
+  checkDistinctNames,
   checkKind,
   checkNameFits,
-  checkParamCount,
   checkPartition,
   checkRoundingFits,
+  checkSameNames,
   checkShapeFits,
+  inOptimizerOrder,
+  type Matching,
+  matchSaved,
   type SavedRounding,
+  scheduleInOptimizerOrder,
 } from './fit';
 import { copyValue, scheduleStateDict } from './state-dict';
 
@@ -553,32 +558,42 @@ function leanSettings(
 }
 
 /** The plan must fit the optimizer: kind, groups, fixed hyperparameters, param count, names,
- * lengths. */
-function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: string): void {
+ * lengths. Returns which of the optimizer's params and groups each of the file's is (by name when
+ * every param has one, else by position: checkpoint/fit.ts, matchSaved). */
+function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: string): Matching {
   const where = `checkpoint '${file}'`;
   // The kind was checked against the spec the plan was made for (planFromHeader).
   if (internals.spec.kind !== plan.kind) {
     checkKind(internals, `__metadata__.optimizer of ${where}`, plan.kind);
   }
   checkGroupCount(internals, `__metadata__.param_groups of ${where}`, plan.groups.length);
+  const matching = matchSaved(
+    internals,
+    plan.params.map((param) => param.name),
+    plan.groups.map((group) => group.paramCount),
+    {
+      state: `__metadata__.param_names of ${where}`,
+      group: (g) => `__metadata__.param_groups[${g}].params of ${where}`,
+    },
+  );
   for (const [g, group] of plan.groups.entries()) {
     checkGroupFits(
       internals,
-      g,
+      matching.groupOf[g],
       (key) => `__metadata__.param_groups[${g}].${key} of ${where}`,
       group.paramCount,
       group.values,
     );
   }
-  checkParamCount(internals, where, plan.params.length);
-  for (const [k, param] of plan.params.entries()) {
+  for (const [j, param] of plan.params.entries()) {
+    const k = matching.slotOf[j];
     const slot = internals.slots[k];
-    checkNameFits(slot, k, param.name, `__metadata__.param_names[${k}] of ${where}`);
+    checkNameFits(slot, k, param.name, `__metadata__.param_names[${j}] of ${where}`);
     const first = param.state.find((infos) => infos !== null)?.[0];
     checkShapeFits(
       internals,
       slot,
-      `__metadata__.${SHAPES_METADATA_KEY}[${k}] of ${where}`,
+      `__metadata__.${SHAPES_METADATA_KEY}[${j}] of ${where}`,
       param.shape,
     );
     if (first !== undefined && param.length !== slot.length) {
@@ -601,6 +616,7 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
     `__metadata__.${LEAN_METADATA_KEY}.stochastic_rounding of ${where}`,
     plan.rounding,
   );
+  return matching;
 }
 
 /** Reads every tensor of a checkpoint's header, each into `destination(tensor)`, and checks the
@@ -700,7 +716,7 @@ export function loadCheckpointHeaderInto(
   read: ReadCheckpointTensors,
 ): void {
   const plan = planFromHeader(internals.spec, header, file);
-  checkPlanFits(internals, plan, file);
+  const matching = checkPlanFits(internals, plan, file);
   const schedule = scheduleToLoad(scheduleName(file), plan.schedule, internals.scheduleState);
   const arrays = plan.params.map((param) =>
     param.state.map((infos, i) =>
@@ -709,14 +725,14 @@ export function loadCheckpointHeaderInto(
         : newStateArray(param.dtype, param.stateLengths[i] ?? 0, internals.blockSize),
     ),
   );
-  const steps = readPlannedFile(read, file, plan, (k) => arrays[k]);
-  applyState(
-    internals,
+  const steps = readPlannedFile(read, file, plan, (j) => arrays[j]);
+  const ordered = inOptimizerOrder(
+    matching,
     plan.groups.map((group) => group.values),
-    arrays.map((state, k) => ({ state, step: steps[k] })),
+    arrays.map((state, j) => ({ state, step: steps[j] })),
     schedule,
-    plan.rounding,
   );
+  applyState(internals, ordered.groups, ordered.params, ordered.schedule, plan.rounding);
 }
 
 /** What a class's static load needs: a new optimizer of its kind for these groups, with these
@@ -730,36 +746,25 @@ export type OptimizerFactory<T> = (
 };
 
 /**
- * Creates an optimizer of `spec` for `params` (in the saved order) with the file's groups and
- * hyperparameters, and reads the file's state directly into its arrays. On any error the new
- * optimizer is dropped, so nothing the caller holds has changed.
+ * Creates an optimizer of `spec` for `params` with the file's groups and hyperparameters, and reads
+ * the file's state directly into its arrays. When every param in `params` and in the file has a
+ * name, each param goes to the group and place of its name in the file (`params` in any order;
+ * a name missing or not in the file is an error listing them); else `params` are in the file's
+ * order. On any error the new optimizer is dropped, so nothing the caller holds has changed.
  */
 export function loadOptimizer<T>(
   spec: AnyOptimizerSpec,
   file: unknown,
-  params: unknown,
+  params: readonly unknown[],
   create: OptimizerFactory<T>,
 ): T {
   return withCheckpointFile(file, (fd, target) => {
     const header = readHeader(fd, target);
     const plan = planFromHeader(spec, header, target);
-    if (!Array.isArray(params)) {
-      throw typeError(
-        'params',
-        `an array of the checkpoint's ${plan.params.length} params`,
-        params,
-      );
-    }
-    if (params.length !== plan.params.length) {
-      throw rangeError(
-        'params',
-        `an array of ${plan.params.length} params (as checkpoint '${target}', in its order)`,
-        params,
-      );
-    }
+    const ordered = paramsInFileOrder(plan, params, target);
     let first = 0;
     const groups = plan.groups.map((group) => {
-      const groupParams = (params as AnyParam[]).slice(first, first + group.paramCount);
+      const groupParams = ordered.slice(first, first + group.paramCount);
       first += group.paramCount;
       return { ...group.values, params: groupParams };
     });
@@ -770,15 +775,45 @@ export function loadOptimizer<T>(
     const options: Record<string, unknown> = {};
     for (const key of leanOptionKeys(spec)) options[key] = settings[key];
     const { optimizer, internals } = create(groups, options);
-    checkPlanFits(internals, plan, target);
+    // The names are read again here: a name getter that changed its answer is caught.
+    const matching = checkPlanFits(internals, plan, target);
     const schedule = scheduleToLoad(scheduleName(target), plan.schedule, internals.scheduleState);
     // A new optimizer nobody else holds yet: reading straight into its arrays is safe.
     const read: ReadCheckpointTensors = (destination) => {
       readTensors(fd, target, header, destination);
     };
-    const steps = readPlannedFile(read, target, plan, (k) => internals.slots[k].state);
-    for (const [k, slot] of internals.slots.entries()) slot.step = steps[k];
-    internals.setScheduleState(schedule);
+    const slotOf = (j: number) => internals.slots[matching.slotOf[j]];
+    const steps = readPlannedFile(read, target, plan, (j) => slotOf(j).state);
+    for (const [j, step] of steps.entries()) slotOf(j).step = step;
+    internals.setScheduleState(scheduleInOptimizerOrder(matching, schedule));
     return optimizer;
   });
+}
+
+// The params of a static load in the file's order: by name when every one (and every param of the
+// file) has a name, else as given, which must then be as many as the file's.
+function paramsInFileOrder(plan: FilePlan, params: readonly unknown[], file: string): AnyParam[] {
+  const fileNames = plan.params.map((param) => param.name);
+  // Each given name read once, here; the optimizer validates the params (and reads them again).
+  const givenNames = params.map((param) => {
+    if (typeof param !== 'object' || param === null) return undefined;
+    const name: unknown = (param as { name?: unknown }).name;
+    return typeof name === 'string' && name !== '' ? name : undefined;
+  });
+  const named = (names: readonly (string | undefined)[]): names is readonly string[] =>
+    names.every((name) => name !== undefined);
+  if (!named(fileNames) || !named(givenNames) || params.length === 0) {
+    if (params.length !== plan.params.length) {
+      throw rangeError(
+        'params',
+        `an array of ${plan.params.length} params (as checkpoint '${file}', in its order)`,
+        params,
+      );
+    }
+    return params as AnyParam[];
+  }
+  checkDistinctNames('params', givenNames, (k) => `params[${k}]`);
+  checkSameNames('params', givenNames, fileNames, `checkpoint '${file}'`);
+  const byName = new Map(givenNames.map((name, k) => [name, params[k] as AnyParam]));
+  return fileNames.map((name) => byName.get(name) as AnyParam);
 }

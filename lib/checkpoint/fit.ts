@@ -1,6 +1,7 @@
-// What state dicts and checkpoint files share: the checks that a saved state fits an optimizer
-// (its kind, group count and sizes, fixed hyperparameters, param count, names, step counts), and
-// the copy into it once everything passed.
+// What state dicts and checkpoint files share: which saved param and group is which of the
+// optimizer's (by name when every param on both sides has one, else by position), the checks that
+// a saved state fits an optimizer (its kind, group count and sizes, fixed hyperparameters, param
+// count, names, step counts), and the copy into it once everything passed.
 import { checkCount, rangeError, typeError } from '../core/errors';
 import { checkInteger } from '../core/checks';
 import type { HyperparameterValues } from '../optim/hyperparameters';
@@ -169,6 +170,205 @@ export function checkDtypeFits(
       dtype,
     );
   }
+}
+
+/**
+ * Which of the optimizer's params and groups each saved one is. Params are matched by name when
+ * every param of the optimizer has a name and so does every saved one (in any order: a model's
+ * params regrouped by noDecay() still find their state), else by position. Groups are matched by
+ * their params: a saved group is the optimizer's group that holds its params (all of them, and no
+ * others); groups without params are matched by position among themselves. By position, saved
+ * group s is the optimizer's group s.
+ */
+export interface Matching {
+  /** True when matched by name. */
+  readonly byName: boolean;
+  /** The optimizer's slot index of saved param j. */
+  readonly slotOf: readonly number[];
+  /** The optimizer's group index of saved group s. */
+  readonly groupOf: readonly number[];
+}
+
+/** Where the saved names and groups are, for messages: `state` names the saved param list
+ * ('stateDict.state'), `group(s)` saved group s's params ('stateDict.paramGroups[1].params'). */
+export interface SavedLabels {
+  readonly state: string;
+  readonly group: (s: number) => string;
+}
+
+// At most this many names in a message; the rest are counted.
+const LISTED_NAMES = 10;
+
+/** Names for a message: sorted, quoted, at most LISTED_NAMES of them and the count of the rest. */
+export function nameList(names: readonly string[]): string {
+  const sorted = [...names].sort();
+  const shown = sorted
+    .slice(0, LISTED_NAMES)
+    .map((name) => `'${name}'`)
+    .join(', ');
+  const rest = sorted.length - LISTED_NAMES;
+  return rest > 0 ? `${shown}, ... (${rest} more)` : shown;
+}
+
+/** RangeError unless `received` (distinct names, under `label`) are exactly the names of `source`
+ * (distinct too): every name that is not among them, and every one missing, listed. */
+export function checkSameNames(
+  label: string,
+  received: readonly string[],
+  expected: readonly string[],
+  source: string,
+): void {
+  const want = new Set(expected);
+  const have = new Set(received);
+  const extra = received.filter((name) => !want.has(name));
+  const missing = expected.filter((name) => !have.has(name));
+  if (extra.length === 0 && missing.length === 0) return;
+  const parts: string[] = [];
+  if (extra.length > 0) {
+    parts.push(
+      `${extra.length} ${extra.length === 1 ? 'name' : 'names'} not among them (${nameList(extra)})`,
+    );
+  }
+  if (missing.length > 0) {
+    parts.push(`${missing.length === 1 ? 'not' : 'none of'} ${nameList(missing)}`);
+  }
+  throw new RangeError(
+    `Expected the param names of ${source} (params are matched by name when every param has ` +
+      `one) for ${label} but received ${parts.join(', and ')}`,
+  );
+}
+
+/** RangeError unless the names are distinct; `nameOf(k)` says where name k is. */
+export function checkDistinctNames(
+  label: string,
+  names: readonly string[],
+  nameOf: (k: number) => string,
+): void {
+  const seen = new Map<string, number>();
+  for (const [k, name] of names.entries()) {
+    const first = seen.get(name);
+    if (first !== undefined) {
+      throw new RangeError(
+        `Expected unique param names for ${label} but received '${name}' twice ` +
+          `(${nameOf(first)} and ${nameOf(k)})`,
+      );
+    }
+    seen.set(name, k);
+  }
+}
+
+/**
+ * Matches saved params (their names, undefined where unnamed) and groups (their param counts, the
+ * params listed group after group) to the optimizer's (see {@link Matching}); throws a RangeError
+ * listing what does not fit: by name, the names missing or not the optimizer's and the groups
+ * whose params are not one of its groups; by position, a different param count. Reads each
+ * param's current name once.
+ */
+export function matchSaved(
+  internals: OptimizerInternals,
+  savedNames: readonly (string | undefined)[],
+  groupSizes: readonly number[],
+  labels: SavedLabels,
+): Matching {
+  const { slots, groups } = internals;
+  const currentNames = slots.map((slot) => currentName(slot.param, slot.label));
+  const named = (names: readonly (string | undefined)[]): names is readonly string[] =>
+    names.every((name) => name !== undefined);
+  if (!named(currentNames) || !named(savedNames) || savedNames.length === 0) {
+    checkParamCount(internals, labels.state, savedNames.length);
+    return {
+      byName: false,
+      slotOf: slots.map((_, k) => k),
+      groupOf: groups.map((_, g) => g),
+    };
+  }
+  const listed = groupSizes.reduce((sum, size) => sum + size, 0);
+  if (listed !== savedNames.length) {
+    throw new RangeError(
+      `Expected param groups listing all ${savedNames.length} params of ${labels.state} but ` +
+        `received ${listed}`,
+    );
+  }
+  checkDistinctNames("this optimizer's params", currentNames, (k) => slots[k].label);
+  checkDistinctNames(labels.state, savedNames, (j) => `${labels.state}[${j}]`);
+  checkSameNames(labels.state, savedNames, currentNames, 'this optimizer');
+  const slotIndex = new Map(currentNames.map((name, k) => [name, k]));
+  const slotOf = savedNames.map((name) => slotIndex.get(name) ?? 0);
+  const groupOf: number[] = [];
+  const taken = new Set<number>();
+  let first = 0;
+  for (const [s, size] of groupSizes.entries()) {
+    const members = slotOf.slice(first, first + size);
+    first += size;
+    if (size === 0) {
+      groupOf.push(-1); // matched below
+      continue;
+    }
+    const g = slots[members[0]].groupIndex;
+    const stray = members.find((k) => slots[k].groupIndex !== g);
+    if (stray !== undefined) {
+      throw new RangeError(
+        `Expected the params of one param group of this optimizer (groups are matched by their ` +
+          `params' names) for ${labels.group(s)} but received '${currentNames[members[0]]}' ` +
+          `(in its paramGroups[${g}]) and '${currentNames[stray]}' (in its ` +
+          `paramGroups[${slots[stray].groupIndex}])`,
+      );
+    }
+    const groupSize = groups[g].params.length;
+    if (groupSize !== size) {
+      const inSaved = new Set(members);
+      const missing = slots.flatMap((slot, k) =>
+        slot.groupIndex === g && !inSaved.has(k) ? [currentNames[k]] : [],
+      );
+      throw new RangeError(
+        `Expected all ${groupSize} params of this optimizer's paramGroups[${g}] (groups are ` +
+          `matched by their params' names) for ${labels.group(s)} but received ${size} of them ` +
+          `(not ${nameList(missing)})`,
+      );
+    }
+    groupOf.push(g);
+    taken.add(g);
+  }
+  // The groups without params, in order (the counts were checked: as many on both sides).
+  const empty = groups.flatMap((_, g) => (taken.has(g) ? [] : [g]));
+  return {
+    byName: true,
+    slotOf,
+    groupOf: groupOf.map((g) => (g >= 0 ? g : (empty.shift() ?? 0))),
+  };
+}
+
+/** The saved groups' values, params' values and schedule in the optimizer's order. */
+export function inOptimizerOrder(
+  matching: Matching,
+  groups: readonly HyperparameterValues[],
+  params: readonly ParamValues[],
+  schedule: ScheduleState | null,
+): {
+  groups: HyperparameterValues[];
+  params: ParamValues[];
+  schedule: ScheduleState | null;
+} {
+  const orderedGroups = new Array<HyperparameterValues>(groups.length);
+  for (const [s, values] of groups.entries()) orderedGroups[matching.groupOf[s]] = values;
+  const orderedParams = new Array<ParamValues>(params.length);
+  for (const [j, values] of params.entries()) orderedParams[matching.slotOf[j]] = values;
+  return {
+    groups: orderedGroups,
+    params: orderedParams,
+    schedule: scheduleInOptimizerOrder(matching, schedule),
+  };
+}
+
+/** A saved schedule state with its base lrs in the optimizer's group order. */
+export function scheduleInOptimizerOrder(
+  matching: Matching,
+  schedule: ScheduleState | null,
+): ScheduleState | null {
+  if (schedule === null || !matching.byName) return schedule;
+  const baseLrs = new Array<number>(schedule.baseLrs.length);
+  for (const [s, lr] of schedule.baseLrs.entries()) baseLrs[matching.groupOf[s]] = lr;
+  return Object.freeze({ ...schedule, baseLrs: Object.freeze(baseLrs) });
 }
 
 /** Copies validated state into the optimizer. Cannot fail: every value was checked. */

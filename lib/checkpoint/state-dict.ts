@@ -4,7 +4,8 @@
 // dict kept as "the last good state" silently follows every later step unless deep-copied; a copy
 // is what resuming needs). Loading is all or nothing: everything is validated against the
 // optimizer (count, lengths, names, fixed hyperparameters, optimizer kind, hyperparameters, step
-// counts) before any of its state changes.
+// counts) before any of its state changes. Saved params are matched to the optimizer's by name
+// when all have one, else by position (checkpoint/fit.ts, matchSaved).
 import { checkBoolean, checkObject } from '../core/checks';
 import { checkKnownKeys, typeError } from '../core/errors';
 import type { HyperparameterValues } from '../optim/hyperparameters';
@@ -29,11 +30,12 @@ import {
   checkGroupFits,
   checkKind,
   checkNameFits,
-  checkParamCount,
   checkPartition,
   checkRoundingFits,
   checkShapeFits,
   checkStepCount,
+  inOptimizerOrder,
+  matchSaved,
   type ParamValues,
 } from './fit';
 
@@ -152,16 +154,8 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
           ? entry.absentMeans
           : entry.check(`${name}.${key}`, given);
     }
-    checkGroupFits(
-      internals,
-      g,
-      (key) => `${name}.${key}`,
-      params.length,
-      values as HyperparameterValues,
-    );
-    return values as HyperparameterValues;
+    return { values: values as HyperparameterValues, paramCount: params.length };
   });
-  checkPartition(groupParams, (g) => `stateDict.paramGroups[${g}].params`);
   const rounding = {
     stochasticRounding:
       stochasticRounding === undefined
@@ -169,23 +163,21 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
         : checkBoolean('stateDict.stochasticRounding', stochasticRounding),
     seed: seed === undefined ? 0 : checkSeed('stateDict.seed', seed),
   };
-  checkRoundingFits(internals, 'stateDict.stochasticRounding', rounding);
 
   if (!Array.isArray(state)) throw typeError('stateDict.state', 'an array of param states', state);
-  checkParamCount(internals, 'stateDict.state', state.length);
   const stateKeys = ['name', 'step', 'dtype', ...spec.state.map((tensor) => tensor.name)];
   if (spec.factored === true) stateKeys.push('shape');
   // First every field of every entry is read (a getter, or a param's name getter, is the caller's
   // code and could detach or shrink an array already checked), then the arrays are checked back to
   // back and copied, with no caller code in between.
-  const entries = (state as unknown[]).map((entryValue, k) => {
-    const name = `stateDict.state[${k}]`;
-    const slot = internals.slots[k];
+  const read = (state as unknown[]).map((entryValue, j) => {
+    const name = `stateDict.state[${j}]`;
     const entry = checkObject(name, entryValue);
     checkKnownKeys(name, entry, stateKeys);
     const fields: Record<string, unknown> = { ...entry };
-    // A blockwise8 tensor's two arrays are read here too, with every other field.
-    for (const tensor of slot.dtype === 'blockwise8' ? spec.state : []) {
+    // A blockwise8 tensor's two arrays are read here too, with every other field (whatever the
+    // param's dtype: another one refuses an object where its typed array belongs).
+    for (const tensor of spec.state) {
       const saved = fields[tensor.name];
       if (typeof saved === 'object' && saved !== null && !ArrayBuffer.isView(saved)) {
         const { codes, absmax } = saved as Record<string, unknown>;
@@ -196,6 +188,30 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     if (entryName !== undefined && typeof entryName !== 'string') {
       throw typeError(`${name}.name`, 'a string or undefined', entryName);
     }
+    return { name, fields, entryName };
+  });
+  // Which of the optimizer's params and groups each saved one is (by name or by position).
+  const matching = matchSaved(
+    internals,
+    read.map(({ entryName }) => entryName),
+    groups.map((group) => group.paramCount),
+    { state: 'stateDict.state', group: (g) => `stateDict.paramGroups[${g}].params` },
+  );
+  for (const [g, group] of groups.entries()) {
+    const name = `stateDict.paramGroups[${g}]`;
+    checkGroupFits(
+      internals,
+      matching.groupOf[g],
+      (key) => `${name}.${key}`,
+      group.paramCount,
+      group.values,
+    );
+  }
+  checkPartition(groupParams, (g) => `stateDict.paramGroups[${g}].params`);
+  checkRoundingFits(internals, 'stateDict.stochasticRounding', rounding);
+  const entries = read.map(({ name, fields, entryName }, j) => {
+    const k = matching.slotOf[j];
+    const slot = internals.slots[k];
     checkNameFits(slot, k, entryName, `${name}.name`);
     // Absent in state dicts of 0.1.0, which only had float32 state.
     const dtype = fields.dtype;
@@ -212,7 +228,7 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
         checkShape(`${name}.shape`, shape, slot.length),
       );
     }
-    return { name, fields, step: checkStepCount(`${name}.step`, fields.step) };
+    return { name, slot, fields, step: checkStepCount(`${name}.step`, fields.step) };
   });
   const schedule =
     lrSchedule === undefined
@@ -222,8 +238,7 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
           checkScheduleState('stateDict.lrSchedule', lrSchedule, internals.groups.length),
           internals.scheduleState,
         );
-  const params = entries.map(({ name, fields, step }, k): ParamValues => {
-    const slot = internals.slots[k];
+  const params = entries.map(({ name, slot, fields, step }): ParamValues => {
     const arrays = spec.state.map((tensor, i) => {
       const saved = fields[tensor.name];
       if (slot.state[i] === null) {
@@ -250,5 +265,11 @@ export function loadStateDictInto(internals: OptimizerInternals, value: unknown)
     });
     return { step, state: arrays };
   });
-  applyState(internals, groups, params, schedule, rounding);
+  const ordered = inOptimizerOrder(
+    matching,
+    groups.map((group) => group.values),
+    params,
+    schedule,
+  );
+  applyState(internals, ordered.groups, ordered.params, ordered.schedule, rounding);
 }

@@ -88,3 +88,23 @@ export function checkInteger(name: string, value: unknown, minimum: number): num
   }
   return n;
 }
+
+function isObjectLike(value: unknown): value is object {
+  return (typeof value === 'object' && value !== null) || typeof value === 'function';
+}
+
+/** An iterable that a for-of reads through the iterator `value` hands out once (so a getter or a
+ * replaced Symbol.iterator cannot give a second reading something else); TypeError unless `value`
+ * is iterable. Strings and typed arrays are iterable too, of characters and numbers: never a list
+ * of objects, so they are refused here. */
+export function readOnce(name: string, expected: string, value: unknown): Iterable<unknown> {
+  const iterate: unknown = isObjectLike(value)
+    ? (value as { [Symbol.iterator]?: unknown })[Symbol.iterator]
+    : undefined;
+  if (typeof iterate !== 'function' || ArrayBuffer.isView(value)) {
+    throw typeError(name, expected, value);
+  }
+  const iterator: unknown = Reflect.apply(iterate, value, []);
+  if (!isObjectLike(iterator)) throw typeError(name, expected, value);
+  return { [Symbol.iterator]: () => iterator as Iterator<unknown> };
+}

@@ -17,7 +17,7 @@ import {
 import { rangeError } from '../core/errors';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { LrSchedule } from '../train/schedules';
-import { type BaseParamState, Optimizer } from './optimizer';
+import { type BaseParamState, type IterableParamGroup, Optimizer } from './optimizer';
 import type { AnyParam } from './params';
 import type { OptimizerSpec } from './spec';
 
@@ -227,10 +227,14 @@ export class Adafactor extends Optimizer<
   AdafactorLiveGroup,
   AdafactorParamState,
   AdafactorStateDict,
-  AdafactorParamState
+  AdafactorParamState,
+  IterableParamGroup<AdafactorParamGroup>
 > {
   static readonly spec = ADAFACTOR_SPEC;
-  constructor(params: AnyParam[] | AdafactorParamGroup[], defaults?: AdafactorOptions) {
+  constructor(
+    params: Iterable<AnyParam> | Iterable<IterableParamGroup<AdafactorParamGroup>>,
+    defaults?: AdafactorOptions,
+  ) {
     super(ADAFACTOR_SPEC, params, defaults);
   }
 }

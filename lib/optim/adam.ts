@@ -4,7 +4,12 @@
 // both, with Adam's L2 decay as their 'coupled' flag.
 import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
 import { rangeError, typeError } from '../core/errors';
-import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
+import {
+  type BaseParamState,
+  type CommonOptions,
+  type IterableParamGroup,
+  Optimizer,
+} from './optimizer';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { AnyParam } from './params';
 import { type OptimizerSpec, type StateDtype, STATE_DTYPES } from './spec';
@@ -264,7 +269,8 @@ export abstract class AdamBase<D extends StateDtype = 'float32'> extends Optimiz
   OptimizerParamGroup,
   ParamStateOf<D>,
   OptimizerStateDict,
-  ParamStateFloat32
+  ParamStateFloat32,
+  IterableParamGroup<ParamGroup<D>>
 > {}
 
 /**
@@ -276,7 +282,10 @@ export class AdamW<D extends StateDtype = 'float32'> extends AdamBase<D> {
   /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
    * absent); groups naming another dtype need it spelled out, e.g.
    * `new AdamW<'float32' | 'bfloat16'>(groups)`, so that `state(p)` is typed by what it returns. */
-  constructor(params: AnyParam[] | ParamGroup<NotInferred<D>>[], defaults?: OptimizerOptions<D>) {
+  constructor(
+    params: Iterable<AnyParam> | Iterable<IterableParamGroup<ParamGroup<NotInferred<D>>>>,
+    defaults?: OptimizerOptions<D>,
+  ) {
     super(ADAMW_SPEC, params, defaults);
   }
 }
@@ -290,7 +299,10 @@ export class Adam<D extends StateDtype = 'float32'> extends AdamBase<D> {
   /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
    * absent); groups naming another dtype need it spelled out, e.g.
    * `new Adam<'float32' | 'bfloat16'>(groups)`, so that `state(p)` is typed by what it returns. */
-  constructor(params: AnyParam[] | ParamGroup<NotInferred<D>>[], defaults?: OptimizerOptions<D>) {
+  constructor(
+    params: Iterable<AnyParam> | Iterable<IterableParamGroup<ParamGroup<NotInferred<D>>>>,
+    defaults?: OptimizerOptions<D>,
+  ) {
     super(ADAM_SPEC, params, defaults);
   }
 }

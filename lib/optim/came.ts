@@ -7,7 +7,7 @@
 import { checkBeta, checkNonNegative, checkPositive, checkTuple } from '../core/checks';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { LrSchedule } from '../train/schedules';
-import { type BaseParamState, Optimizer } from './optimizer';
+import { type BaseParamState, type IterableParamGroup, Optimizer } from './optimizer';
 import type { AnyParam } from './params';
 import type { OptimizerSpec } from './spec';
 
@@ -149,9 +149,18 @@ export const CAME_SPEC = Object.freeze(cameSpec);
  * 2 or more dimensions: give each param its `shape`) with a first moment and a confidence-scaled
  * step. No bias correction and no relative step.
  */
-export class CAME extends Optimizer<CameLiveGroup, CameParamState, CameStateDict, CameParamState> {
+export class CAME extends Optimizer<
+  CameLiveGroup,
+  CameParamState,
+  CameStateDict,
+  CameParamState,
+  IterableParamGroup<CameParamGroup>
+> {
   static readonly spec = CAME_SPEC;
-  constructor(params: AnyParam[] | CameParamGroup[], defaults?: CameOptions) {
+  constructor(
+    params: Iterable<AnyParam> | Iterable<IterableParamGroup<CameParamGroup>>,
+    defaults?: CameOptions,
+  ) {
     super(CAME_SPEC, params, defaults);
   }
 }

@@ -5,7 +5,12 @@
 // half of Adam's in every dtype.
 import { checkBetas, checkBoolean, checkNonNegative } from '../core/checks';
 import { type KeptStateDtype, checkStateDtype, type NotInferred } from './adam';
-import { type BaseParamState, type CommonOptions, Optimizer } from './optimizer';
+import {
+  type BaseParamState,
+  type CommonOptions,
+  type IterableParamGroup,
+  Optimizer,
+} from './optimizer';
 import type { LrScheduleStateDict } from '../checkpoint/state-dict';
 import type { AnyParam } from './params';
 import type { OptimizerSpec, StateDtype } from './spec';
@@ -190,13 +195,17 @@ export class Lion<D extends StateDtype = 'float32'> extends Optimizer<
   LionOptimizerParamGroup,
   LionParamStateOf<D>,
   LionStateDict,
-  LionParamStateFloat32
+  LionParamStateFloat32,
+  IterableParamGroup<LionParamGroup<D>>
 > {
   static readonly spec = LION_SPEC;
   /** `D`, the state dtypes of its groups, is inferred from `defaults.stateDtype` ('float32' when
    * absent); groups naming another dtype need it spelled out, e.g.
    * `new Lion<'float32' | 'bfloat16'>(groups)`. */
-  constructor(params: AnyParam[] | LionParamGroup<NotInferred<D>>[], defaults?: LionOptions<D>) {
+  constructor(
+    params: Iterable<AnyParam> | Iterable<IterableParamGroup<LionParamGroup<NotInferred<D>>>>,
+    defaults?: LionOptions<D>,
+  ) {
     super(LION_SPEC, params, defaults);
   }
 }

@@ -20,7 +20,7 @@ import {
 } from '../checkpoint/file';
 import { loadStateDictInto, stateDictOf } from '../checkpoint/state-dict';
 import { checkNoOverlap, holdForAsyncStep, type NamedArray } from '../core/arrays';
-import { checkBoolean, checkNumber, isPlainObject } from '../core/checks';
+import { checkBoolean, checkNumber, isPlainObject, readOnce } from '../core/checks';
 import { describe, rangeError, stepInFlightError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import {
@@ -61,6 +61,7 @@ import { createParamGroup, groupValues, type LiveGroup } from './param-groups';
 import {
   checkGrad,
   checkParamArrays,
+  currentName,
   GRAD_DTYPE_CODES,
   type GradDtype,
   type AnyParam,
@@ -113,6 +114,19 @@ export interface ParamGroupInput {
   // Param (float32 grads): what every optimizer class must accept, so that one written for
   // 0.1.0's Param[] is still an OptimizerClass.
   params: Param[];
+}
+
+/** A param group as the constructors and addParamGroup take it: `G` (an optimizer's ParamGroup)
+ * with its params as any iterable (an Array, a Set, a generator, `map.values()`), read once. */
+export type IterableParamGroup<G extends { params: unknown }> = Omit<G, 'params'> & {
+  params: Iterable<AnyParam>;
+};
+
+/** A group for addParamGroup of any optimizer: its params and hyperparameters (each optimizer
+ * class takes its own ParamGroup type instead). */
+export interface AddedParamGroup {
+  params: Iterable<AnyParam>;
+  [hyperparameter: string]: unknown;
 }
 
 /** Every param's state has its step count and how it is kept; each optimizer adds its tensors
@@ -186,25 +200,6 @@ interface Variant {
 // The optimizer's own state is one arena per state tensor and storage kind, each param's tensor a
 // view of it (optim/state-storage.ts, allocateState).
 
-function isObjectLike(value: unknown): value is object {
-  return (typeof value === 'object' && value !== null) || typeof value === 'function';
-}
-
-// An iterable that a for-of reads through the iterator `value` hands out once (so a getter or a
-// replaced Symbol.iterator cannot give a second reading something else). Strings and typed arrays
-// are iterable too, of characters and numbers: never a list of objects, so they are refused here.
-function readOnce(name: string, expected: string, value: unknown): Iterable<unknown> {
-  const iterate: unknown = isObjectLike(value)
-    ? (value as { [Symbol.iterator]?: unknown })[Symbol.iterator]
-    : undefined;
-  if (typeof iterate !== 'function' || ArrayBuffer.isView(value)) {
-    throw typeError(name, expected, value);
-  }
-  const iterator: unknown = Reflect.apply(iterate, value, []);
-  if (!isObjectLike(iterator)) throw typeError(name, expected, value);
-  return { [Symbol.iterator]: () => iterator as Iterator<unknown> };
-}
-
 // Whether two masks of the same optimizer hold the same bytes.
 function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
   if (a === null || a.length !== b.length) return false;
@@ -215,6 +210,21 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
 // How messages name a param's state tensor: "state of fc.bias (expAvg)".
 function stateLabel(slot: Slot, tensor: string): string {
   return `state of ${slot.label} (${tensor})`;
+}
+
+// A param validated for a new slot, with its group and the group's index.
+interface PendingParam {
+  readonly v: ValidatedParam;
+  readonly g: number;
+  readonly group: LiveGroup;
+}
+
+// New slots, their state's arenas and the variants they add, made but not yet the optimizer's.
+interface NewSlots {
+  readonly slots: readonly Slot[];
+  readonly arenas: readonly { array: ArrayBufferView; length: number }[];
+  readonly variants: readonly Variant[];
+  readonly blockSize: number;
 }
 
 function isGroupList(value: readonly unknown[]): boolean {
@@ -247,8 +257,8 @@ export interface OptimizerClass<T> {
 
 /**
  * The base of every optimizer of this package (AdamW, Adam, ...). `G` is the type of its param
- * groups, `S` of `state(p)`, `D` of its state dict (a GenericStateDict) and `F` of
- * `stateFloat32(p)`; the behaviour comes
+ * groups, `S` of `state(p)`, `D` of its state dict (a GenericStateDict), `F` of
+ * `stateFloat32(p)` and `I` of the group addParamGroup takes; the behaviour comes
  * from the spec its subclass passes. `Optimizer` alone is any optimizer of the package.
  */
 export abstract class Optimizer<
@@ -256,6 +266,7 @@ export abstract class Optimizer<
   S extends BaseParamState = BaseParamState,
   D = unknown,
   F extends BaseParamState = BaseParamState,
+  I extends { params: Iterable<AnyParam> } = AddedParamGroup,
 > {
   readonly #spec: AnyOptimizerSpec;
   // The float32 op's layout: its scalars and flags are those of every op of the spec's family.
@@ -263,7 +274,7 @@ export abstract class Optimizer<
   // The op of each state dtype in use.
   readonly #ops = new Map<StateDtype, OpEntry>();
   readonly #groups: LiveGroup[] = [];
-  readonly #groupsView: readonly G[];
+  #groupsView: readonly G[] = [];
   readonly #slots: Slot[] = [];
   readonly #slotOf = new Map<AnyParam, Slot>();
   readonly #variants: Variant[] = [];
@@ -276,19 +287,21 @@ export abstract class Optimizer<
   // until #prepareStep makes it.
   #stepSlots: readonly Slot[] = [];
   #stepPlan: StepPlan | null = null;
+  // The per-param arrays of a step below are sized by the param count (#sizeStepArrays): made
+  // when the optimizer is created, again when addParamGroup adds params.
   // Which slots the coming step's skip names (1 at their index); rewritten by every such step.
-  readonly #skipMask: Uint8Array;
+  #skipMask = new Uint8Array(0);
   // Scalar sets of one step (at most one per param) and each tensor's set, by place in
   // #stepSlots; the views passed to the addon are cached by set count.
-  readonly #scalars: Float64Array;
-  readonly #flags: Uint32Array;
-  readonly #tensorSet: Uint32Array;
+  #scalars = new Float64Array(0);
+  #flags = new Uint32Array(0);
+  #tensorSet = new Uint32Array(0);
   // Each tensor's stochastic-rounding key for the coming step (only with stochasticRounding).
-  readonly #tensorSeeds: Uint32Array;
+  #tensorSeeds = new Uint32Array(0);
   readonly #setViews = new Map<number, readonly [Float64Array, Uint32Array]>();
   #setCount = 0; // scalar sets written for the coming step
   // data, grad, gradDtype and dataBf16 of every param as read at the start of a step, reused.
-  readonly #current: unknown[];
+  #current: unknown[] = [];
   // The buffers behind every param's state tensors (optim/state-storage.ts), with their lengths.
   #arenas: readonly { array: ArrayBufferView; length: number }[] = [];
   // Elements per absmax of blockwise8 state; 0 when no group has blockwise8 state.
@@ -301,6 +314,9 @@ export abstract class Optimizer<
   // The fused step's request and result (train/step-options.ts), reused between steps.
   readonly #control = newControl();
   #schedule: ScheduleState | null = null;
+  // The constructor's defaults, which every group's unset hyperparameters take (addParamGroup's
+  // too).
+  readonly #groupDefaults: HyperparameterValues;
 
   static {
     internalsOf = (optimizer) => ({
@@ -356,6 +372,7 @@ export abstract class Optimizer<
       ['threads', 'schedule', ...leanKeys],
     );
     spec.checkValues?.('defaults', groupDefaults);
+    this.#groupDefaults = groupDefaults;
     // Read only when the spec takes them (resolveHyperparameters refused them otherwise).
     const { stochasticRounding, seed, min8bitSize } = leanKeys.length > 0 ? options : {};
     this.#stochasticRounding =
@@ -367,40 +384,19 @@ export abstract class Optimizer<
       min8bitSize === undefined
         ? DEFAULT_MIN_8BIT_SIZE
         : checkMin8bitSize('defaults.min8bitSize', min8bitSize);
-    if (!Array.isArray(params))
-      throw typeError('params', 'an array of params or of param groups', params);
-    if (params.length === 0)
-      throw new RangeError('Expected at least one param for params but received an empty array');
-    const groupList = isGroupList(params);
-    const groupInputs: unknown[] = groupList ? params : [{ params }];
+    // Any iterable of params or of groups (an Array, a Set, a generator), read once.
+    const inputs = [...readOnce('params', 'an iterable of params or of param groups', params)];
+    if (inputs.length === 0)
+      throw new RangeError('Expected at least one param for params but received an empty iterable');
+    const groupList = isGroupList(inputs);
+    const groupInputs: unknown[] = groupList ? inputs : [{ params: inputs }];
     const names = new Set<string>();
     const seen = new Set<unknown>();
-    const pending: { v: ValidatedParam; g: number; values: HyperparameterValues }[] = [];
+    const pending: PendingParam[] = [];
     for (const [g, groupInput] of groupInputs.entries()) {
-      const groupLabel = `paramGroups[${g}]`;
-      if (!isPlainObject(groupInput) || !Array.isArray(groupInput.params)) {
-        throw typeError(groupLabel, 'a param group { params: Param[], ...options }', groupInput);
-      }
-      const values = resolveHyperparameters(spec, groupLabel, groupInput, groupDefaults, [
-        'params',
-      ]);
-      spec.checkValues?.(groupLabel, values);
-      const validated = (groupInput.params as unknown[]).map((p, i) =>
-        validateParam(groupList ? `${groupLabel}.params[${i}]` : `params[${i}]`, p, names, seen),
-      );
-      const group = createParamGroup(
-        spec,
-        groupLabel,
-        validated.map((v) => v.param),
-        values,
-        // Throws while the async step runs: it read the values when it started, and a change
-        // meanwhile would be silently ignored for that step.
-        (action) => {
-          this.#assertIdle(action);
-        },
-      );
+      const { group, validated } = this.#validateGroup(g, groupInput, names, seen, !groupList);
       this.#groups.push(group);
-      for (const v of validated) pending.push({ v, g, values });
+      for (const v of validated) pending.push({ v, g, group });
     }
     if (
       this.#stochasticRounding &&
@@ -412,15 +408,9 @@ export abstract class Optimizer<
         stochasticRounding,
       );
     }
-    this.#addSlots(pending);
+    this.#adoptSlots(this.#newSlots(pending));
     this.#groupsView = Object.freeze([...this.#groups]) as readonly G[];
-    const n = this.#slots.length;
-    this.#scalars = new Float64Array(n * this.#layout.scalars.length);
-    this.#flags = new Uint32Array(n);
-    this.#tensorSet = new Uint32Array(n);
-    this.#tensorSeeds = new Uint32Array(n);
-    this.#current = new Array<unknown>(4 * n).fill(null);
-    this.#skipMask = new Uint8Array(n);
+    this.#sizeStepArrays();
     this.#checkOverlap(this.#slots);
     this.#fullPlan = this.#createPlan(this.#slots, null);
     if (schedule !== null) this.#attachSchedule('defaults.schedule', schedule);
@@ -429,6 +419,60 @@ export abstract class Optimizer<
   /** The parameter groups, in order. Change hyperparameters through them between steps. */
   get paramGroups(): readonly G[] {
     return this.#groupsView;
+  }
+
+  /**
+   * Adds a param group (PyTorch's add_param_group): its params (any iterable, read once) and any
+   * hyperparameters, the unset ones taking the constructor's defaults. It is validated as a
+   * constructor's group is, with the same messages (it is `paramGroups[n]`, n the group count
+   * before): no param may be in another group, and a name used by another param is refused. Its
+   * state is created at once (zeroed, step 0, in new memory of its own; the other params' state is
+   * untouched) and is in every later stateDict and checkpoint. While a schedule is attached, the
+   * group's lr is recorded as its base lr and its lr set for the schedule's position (as if it had
+   * been there when the schedule was attached); a group whose lr is null is then refused.
+   * `paramGroups` returns a new array, with the group last. Throws, changing nothing, on invalid
+   * input or while a stepAsync runs.
+   */
+  addParamGroup(group: I): void {
+    this.#assertIdle('addParamGroup()');
+    const g = this.#groups.length;
+    // The names a checkpoint would save, and the params already here.
+    const names = new Set<string>();
+    for (const slot of this.#slots) {
+      const name = currentName(slot.param, slot.label);
+      if (name !== undefined) names.add(name);
+    }
+    const seen = new Set<unknown>(this.#slotOf.keys());
+    const { group: live, validated } = this.#validateGroup(g, group, names, seen, false);
+    const schedule = this.#schedule;
+    const lr = live.lr;
+    if (schedule !== null && lr === null) {
+      throw rangeError(
+        `paramGroups[${g}].lr`,
+        `a number (a schedule is attached, and it drives every group's lr; ` +
+          `${this.#spec.className} computes its own step size where lr is null)`,
+        lr,
+      );
+    }
+    const added = this.#newSlots(validated.map((v) => ({ v, g, group: live })));
+    // No array of the new params may share memory with another's or with any state.
+    this.#checkOverlap([...this.#slots, ...added.slots]);
+    this.#groups.push(live);
+    this.#adoptSlots(added);
+    this.#groupsView = Object.freeze([...this.#groups]) as readonly G[];
+    this.#sizeStepArrays();
+    // Made again at the next step, over every param.
+    this.#fullPlan = null;
+    this.#skipPlan = null;
+    this.#stepPlan = null;
+    this.#stepSlots = [];
+    if (schedule !== null && lr !== null) {
+      this.#schedule = Object.freeze({
+        ...schedule,
+        baseLrs: Object.freeze([...schedule.baseLrs, lr]),
+      });
+      (live as unknown as { lr: number }).lr = lr * scheduleFactor(schedule, schedule.position);
+    }
   }
 
   /** Threads a step may use (default: os.availableParallelism()); small steps use fewer. */
@@ -697,14 +741,17 @@ export abstract class Optimizer<
   }
 
   /**
-   * A new optimizer of this class for `params` (in the saved order), with the groups,
-   * hyperparameters, lean-state options and state of the file at `path`, read directly into its
-   * arrays.
+   * A new optimizer of this class for `params`, with the groups, hyperparameters, lean-state
+   * options and state of the file at `path`, read directly into its arrays. When every param (in
+   * `params` and in the file) has a name, they are matched by name and `params` may come in any
+   * order (say, the model's, while the file's groups came from noDecay()); a name missing or not in
+   * the file is a RangeError listing them. Otherwise `params` are in the saved order. `params` is
+   * any iterable, read once.
    */
   static load<T extends AnyOptimizer>(
     this: OptimizerClass<T>,
     path: string,
-    params: AnyParam[],
+    params: Iterable<AnyParam>,
   ): T {
     // A class whose spec has lean state takes the lean-state options as its second argument, as
     // AdamW does; another is passed none.
@@ -717,7 +764,8 @@ export abstract class Optimizer<
         Object.keys(options).length === 0 ? new Class(groups) : new Class(groups, options);
       return { optimizer, internals: internals(optimizer) };
     };
-    return loadOptimizer(this.spec, path, params, create);
+    const given = [...readOnce('params', "an iterable of the checkpoint's params", params)];
+    return loadOptimizer(this.spec, path, given, create);
   }
 
   /** Bytes held: params (with their dataBf16 copies), grads (as of the last step) and optimizer
@@ -1080,37 +1128,74 @@ export abstract class Optimizer<
     return entry;
   }
 
-  // Every param's slot, its state tensors as views of the arenas (optim/state-storage.ts).
-  #addSlots(
-    pending: readonly { v: ValidatedParam; g: number; values: HyperparameterValues }[],
-  ): void {
+  // Validates one param group as given (the constructor's or addParamGroup's) as group g of this
+  // optimizer, its params against `names` and `seen` (the names and params so far, which it adds
+  // to), and creates its live group; changes nothing else. `flat`: the params were passed without
+  // groups, and messages name them params[i].
+  #validateGroup(
+    g: number,
+    groupInput: unknown,
+    names: Set<string>,
+    seen: Set<unknown>,
+    flat: boolean,
+  ): { group: LiveGroup; validated: ValidatedParam[] } {
     const spec = this.#spec;
-    const layouts = pending.map(({ v, values }) => ({
-      dtype: effectiveStateDtype(this.#groupDtype(values), v.length, this.#min8bitSize),
-      lengths: stateTensorLengths(spec, values, v.shape, v.length),
+    const groupLabel = `paramGroups[${g}]`;
+    const expected = 'a param group { params: Iterable<Param>, ...options }';
+    if (!isPlainObject(groupInput)) throw typeError(groupLabel, expected, groupInput);
+    // Read once: `params` may be a getter, and an iterable can be read only once.
+    const paramsInput = groupInput.params;
+    if (paramsInput === undefined) throw typeError(groupLabel, expected, groupInput);
+    const paramList = [...readOnce(`${groupLabel}.params`, 'an iterable of params', paramsInput)];
+    const values = resolveHyperparameters(spec, groupLabel, groupInput, this.#groupDefaults, [
+      'params',
+    ]);
+    spec.checkValues?.(groupLabel, values);
+    const validated = paramList.map((p, i) =>
+      validateParam(flat ? `params[${i}]` : `${groupLabel}.params[${i}]`, p, names, seen),
+    );
+    const group = createParamGroup(
+      spec,
+      groupLabel,
+      validated.map((v) => v.param),
+      values,
+      // Throws while the async step runs: it read the values when it started, and a change
+      // meanwhile would be silently ignored for that step.
+      (action) => {
+        this.#assertIdle(action);
+      },
+    );
+    return { group, validated };
+  }
+
+  // Slots for these params after the existing ones, their state tensors as views of new arenas
+  // (optim/state-storage.ts), zeroed; changes nothing of the optimizer but its cache of ops.
+  #newSlots(pending: readonly PendingParam[]): NewSlots {
+    const spec = this.#spec;
+    const layouts = pending.map(({ v, group }) => ({
+      dtype: effectiveStateDtype(this.#groupDtype(groupValues(group)), v.length, this.#min8bitSize),
+      lengths: stateTensorLengths(spec, groupValues(group), v.shape, v.length),
     }));
     for (const { dtype } of layouts) this.#opOf(dtype);
-    if (layouts.some(({ dtype }) => dtype === 'blockwise8')) {
-      this.#blockSize = blockwise8BlockSize(spec);
-    }
-    const allocated = allocateState(layouts, spec.state.length, this.#blockSize);
-    this.#arenas = allocated.arenas;
-    for (const [k, { v, g }] of pending.entries()) {
-      const group = this.#groups[g];
-      let variant = this.#variants.findIndex((x) => x.group === group && x.decay === v.decay);
+    const blockSize =
+      this.#blockSize === 0 && layouts.some(({ dtype }) => dtype === 'blockwise8')
+        ? blockwise8BlockSize(spec)
+        : this.#blockSize;
+    const allocated = allocateState(layouts, spec.state.length, blockSize);
+    const variants: Variant[] = [];
+    const first = this.#slots.length;
+    const slots = pending.map(({ v, g, group }, k): Slot => {
+      const variantOf = (x: Variant) => x.group === group && x.decay === v.decay;
+      let variant = this.#variants.findIndex(variantOf);
       if (variant < 0) {
-        variant = this.#variants.length;
-        this.#variants.push({
-          group,
-          decay: v.decay,
-          step: -1,
-          set: 0,
-          source: null,
-          values: null,
-        });
+        const added = variants.findIndex(variantOf);
+        variant = this.#variants.length + (added < 0 ? variants.length : added);
+        if (added < 0) {
+          variants.push({ group, decay: v.decay, step: -1, set: 0, source: null, values: null });
+        }
       }
-      const slot: Slot = {
-        index: k,
+      return {
+        index: first + k,
         param: v.param,
         label: v.label,
         groupIndex: g,
@@ -1128,9 +1213,32 @@ export abstract class Optimizer<
         gradDtypeInput: v.gradDtypeInput,
         dataBf16: v.dataBf16,
       };
+    });
+    return { slots, arenas: allocated.arenas, variants, blockSize };
+  }
+
+  // Makes new slots the optimizer's (cannot fail).
+  #adoptSlots(added: NewSlots): void {
+    for (const slot of added.slots) {
       this.#slots.push(slot);
-      this.#slotOf.set(v.param, slot);
+      this.#slotOf.set(slot.param, slot);
     }
+    this.#variants.push(...added.variants);
+    this.#arenas = [...this.#arenas, ...added.arenas];
+    this.#blockSize = added.blockSize;
+  }
+
+  // The per-param arrays of a step, for the current param count (their previous contents are
+  // rewritten by every step).
+  #sizeStepArrays(): void {
+    const n = this.#slots.length;
+    this.#scalars = new Float64Array(n * this.#layout.scalars.length);
+    this.#flags = new Uint32Array(n);
+    this.#tensorSet = new Uint32Array(n);
+    this.#tensorSeeds = new Uint32Array(n);
+    this.#current = new Array<unknown>(4 * n).fill(null);
+    this.#skipMask = new Uint8Array(n);
+    this.#setViews.clear();
   }
 
   // No two arrays of the step may share memory: not data with grad or dataBf16, not two stepped
