@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import {
   type AnyParam,
   backend,
+  type IsaName,
   type Blockwise8Tensor,
   cosineWithWarmup,
   gradNorm,
@@ -456,7 +457,7 @@ function optionsOf(c: Case, threads: number): LionOptions<StateDtype> {
 function libOutcome(
   c: Case,
   inputs: ReturnType<typeof inputsOf>,
-  isa: string,
+  isa: IsaName,
   threads: number,
 ): Outcome {
   backend.setIsa(isa);
