@@ -3,13 +3,13 @@
 // Tiny tensors expose the fixed cost of a call: argument checks, the scalars, the N-API crossing.
 // Both public entry points are timed: AdamW.step() (reuses its native argument arrays between steps)
 // and the stateless adamwStep() (validates and builds them on every call).
-import { AdamW, adamwStep, type AdamwStepOptions, backend } from '../lib/index';
+import { AdamW, adamwStep, type AdamwStepOptions, backend, type IsaName } from '../lib/index';
 import { makeTensorArrays, STEP_HYPERPARAMETERS } from './data';
 import type { Contender } from './measure';
 
 export const CALL_OVERHEAD_SIZES = [1, 64, 4096] as const;
 
-export function callOverheadContenders(isa: string): Contender[] {
+export function callOverheadContenders(isa: IsaName): Contender[] {
   return [
     {
       id: 'call/class/t1',

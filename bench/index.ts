@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { backend } from '../lib/index';
+import { backend, type IsaName } from '../lib/index';
 import { cLoopContenders } from './c-loop';
 import { CALL_OVERHEAD_SIZES, callOverheadContenders } from './call-overhead';
 import { rooflineFractionChartSvg, throughputChartSvg } from './chart';
@@ -134,7 +134,7 @@ interface Options {
   readonly leanSizes: readonly number[];
   readonly leanOptimizerSizes: readonly number[];
   readonly threads: readonly number[];
-  readonly isas: readonly string[];
+  readonly isas: readonly IsaName[];
   readonly json?: string;
   readonly outDir: string;
   readonly command: string;
@@ -196,10 +196,10 @@ function parseOptions(argv: readonly string[]): Options {
       ? backend.available
       : values.isas
           .split(',')
-          .map((name) =>
-            backend.available.includes(name)
-              ? name
-              : fail(`kernel '${name}' is not available here`),
+          .map(
+            (name) =>
+              backend.available.find((isa) => isa === name) ??
+              fail(`kernel '${name}' is not available here`),
           );
   const partial = [values.only, values.sizes, values.threads, values.isas].some(
     (value) => value !== undefined,

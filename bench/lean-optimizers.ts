@@ -45,6 +45,7 @@ import {
   type Param,
   type StateDtype,
   backend,
+  type IsaName,
 } from '../lib/index';
 import { benchNative } from './bench-native';
 import { fillUniform, makeParamAndGrad, SEED, STEP_HYPERPARAMETERS } from './data';
@@ -284,7 +285,7 @@ function isSkipped(value: object): value is Skipped {
 export function leanOptimizerContenders(
   arrays: LeanOptimizerArrays,
   threadCounts: readonly number[],
-  isa: string,
+  isa: IsaName,
 ): Contender[] {
   const out: Contender[] = [];
   for (const threads of threadCounts) {
@@ -524,7 +525,7 @@ export class LeanModel {
 export function leanModelContenders(
   model: LeanModel,
   threadCounts: readonly number[],
-  isa: string,
+  isa: IsaName,
 ): Contender[] {
   return threadCounts.flatMap((threads) =>
     MODEL_OPTIMIZERS.map((name): Contender => ({

@@ -16,7 +16,14 @@
 //   blockwise8, bf16 grads   14 + 16 per 256
 //
 // Sizes: 64M params in a full run (the issue's DRAM size), 1M in --quick (CI smoke), or --sizes.
-import { AdamW, type AnyParam, backend, type StateArray, type StateDtype } from '../lib/index';
+import {
+  AdamW,
+  type AnyParam,
+  backend,
+  type IsaName,
+  type StateArray,
+  type StateDtype,
+} from '../lib/index';
 import { benchNative, type RooflineProbe } from './bench-native';
 import { seededRandom, STEP_HYPERPARAMETERS } from './data';
 import type { Contender, Skipped, Workload } from './measure';
@@ -184,7 +191,7 @@ const FLOAT32_PROBE_LABEL = (probe: RooflineProbe): string => `probe: ${probe}, 
 export function leanContenders(
   arrays: LeanArrays,
   threadCounts: readonly number[],
-  isa: string,
+  isa: IsaName,
 ): Contender[] {
   const out: Contender[] = [];
   for (const threads of threadCounts) {

@@ -4,6 +4,7 @@
 // 1M (2^20) elements hold the same parameters and move the same bytes; both are stepped through
 // AdamW.step() on one thread, interleaved, so the ratio is what the per-tensor work of a step costs
 // (issue 10's target: >= 0.8x).
+import type { IsaName } from '../lib/index';
 import { classApiContender, type TensorShape } from './model-step';
 import type { Contender } from './measure';
 
@@ -11,7 +12,7 @@ export const MANY_TENSORS = 1024;
 export const MANY_TENSOR_LENGTH = 1024;
 export const MANY_TENSORS_TOTAL = MANY_TENSORS * MANY_TENSOR_LENGTH;
 
-export function manyTensorContenders(isa: string): Contender[] {
+export function manyTensorContenders(isa: IsaName): Contender[] {
   const many: TensorShape[] = Array.from({ length: MANY_TENSORS }, (_, k) => ({
     name: `tensor${k}`,
     length: MANY_TENSOR_LENGTH,

@@ -3,7 +3,7 @@
 // A model is not one big tensor: a small GPT-style transformer has a few large matrices and many
 // bias and norm vectors. AdamW.step() updates all of them in one native call; this compares it with
 // one tensor of the same total size, both through the class API, interleaved.
-import { AdamW, backend, type Param } from '../lib/index';
+import { AdamW, backend, type IsaName, type Param } from '../lib/index';
 import { fillUniform, SEED } from './data';
 import type { Contender } from './measure';
 
@@ -76,7 +76,7 @@ export function classApiContender(
   id: string,
   label: string,
   shapes: readonly TensorShape[],
-  isa: string,
+  isa: IsaName,
   threads: number,
 ): Contender {
   return {
@@ -104,7 +104,7 @@ export function classApiContender(
 /** The model-shaped step and one tensor of the same total size, per thread count. */
 export function modelStepContenders(
   shapes: readonly TensorShape[],
-  isa: string,
+  isa: IsaName,
   threadCounts: readonly number[],
 ): Contender[] {
   const single: TensorShape[] = [{ name: 'all', length: totalLength(shapes) }];

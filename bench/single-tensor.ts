@@ -5,13 +5,13 @@
 // with backend.setIsa() and the thread setting with the optimizer's `threads` before each sample.
 // The per-call cost from JavaScript is included; bench/call-overhead.ts shows it on its own, for
 // this call and for the stateless adamwStep(), which validates more per call.
-import { backend } from '../lib/index';
+import { backend, type IsaName } from '../lib/index';
 import type { ThroughputArrays } from './data';
 import type { Contender } from './measure';
 
 export function singleTensorContenders(
   arrays: ThroughputArrays,
-  isas: readonly string[],
+  isas: readonly IsaName[],
   threadCounts: readonly number[],
 ): Contender[] {
   return threadCounts.flatMap((threads) =>

@@ -135,3 +135,4 @@ export type {
   StepDecaySchedule,
 } from './train/schedules';
 export { isBiasOrNorm, noDecay } from './train/weight-decay';
+export type { NoDecayGroup } from './train/weight-decay';

@@ -2,7 +2,8 @@
 // setIsa() switches between the available kernels and rejects anything else, and SIMD_ADAMW_ISA
 // forces a kernel when the module loads (checked in child processes on the built package).
 import * as fs from 'node:fs';
-import { backend } from '../lib';
+import * as path from 'node:path';
+import { backend, type IsaName } from '../lib';
 import { ensureDist, printBackendScript, runNode } from './helpers/child';
 
 /** The kernels each architecture's build compiles, best first (CMakeLists.txt, native/dispatch.cc). */
@@ -54,6 +55,35 @@ describe('backend in this process', () => {
     ]);
   });
 
+  test('IsaName is the public names of native/simd/isa-list.h, and the lists are typed with it', () => {
+    // Record<IsaName, ...> needs exactly one key per name: tsc fails if IsaName gains or loses one.
+    const everyName: Record<IsaName, true> = {
+      avx512: true,
+      avx2: true,
+      sse2: true,
+      neon: true,
+      scalar: true,
+    };
+    const header = fs.readFileSync(
+      path.join(__dirname, '..', 'native', 'simd', 'isa-list.h'),
+      'utf8',
+    );
+    const listed = [...header.matchAll(/^ {2}X\(\w+, "(\w+)",/gm)].map((match) => match[1]);
+    expect(listed).toEqual(Object.keys(everyName));
+
+    const isa: IsaName = backend.isa;
+    const available: readonly IsaName[] = backend.available;
+    const compiled: readonly IsaName[] = backend.compiled;
+    backend.setIsa('scalar');
+    // @ts-expect-error not a kernel name
+    expect(() => backend.setIsa('avx-512')).toThrow(RangeError);
+    const fromEnvironment: string = 'scalar';
+    // @ts-expect-error a string is not known to be a kernel name
+    expect(() => backend.setIsa(fromEnvironment)).not.toThrow();
+    backend.setIsa(isa);
+    expect(compiled).toEqual(expect.arrayContaining([...available]));
+  });
+
   test('isa is one of the available kernels', () => {
     expect(backend.available).toContain(backend.isa);
   });
@@ -69,7 +99,7 @@ describe('backend in this process', () => {
       backend.setIsa('scalar');
       let thrown: unknown = undefined;
       try {
-        backend.setIsa(name);
+        backend.setIsa(name as IsaName); // as from JavaScript: any string
       } catch (error) {
         thrown = error;
       }
@@ -90,7 +120,7 @@ describe('backend in this process', () => {
     backend.setIsa('scalar');
     let thrown: unknown = undefined;
     try {
-      backend.setIsa(value as string);
+      backend.setIsa(value as IsaName);
     } catch (error) {
       thrown = error;
     }

@@ -265,7 +265,7 @@ describe('loadStateDict', () => {
       'an unknown key',
       (sd) => ({ ...sd, param_groups: [] }),
       TypeError,
-      /Unknown key stateDict.param_groups/,
+      /for the key stateDict.param_groups but received an unknown key/,
     ],
     [
       'the other optimizer kind',
@@ -458,7 +458,7 @@ describe('loadStateDict', () => {
         (sd.state[3] as unknown as Record<string, unknown>).exp_avg = 1;
       },
       TypeError,
-      /Unknown key stateDict.state\[3\].exp_avg/,
+      /for the key stateDict.state\[3\].exp_avg but received an unknown key/,
     ],
   ];
 
@@ -721,7 +721,7 @@ describe('loading a checkpoint that does not fit', () => {
       (target) => {
         target.loadFrom(file);
       },
-      /Expected 1 param groups \(as this optimizer\) for __metadata__.param_groups of checkpoint/,
+      /Expected 1 param group \(as this optimizer\) for __metadata__.param_groups of checkpoint/,
       new AdamW(params),
     );
     const groups = groupsOf(makeParams());
@@ -936,7 +936,7 @@ describe('damaged checkpoint files are errors that change nothing', () => {
       (_, m) => {
         m.param_groups = m.param_groups!.replace('"maximize"', '"foreach":false,"maximize"');
       },
-      /Unknown key __metadata__.param_groups\[0\].foreach of checkpoint .*; expected one of params, lr, betas, eps, weight_decay, amsgrad, maximize, state_dtype/,
+      /^Expected one of params, lr, betas, eps, weight_decay, amsgrad, maximize, state_dtype for the key __metadata__.param_groups\[0\].foreach of checkpoint .* but received an unknown key$/,
     ],
     [
       'more names than params',
@@ -959,7 +959,7 @@ describe('damaged checkpoint files are errors that change nothing', () => {
     );
     expectDamaged(
       file,
-      /Expected a tensor 'state.1.max_exp_avg_sq' in checkpoint .* but received none/,
+      /Expected a tensor 'state.1.max_exp_avg_sq' for checkpoint .* but received none/,
     );
   });
 

@@ -334,10 +334,10 @@ describe('bad hyperparameters are errors naming the option', () => {
 
   test('an option of the other optimizer is an unknown key', () => {
     expect(() => create('adafactor', [makeParam([4, 6], 24, 1)], { betas: [0.9, 0.99] })).toThrow(
-      /Unknown key .*betas/,
+      /for the key .*betas but received an unknown key/,
     );
     expect(() => create('came', [makeParam([4, 6], 24, 1)], { decayRate: -0.8 })).toThrow(
-      /Unknown key .*decayRate/,
+      /for the key .*decayRate but received an unknown key/,
     );
     expect(() => create('came', [makeParam([4, 6], 24, 1)], { stateDtype: 'bfloat16' })).toThrow(
       /stateDtype/,

@@ -369,7 +369,7 @@ describe('bad options are errors that change nothing', () => {
     [{ gradScale: Infinity }, RangeError, /options\.gradScale/],
     [{ gradScale: NaN }, RangeError, /options\.gradScale/],
     [{ skipNonFinite: 1 }, TypeError, /options\.skipNonFinite/],
-    [{ clipNorm: 1 }, TypeError, /Unknown key options\.clipNorm/],
+    [{ clipNorm: 1 }, TypeError, /for the key options\.clipNorm but received an unknown key/],
     [5, TypeError, /for options/],
   ];
 

@@ -296,7 +296,7 @@ describe('adamwStep options: wrong types are TypeErrors, bad values RangeErrors'
       runStep(a, { ...OPTIONS, learningRate: 0.1 } as AdamwStepOptions);
     }).toThrow(
       new TypeError(
-        `Unknown key options.learningRate; expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads, clipGradNorm, gradScale, skipNonFinite`,
+        `Expected one of step, lr, beta1, beta2, eps, weightDecay, maximize, maxExpAvgSq, decoupled, threads, clipGradNorm, gradScale, skipNonFinite for the key options.learningRate but received an unknown key`,
       ),
     );
     same();
@@ -816,7 +816,7 @@ describe('zero-length and huge lengths', () => {
       runStep(a);
     }).toThrow(
       new RangeError(
-        `Expected a Float32Array of ${2 ** 30 + 1} elements for grad but received a Float32Array of 1 elements`,
+        `Expected a Float32Array of ${2 ** 30 + 1} elements for grad but received a Float32Array of 1 element`,
       ),
     );
     expect(
@@ -903,7 +903,10 @@ describe('shared params and aliased arrays', () => {
   test('the same param in two groups: RangeError', () => {
     const p = param(4, 1);
     expect(() => new AdamW([{ params: [p] }, { params: [p], lr: 0.1 }])).toThrow(
-      new RangeError('Expected each param once but paramGroups[1].params[0] appears twice'),
+      new RangeError(
+        'Expected a param not listed before (each param once, in one group) for ' +
+          'paramGroups[1].params[0] but received one listed before',
+      ),
     );
   });
 

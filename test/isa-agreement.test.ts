@@ -10,6 +10,7 @@ import {
   adamwStep,
   type AdamwStepOptions,
   backend,
+  type IsaName,
   type Param,
   type ParamGroup,
 } from '../lib';
@@ -189,7 +190,7 @@ function functionalInputs(c: FunctionalCase): FunctionalInputs {
 }
 
 /** Runs a case on one kernel; returns the bits of param, expAvg, expAvgSq, maxExpAvgSq after each step. */
-function runFunctional(c: FunctionalCase, inputs: FunctionalInputs, isa: string): Uint32Array[] {
+function runFunctional(c: FunctionalCase, inputs: FunctionalInputs, isa: IsaName): Uint32Array[] {
   backend.setIsa(isa);
   const placed = place([c.n, c.n, c.n, c.n, c.n], c.layout);
   const [param, grad, expAvg, expAvgSq, maxExpAvgSq] = placed.views as [
@@ -226,7 +227,7 @@ function runFunctional(c: FunctionalCase, inputs: FunctionalInputs, isa: string)
 function describeFunctionalMismatch(
   c: FunctionalCase,
   inputs: FunctionalInputs,
-  isa: string,
+  isa: IsaName,
   step: number,
   index: number,
   expected: Uint32Array,
@@ -316,7 +317,7 @@ const functionalCaseArb = (nans: boolean): fc.Arbitrary<FunctionalCase> =>
 type ExampleOptions = Partial<Pick<AdamwStepOptions, 'weightDecay' | 'decoupled' | 'maximize'>>;
 
 /** param, expAvg and expAvgSq as hex, after one step per entry of `grads` (the gradient of every element). */
-function exampleBits(isa: string, n: number, grads: number[], options: ExampleOptions): string {
+function exampleBits(isa: IsaName, n: number, grads: number[], options: ExampleOptions): string {
   backend.setIsa(isa);
   const param = new Float32Array(n).fill(0.5);
   const expAvg = new Float32Array(n);
@@ -494,7 +495,7 @@ interface ClassRun {
 }
 
 /** Runs a class case on one kernel. */
-function runClass(c: ClassCase, isa: string): ClassRun {
+function runClass(c: ClassCase, isa: IsaName): ClassRun {
   backend.setIsa(isa);
   const random = mulberry32(c.mix.seed);
   const placed = place(

@@ -7,7 +7,7 @@
 // and around 32, 64, the block and 4096). Then the properties the issue names: RNE
 // ties, subnormals, zeros, non-finite gradients, the blockwise8 round-trip bound, the float32
 // fallback of small tensors, and what stochastic rounding is for.
-import { backend, gradNorm } from '../lib';
+import { backend, gradNorm, type IsaName } from '../lib';
 import { createDynamicMap } from './helpers/bnb-maps';
 import {
   createLeanOptimizer,
@@ -239,7 +239,7 @@ function optimizerFor(c: Case, params: LeanParam[], threads: number): LeanOptimi
   });
 }
 
-function libOutcome(c: Case, inputs: Inputs, isa: string, threads: number): Outcome {
+function libOutcome(c: Case, inputs: Inputs, isa: IsaName, threads: number): Outcome {
   backend.setIsa(isa);
   const params: LeanParam[] = inputs.params.map((p, k) => ({
     data: p.slice(),

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import {
   type AnyParam,
   backend,
+  type IsaName,
   type Blockwise8Tensor,
   cosineWithWarmup,
   gradNorm,
@@ -197,7 +198,7 @@ describe('defaults and validation', () => {
       "Adam's eps, which Lion does not have",
       () => new Lion(P(), { eps: 1e-8 } as LionOptions),
       'TypeError',
-      'Unknown key defaults.eps; expected one of lr, betas, weightDecay, maximize, stateDtype, threads, schedule, stochasticRounding, seed, min8bitSize',
+      'Expected one of lr, betas, weightDecay, maximize, stateDtype, threads, schedule, stochasticRounding, seed, min8bitSize for the key defaults.eps but received an unknown key',
     ],
     [
       'a bad lr in a group',
@@ -456,7 +457,7 @@ function optionsOf(c: Case, threads: number): LionOptions<StateDtype> {
 function libOutcome(
   c: Case,
   inputs: ReturnType<typeof inputsOf>,
-  isa: string,
+  isa: IsaName,
   threads: number,
 ): Outcome {
   backend.setIsa(isa);

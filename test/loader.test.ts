@@ -1,7 +1,8 @@
 // Loading the native addon (lib/core/native.ts), in child processes on the built package: when the binary
 // is missing (a platform without a prebuild, where nothing built it from source: npm 11 warns about
 // and runs a dependency's install script, npm 12 blocks it by default) or
-// SIMD_ADAMW_NATIVE names one that cannot be loaded, the error says how to build it.
+// SIMD_ADAMW_NATIVE names one that cannot be loaded, the error says how to build it; when
+// SIMD_ADAMW_NATIVE names no file, it says so instead.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -62,16 +63,25 @@ function notAnAddon(): string {
 }
 
 describe('no native binary, or one that cannot be loaded', () => {
-  test('SIMD_ADAMW_NATIVE=/nonexistent/simd_adamw.node: fails, names what it tried, says how to build', () => {
-    const result = runNode(printBackendScript(), {
-      SIMD_ADAMW_NATIVE: '/nonexistent/simd_adamw.node',
-    });
-    expect(result.status).not.toBe(0);
-    expect(result.stdout).toBe('');
-    expect(result.stderr).toContain(`simd-adamw: no native addon for ${PLATFORM}`);
-    expect(result.stderr).toContain('/nonexistent/simd_adamw.node (SIMD_ADAMW_NATIVE)');
-    expectBuildInstructions(result.stderr, PACKAGE_ROOT);
-  });
+  test.each([
+    ['/nonexistent/simd_adamw.node', '/nonexistent/simd_adamw.node'],
+    ['a relative path', path.join('nonexistent', 'simd_adamw.node')],
+  ])(
+    'SIMD_ADAMW_NATIVE=%s that does not exist: a RangeError saying so, without build advice',
+    (_what, given) => {
+      const result = runNode(printBackendScript(), { SIMD_ADAMW_NATIVE: given });
+      expect(result.status).not.toBe(0);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toContain(
+        `RangeError: Expected the path of a simd_adamw.node for SIMD_ADAMW_NATIVE but received ` +
+          `'${given}', which does not exist (${path.resolve(PACKAGE_ROOT, given)}); fix the path, ` +
+          "or unset the variable to load the package's own build or prebuild",
+      );
+      // The advice for a package without a binary would mislead here.
+      expect(result.stderr).not.toContain('no native addon');
+      expect(result.stderr).not.toContain('cmake-js');
+    },
+  );
 
   test('an installed copy with neither a build nor a prebuild: names both places, for that copy', () => {
     const root = installedCopy();

@@ -166,7 +166,7 @@ describe('an optimizer declared by a spec outside the package', () => {
     );
     expect(() => new AdamLite(params(2), { betas: [0.9, 0.99] } as Partial<LiteHyper>)).toThrow(
       new TypeError(
-        'Unknown key defaults.betas; expected one of lr, momentum, smoothing, l2, threads, schedule',
+        'Expected one of lr, momentum, smoothing, l2, threads, schedule for the key defaults.betas but received an unknown key',
       ),
     );
   });

@@ -692,7 +692,7 @@ describe('bad skip', () => {
           skip: [],
         } as unknown as Parameters<typeof adamwStep>[4],
       ),
-    ).toThrow(/^Unknown key options\.skip/);
+    ).toThrow(/^Expected one of .* for the key options\.skip but received an unknown key$/);
   });
 });
 

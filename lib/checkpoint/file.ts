@@ -37,7 +37,7 @@
 import * as fs from 'node:fs';
 
 import { checkBoolean } from '../core/checks';
-import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { checkKnownKeys, countOf, rangeError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import {
   assertLittleEndianHost,
@@ -384,7 +384,7 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   );
   if (paramCount !== names.length) {
     throw new RangeError(
-      `Expected param_groups listing all ${names.length} params of __metadata__.param_names for ` +
+      `Expected param_groups listing all ${countOf(names.length, 'param')} of __metadata__.param_names for ` +
         `${where} but received ${paramCount}`,
     );
   }
@@ -400,7 +400,7 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   ): TensorInfo => {
     const info = header.tensors.get(name);
     if (info === undefined) {
-      throw new RangeError(`Expected a tensor '${name}' in ${where} but received none`);
+      throw new RangeError(`Expected a tensor '${name}' for ${where} but received none`);
     }
     const rank = shape === 'scalar' ? 0 : 1;
     if (info.dtype !== dtype || info.shape.length !== rank) {
@@ -466,7 +466,7 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   if (expected.size !== header.tensors.size) {
     const extra = [...header.tensors.keys()].find((name) => !expected.has(name));
     throw new RangeError(
-      `Expected only the tensors of the ${params.length} params in __metadata__ for ${where} but ` +
+      `Expected only the tensors of the ${countOf(params.length, 'param')} in __metadata__ for ${where} but ` +
         `received an unexpected tensor '${extra ?? ''}'`,
     );
   }
@@ -501,7 +501,7 @@ function paramShapes(
   if (!header.metadata.has(SHAPES_METADATA_KEY)) {
     if (spec.factored === true) {
       throw new RangeError(
-        `Expected ${name} (the shapes of a factored optimizer's params) but received nothing`,
+        `Expected the shapes of a factored optimizer's params for ${name} but received nothing`,
       );
     }
     return undefined;
@@ -598,7 +598,7 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
     );
     if (first !== undefined && param.length !== slot.length) {
       throw new RangeError(
-        `Expected ${slot.length} elements (the length of ${slot.label}) for tensor ` +
+        `Expected ${countOf(slot.length, 'element')} (the length of ${slot.label}) for tensor ` +
           `'${first.name}' of ${where} but received ${param.length}`,
       );
     }

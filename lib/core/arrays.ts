@@ -3,7 +3,7 @@
 import { types } from 'node:util';
 import { markAsUntransferable } from 'node:worker_threads';
 
-import { rangeError, typeError } from './errors';
+import { countOf, rangeError, typeError } from './errors';
 import { bufferOf, byteLengthOf, isResizable, lengthOf, typedArrayName } from './intrinsics';
 import { native } from './native';
 
@@ -59,7 +59,7 @@ export function checkTypedArray(
     );
   }
   if (length !== undefined && lengthOf(array) !== length) {
-    throw rangeError(name, `${what} of ${length} elements`, value);
+    throw rangeError(name, `${what} of ${countOf(length, 'element')}`, value);
   }
   return array;
 }

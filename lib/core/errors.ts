@@ -2,9 +2,13 @@
 //
 // Every message reads "Expected <what> for <name> but received <value>": the argument's name as the
 // caller wrote it (`lr`, `paramGroups[1].betas[0]`, `params[3].grad`), what would have been
-// accepted, and what came instead. TypeError for a wrong type or shape, RangeError for a value out
-// of range (a length or count that does not match is a value out of range). An unknown key reads
-// "Unknown key <name>.<key>; expected one of <keys>". Describing a value runs none of its code.
+// accepted, and what came instead (a parenthesis may follow with why, or what to do). TypeError for
+// a wrong type or shape, RangeError for a value out of range (a length or count that does not
+// match is a value out of range). An unknown key reads "Expected one of <keys> for the key
+// <name>.<key> but received an unknown key". Counts agree with their nouns ("1 element", "2 elements"). Describing a
+// value runs none of its code. Errors that are not about an argument keep their own wording: a
+// file that cannot be read, an optimizer busy with stepAsync(), an internal invariant
+// ("simd-adamw: ...").
 import { types } from 'node:util';
 
 import { dataViewByteLength, lengthOf, typedArrayName } from './intrinsics';
@@ -30,6 +34,11 @@ function constructorName(value: object): string | undefined {
   return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
+/** `count` and the noun, singular for 1: "1 element", "3 elements". */
+export function countOf(count: number, singular: string, plural = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : plural}`;
+}
+
 function describeUnsafe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
@@ -41,19 +50,36 @@ function describeUnsafe(value: unknown): string {
     return `${String(value)} of type ${typeof value}`;
   if (typeof value === 'function') return 'a function';
   if (types.isProxy(value)) return 'a Proxy';
-  if (types.isTypedArray(value)) return `a ${typedArrayName(value)} of ${lengthOf(value)} elements`;
-  if (types.isDataView(value)) return `a DataView of ${dataViewByteLength(value)} bytes`;
-  if (Array.isArray(value)) return `an Array of ${value.length} elements`;
+  if (types.isTypedArray(value))
+    return `a ${typedArrayName(value)} of ${countOf(lengthOf(value), 'element')}`;
+  if (types.isDataView(value)) return `a DataView of ${countOf(dataViewByteLength(value), 'byte')}`;
+  if (Array.isArray(value)) return `an Array of ${countOf(value.length, 'element')}`;
   const name = constructorName(value);
   return name !== undefined && name !== 'Object' ? `a ${name}` : 'an object';
 }
 
-export function typeError(name: string, expected: string, actual: unknown): TypeError {
-  return new TypeError(`Expected ${expected} for ${name} but received ${describe(actual)}`);
+// The message of typeError and rangeError; `why`, when given, follows in parentheses.
+function message(name: string, expected: string, actual: unknown, why?: string): string {
+  const tail = why === undefined ? '' : ` (${why})`;
+  return `Expected ${expected} for ${name} but received ${describe(actual)}${tail}`;
 }
 
-export function rangeError(name: string, expected: string, actual: unknown): RangeError {
-  return new RangeError(`Expected ${expected} for ${name} but received ${describe(actual)}`);
+export function typeError(
+  name: string,
+  expected: string,
+  actual: unknown,
+  why?: string,
+): TypeError {
+  return new TypeError(message(name, expected, actual, why));
+}
+
+export function rangeError(
+  name: string,
+  expected: string,
+  actual: unknown,
+  why?: string,
+): RangeError {
+  return new RangeError(message(name, expected, actual, why));
 }
 
 /** TypeError unless every key is one of `known`: the own keys of an object, or the keys of a Map
@@ -69,13 +95,14 @@ export function checkKnownKeys(
   for (const key of keys) {
     if (!known.includes(key)) {
       throw new TypeError(
-        `Unknown key ${name}.${key}${where}; expected one of ${known.join(', ')}`,
+        `Expected one of ${known.join(', ')} for the key ${name}.${key}${where} but received an unknown key`,
       );
     }
   }
 }
 
-/** RangeError unless `count` (how many `what` `name` holds) is `expected`; `why` says whose count
+/** RangeError unless `count` (how many `what` `name` holds) is `expected`; `what` is a plural
+ * ending in s ("param groups", read "param group" when one is expected), `why` says whose count
  * it must match, e.g. "as this optimizer". */
 export function checkCount(
   name: string,
@@ -85,7 +112,8 @@ export function checkCount(
   why: string,
 ): void {
   if (count !== expected) {
-    throw new RangeError(`Expected ${expected} ${what} (${why}) for ${name} but received ${count}`);
+    const noun = countOf(expected, what.replace(/s$/, ''), what);
+    throw new RangeError(`Expected ${noun} (${why}) for ${name} but received ${count}`);
   }
 }
 

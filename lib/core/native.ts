@@ -215,6 +215,16 @@ function buildInstructions(root: string): string {
 function loadAddon(): NativeAddon {
   const candidates = addonCandidates();
   const found = candidates.find(({ file }) => fs.existsSync(file));
+  const explicit = process.env.SIMD_ADAMW_NATIVE;
+  if (found === undefined && explicit !== undefined && explicit !== '') {
+    // A wrong path in the variable, not a package without a binary: building or approving install
+    // scripts would not help (a RangeError, as for a bad SIMD_ADAMW_ISA).
+    throw new RangeError(
+      `Expected the path of a simd_adamw.node for SIMD_ADAMW_NATIVE but received '${explicit}', ` +
+        `which does not exist (${path.resolve(explicit)}); fix the path, or unset the variable ` +
+        "to load the package's own build or prebuild",
+    );
+  }
   if (found === undefined) {
     throw new Error(
       `simd-adamw: no native addon for ${PREBUILD_PLATFORM}${isMusl() ? ' (musl)' : ''} ` +

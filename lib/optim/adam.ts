@@ -21,7 +21,7 @@ export interface Hyper<D extends StateDtype = StateDtype> {
   /** Learning rate. Default 1e-3. */
   lr?: number;
   /** Coefficients of the running averages of the gradient and its square. Default [0.9, 0.999]. */
-  betas?: [number, number];
+  betas?: readonly [number, number];
   /** Added to the denominator for numerical stability. Default 1e-8. */
   eps?: number;
   /** Weight decay: decoupled for AdamW (default 1e-2), L2 added to the gradient for Adam (default 0). */
@@ -216,9 +216,8 @@ function adamSpec(
     hyperparameters: {
       lr: { default: 1e-3, check: checkNonNegative, fileKey: 'lr' },
       betas: {
-        default: Object.freeze([0.9, 0.999]) as unknown as [number, number],
-        check: (name: string, value: unknown) =>
-          Object.freeze(checkBetas(name, value)) as unknown as [number, number],
+        default: Object.freeze<[number, number]>([0.9, 0.999]),
+        check: (name: string, value: unknown) => Object.freeze(checkBetas(name, value)),
         fileKey: 'betas',
       },
       eps: { default: 1e-8, check: checkNonNegative, fileKey: 'eps' },

@@ -23,7 +23,7 @@ export interface LionHyper<D extends StateDtype = StateDtype> {
   lr?: number;
   /** beta1 interpolates the moment and the gradient for the update's sign; beta2 is the moment's
    * running average. Default [0.9, 0.99]. */
-  betas?: [number, number];
+  betas?: readonly [number, number];
   /** Decoupled weight decay, p *= 1 - lr * weightDecay. Default 0. */
   weightDecay?: number;
   /** Maximize the objective: step along +gradient (the moment averages -gradient). Default
@@ -156,9 +156,8 @@ const spec: OptimizerSpec<LionHyperparameters> = {
   hyperparameters: {
     lr: { default: 1e-4, check: checkNonNegative, fileKey: 'lr' },
     betas: {
-      default: Object.freeze([0.9, 0.99]) as unknown as [number, number],
-      check: (name: string, value: unknown) =>
-        Object.freeze(checkBetas(name, value)) as unknown as [number, number],
+      default: Object.freeze<[number, number]>([0.9, 0.99]),
+      check: (name: string, value: unknown) => Object.freeze(checkBetas(name, value)),
       fileKey: 'betas',
     },
     weightDecay: { default: 0, check: checkNonNegative, fileKey: 'weight_decay' },

@@ -12,7 +12,7 @@ import {
   checkNonNegative,
   checkObject,
 } from '../core/checks';
-import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { checkKnownKeys, countOf, rangeError, typeError } from '../core/errors';
 import { ADAFACTOR_SPEC } from './adafactor';
 import { ADAM_SPEC, ADAMW_SPEC, checkStateDtype } from './adam';
 import { CAME_SPEC } from './came';
@@ -94,8 +94,8 @@ function checkShapes(value: unknown, lengths: readonly number[] | null): (readon
   const shapes = value as unknown[];
   if (lengths !== null && lengths.length !== shapes.length) {
     throw new RangeError(
-      `Expected ${lengths.length} shapes (one per tensor of options.params) for options.shapes ` +
-        `but received ${shapes.length}`,
+      `Expected ${countOf(lengths.length, 'shape')} (one per tensor of options.params) for ` +
+        `options.shapes but received ${shapes.length}`,
     );
   }
   return shapes.map((shape, k) => {
@@ -140,8 +140,8 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryReport {
   const paramCount = lengths.reduce((sum, n) => sum + n, 0);
   if (typeof o.params === 'number' && o.shapes !== undefined && paramCount !== given[0]) {
     throw new RangeError(
-      `Expected shapes with ${given[0] ?? 0} elements in all (options.params) for options.shapes ` +
-        `but received ${paramCount}`,
+      `Expected shapes with ${countOf(given[0] ?? 0, 'element')} in all (options.params) for ` +
+        `options.shapes but received ${paramCount}`,
     );
   }
   const paramBytes =

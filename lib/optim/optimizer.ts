@@ -669,8 +669,20 @@ export abstract class Optimizer<
   }
 
   /** Sets every gradient to zero (PyTorch's zero_grad(set_to_none=False)); +0 in every grad
-   * dtype is all bits zero. */
+   * dtype is all bits zero. It takes no argument: a grad is a typed array that the caller and
+   * the optimizer share, so there is no None to set it to. */
   zeroGrad(): void {
+    // A JavaScript caller's zeroGrad({ setToNone: true }) would otherwise be ignored silently.
+    if (arguments.length > 0) {
+      throw typeError(
+        'zeroGrad()',
+        'no argument',
+        // eslint-disable-next-line prefer-rest-params
+        arguments[0],
+        "zeroGrad takes none: a grad is a typed array, which cannot be set to None as PyTorch's " +
+          'set_to_none does; zeroGrad() fills it with zeros',
+      );
+    }
     this.#assertIdle('zeroGrad()');
     const values = this.#slots.map((slot) => [slot.param.grad, slot.param.gradDtype] as const);
     const grads = this.#slots.map(

@@ -142,6 +142,9 @@ export function checkParamArrays(
   };
 }
 
+const PARAM_SHAPE =
+  'a param { data: Float32Array, grad: Float32Array | Uint16Array, name?: string, ... }';
+
 /** Reads each field of a user's param once (a getter cannot change it between check and use).
  * `names` and `seen` collect the names and params so far, to refuse repeats. */
 export function validateParam(
@@ -151,22 +154,30 @@ export function validateParam(
   seen: Set<unknown>,
 ): ValidatedParam {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw typeError(where, PARAM_SHAPE, value);
+  }
+  if (ArrayBuffer.isView(value)) {
+    // The values alone: the optimizer also needs their gradient, so a param holds both.
     throw typeError(
       where,
-      'a param { data: Float32Array, grad: Float32Array | Uint16Array, name?: string, ... }',
+      PARAM_SHAPE,
       value,
+      'a param is { data, grad }: its values and their gradient, not the values alone',
     );
   }
-  if (seen.has(value)) throw new RangeError(`Expected each param once but ${where} appears twice`);
+  if (seen.has(value)) {
+    throw new RangeError(
+      `Expected a param not listed before (each param once, in one group) for ${where} but ` +
+        'received one listed before',
+    );
+  }
   seen.add(value);
   const { name, data, grad, gradDtype, dataBf16, decay, shape } = value as Record<string, unknown>;
   if (name !== undefined) {
     if (typeof name !== 'string' || name === '') {
       throw typeError(`${where}.name`, 'a non-empty string', name);
     }
-    if (names.has(name)) {
-      throw new RangeError(`Expected unique param names but ${where}.name '${name}' is used twice`);
-    }
+    if (names.has(name)) throw rangeError(`${where}.name`, 'a name no other param has', name);
     names.add(name);
   }
   const arrays = checkParamArrays(where, data, grad, gradDtype, dataBf16);

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import type { GenericStateDict } from '../checkpoint/state-dict';
 import { isPlainObject } from '../core/checks';
-import { typeError } from '../core/errors';
+import { countOf, typeError } from '../core/errors';
 import { type AnyOptimizer, optimizerInternals } from '../optim/optimizer';
 import type { Param } from '../optim/params';
 import type { AnyOptimizerSpec } from '../optim/spec';
@@ -109,10 +109,17 @@ function readGradients(
   const seen = new Set<string>();
   return pairs.map(([name, gradient]) => {
     const label = `variableGradients['${name}']`;
-    if (seen.has(name)) throw new RangeError(`Expected each variable once but '${name}' is twice`);
+    if (seen.has(name)) {
+      throw new RangeError(
+        `Expected each variable once for variableGradients but received '${name}' twice`,
+      );
+    }
     seen.add(name);
     if (!Object.hasOwn(registered, name)) {
-      throw new RangeError(`Expected the name of a registered variable for ${label}`);
+      throw new RangeError(
+        `Expected the name of a registered variable for ${label} but received '${name}', which ` +
+          'no tf.Variable has',
+      );
     }
     const variable = registered[name];
     if (variable.dtype !== 'float32') {
@@ -337,8 +344,8 @@ export abstract class SimdOptimizer extends tf.Optimizer {
     }
     if (position >= rule.length) {
       throw new RangeError(
-        `Expected a noDecay entry for variable ${position} ('${name}') but options.noDecay has ` +
-          `${rule.length}`,
+        `Expected one entry per variable for options.noDecay but received ` +
+          `${countOf(rule.length, 'entry', 'entries')} (variable ${position} is '${name}')`,
       );
     }
     return rule[position];
@@ -353,8 +360,8 @@ export abstract class SimdOptimizer extends tf.Optimizer {
   ): void {
     if (pending.paramCount !== null && pending.paramCount !== count) {
       throw new RangeError(
-        `Expected ${count} variables (this optimizer's) in the weights given to setWeights() ` +
-          `but they hold state for ${pending.paramCount}`,
+        `Expected the state of ${countOf(count, 'variable')} (this optimizer's) for the weights ` +
+          `given to setWeights() but received the state of ${pending.paramCount}`,
       );
     }
     const dict = pending.stateDict(fresh);

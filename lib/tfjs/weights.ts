@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import type { GenericStateDict } from '../checkpoint/state-dict';
-import { typeError } from '../core/errors';
+import { countOf, describe, rangeError, typeError } from '../core/errors';
 import { isTensor } from './tensors';
 
 /** A weight as tfjs passes them (tfjs-core's NamedTensor, which its index does not export). */
@@ -168,41 +168,54 @@ function parseMetadata(text: string, className: string): StateMetadata {
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new TypeError(`Expected JSON for the weight '${STATE_WEIGHT}' but it does not parse`);
+    throw new TypeError(
+      `Expected JSON for the weight '${STATE_WEIGHT}' but received text that does not parse`,
+    );
   }
   const m = parsed as Partial<StateMetadata> | null;
   if (m === null || typeof m !== 'object' || m.format !== FORMAT) {
+    const received =
+      m === null || typeof m !== 'object' ? describe(m) : `format ${describe(m.format)}`;
     throw new TypeError(
-      `Expected the weight '${STATE_WEIGHT}' to hold simd-adamw's tfjs state (format '${FORMAT}')`,
+      `Expected simd-adamw's tfjs state (format '${FORMAT}') for the weight '${STATE_WEIGHT}' but ` +
+        `received ${received}`,
     );
   }
   if (m.version !== VERSION) {
     throw new RangeError(
-      `Expected version ${VERSION} of '${STATE_WEIGHT}' but received ${String(m.version)} (written ` +
-        'by a newer simd-adamw?)',
+      `Expected version ${VERSION} for the weight '${STATE_WEIGHT}' but received ` +
+        `${describe(m.version)} (written by a newer simd-adamw?)`,
     );
   }
   if (m.className !== className) {
     throw new RangeError(
-      `Expected weights of a ${className} but received those of a ${String(m.className)}`,
+      `Expected the weights of a ${className} for the weight '${STATE_WEIGHT}' but received ` +
+        `those of a ${String(m.className)}`,
     );
   }
   if (!Array.isArray(m.params) || !Array.isArray(m.tensors) || !Array.isArray(m.paramGroups)) {
-    throw new TypeError(`Expected params, paramGroups and tensors in '${STATE_WEIGHT}'`);
+    throw new TypeError(
+      `Expected arrays params, paramGroups and tensors for the weight '${STATE_WEIGHT}' but ` +
+        'received an object without them',
+    );
   }
   return m as StateMetadata;
 }
 
 function uint16Of(name: string, values: Int32Array): Uint16Array {
   for (const value of values) {
-    if (value < 0 || value > 0xffff) throw new RangeError(`Expected bfloat16 bits in ${name}`);
+    if (value < 0 || value > 0xffff) {
+      throw rangeError(name, 'bfloat16 bits (integers in [0, 65535])', value);
+    }
   }
   return Uint16Array.from(values);
 }
 
 function uint8Of(name: string, values: Int32Array): Uint8Array {
   for (const value of values) {
-    if (value < 0 || value > 0xff) throw new RangeError(`Expected 8-bit codes in ${name}`);
+    if (value < 0 || value > 0xff) {
+      throw rangeError(name, '8-bit codes (integers in [0, 255])', value);
+    }
   }
   return Uint8Array.from(values);
 }
@@ -246,8 +259,8 @@ export function decodeWeights(
     const arrays = read.slice(1, -1);
     if (arrays.length !== metadata.tensors.length) {
       throw new RangeError(
-        `Expected ${metadata.tensors.length} state weights between 'iter' and '${STATE_WEIGHT}' but ` +
-          `received ${arrays.length}`,
+        `Expected ${countOf(metadata.tensors.length, 'state weight')} between 'iter' and ` +
+          `'${STATE_WEIGHT}' but received ${arrays.length}`,
       );
     }
     const paramCount = metadata.params.length;
@@ -262,7 +275,10 @@ export function decodeWeights(
           const label = `weightValues[${i + 1}] ('${weight.name}')`;
           const entry = Number.isInteger(k) && k >= 0 && k < state.length ? state[k] : null;
           if (entry === null || typeof weight.values === 'string') {
-            throw new RangeError(`Expected a state tensor of param ${k} in ${label}`);
+            throw new RangeError(
+              `Expected a state tensor of param ${k} for ${label} but received ` +
+                (entry === null ? `a param index this state does not have` : 'a string'),
+            );
           }
           const values = weight.values;
           if (part === 'absmax') {
@@ -297,7 +313,7 @@ export function decodeWeights(
   if (!adamFormat || moments.length % 2 !== 0 || moments.some((w) => w.dtype !== 'float32')) {
     throw new TypeError(
       `Expected the weights of a ${className} (ending in '${STATE_WEIGHT}') but received ` +
-        `${read.length} weights without it`,
+        `${countOf(read.length, 'weight')} without it`,
     );
   }
   const paramCount = moments.length / 2;

@@ -3,7 +3,6 @@
 // `decay: false` on a single Param, and a group's `weightDecay: 0`.
 
 import { typeError } from '../core/errors';
-import type { ParamGroup } from '../optim/adam';
 import type { AnyParam } from '../optim/params';
 
 /**
@@ -24,6 +23,14 @@ export function isBiasOrNorm(param: AnyParam): boolean {
     .some((part) => part.includes('norm') || /^(ln|bn)\d*$/.test(part));
 }
 
+/** A group made by {@link noDecay}. It names only params and weightDecay, which every
+ * optimizer's groups have, so `noDecay(params)` fits any optimizer class (AdamW, Adam, Lion,
+ * Adafactor, CAME) as it is; add other options by spreading (`{ ...group, lr: 1e-4 }`). */
+export interface NoDecayGroup<P extends AnyParam = AnyParam> {
+  params: P[];
+  weightDecay?: number;
+}
+
 /**
  * Splits `params` into two groups: `{ params: decayed }` and `{ params: exempt, weightDecay: 0 }`
  * (in that order, and an empty one is left out), where `exempt` are those for which
@@ -33,13 +40,13 @@ export function isBiasOrNorm(param: AnyParam): boolean {
 export function noDecay<P extends AnyParam>(
   params: readonly P[],
   isExempt: (param: P) => boolean = isBiasOrNorm,
-): ParamGroup[] {
+): NoDecayGroup<P>[] {
   if (!Array.isArray(params)) throw typeError('params', 'an array of params', params);
   if (typeof isExempt !== 'function') throw typeError('isExempt', 'a function', isExempt);
   const decayed: P[] = [];
   const exempt: P[] = [];
   for (const param of params as readonly P[]) (isExempt(param) ? exempt : decayed).push(param);
-  const groups: ParamGroup[] = [];
+  const groups: NoDecayGroup<P>[] = [];
   if (decayed.length > 0) groups.push({ params: decayed });
   if (exempt.length > 0) groups.push({ params: exempt, weightDecay: 0 });
   return groups;

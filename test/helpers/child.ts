@@ -21,6 +21,7 @@ function newestSourceTime(): number {
       .map((name) => path.join(lib, name)),
     path.join(PACKAGE_ROOT, 'tsconfig.json'),
     path.join(PACKAGE_ROOT, 'tsconfig.build.json'),
+    path.join(PACKAGE_ROOT, 'scripts', 'dts-private-fields.js'),
   ];
   return Math.max(...files.map((file) => fs.statSync(file).mtimeMs));
 }
@@ -36,7 +37,8 @@ function sleep(ms: number): void {
 
 /**
  * Makes sure dist/ is compiled from the current lib/ (`npm install` builds it through the prepare
- * script; after an edit it is stale). Builds with the project's own `tsc -p tsconfig.build.json`.
+ * script; after an edit it is stale). Builds with the project's own `tsc -p tsconfig.build.json` and
+ * scripts/dts-private-fields.js, as package.json's build does.
  * Test files run in parallel workers: a lock directory lets one build while the others wait.
  */
 export function ensureDist(): void {
@@ -67,6 +69,15 @@ export function ensureDist(): void {
       });
       if (result.status !== 0) {
         throw new Error(`tsc -p tsconfig.build.json failed:\n${result.stdout}${result.stderr}`);
+      }
+      // As package.json's build does: the .d.ts without '#private;' (scripts/dts-private-fields.js).
+      const fixed = spawnSync(
+        process.execPath,
+        [path.join(PACKAGE_ROOT, 'scripts', 'dts-private-fields.js')],
+        { cwd: PACKAGE_ROOT, encoding: 'utf8' },
+      );
+      if (fixed.status !== 0) {
+        throw new Error(`scripts/dts-private-fields.js failed:\n${fixed.stdout}${fixed.stderr}`);
       }
     } finally {
       fs.rmSync(LOCK, { recursive: true, force: true });
