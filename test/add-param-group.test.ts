@@ -111,7 +111,7 @@ describe.each(KINDS)('$name.addParamGroup', (kind) => {
     // Not into the optimizer as it was before the group was added.
     expect(() => {
       kind.create(cloneModel(atSave).slice(0, 3)).loadFrom(file);
-    }).toThrow(/Expected 1 param groups \(as this optimizer\) for __metadata__.param_groups/);
+    }).toThrow(/Expected 1 param group \(as this optimizer\) for __metadata__.param_groups/);
   });
 
   it('refuses what a constructor refuses, with the same messages, and changes nothing', () => {
@@ -140,19 +140,19 @@ describe.each(KINDS)('$name.addParamGroup', (kind) => {
       [{ params: [other], lr: -1 }, /for paramGroups\[1\].lr but received -1 of type number/],
       [
         { params: [other], momentum: 0.9 },
-        /^Unknown key paramGroups\[1\].momentum; expected one of /,
+        /^Expected one of .* for the key paramGroups\[1\].momentum but received an unknown key$/,
       ],
       [
         { params: [first[0]] },
-        'Expected each param once but paramGroups[1].params[0] appears twice',
+        'Expected a param not listed before (each param once, in one group) for paramGroups[1].params[0] but received one listed before',
       ],
       [
         { params: [other, other] },
-        'Expected each param once but paramGroups[1].params[1] appears twice',
+        'Expected a param not listed before (each param once, in one group) for paramGroups[1].params[1] but received one listed before',
       ],
       [
         { params: [{ ...other, name: 'fc1.bias' }] },
-        "Expected unique param names but paramGroups[1].params[0].name 'fc1.bias' is used twice",
+        "Expected a name no other param has for paramGroups[1].params[0].name but received 'fc1.bias' of type string",
       ],
       [{ params: [{ data: new Float32Array(2) }] }, /paramGroups\[1\].params\[0\].grad/],
       // Memory shared with another param or with the optimizer's state.

@@ -188,7 +188,11 @@ describe('bad options are errors naming the option', () => {
       TypeError,
       /^Expected a number for options\.gamma but received/,
     ],
-    [() => exponential({ gamma: 0.5, step: 1 } as never), TypeError, /Unknown key options\.step/],
+    [
+      () => exponential({ gamma: 0.5, step: 1 } as never),
+      TypeError,
+      /for the key options\.step but received an unknown key/,
+    ],
     [
       () => multiStep({ milestones: [3, 3], gamma: 0.1 }),
       RangeError,
@@ -243,7 +247,7 @@ describe('bad options are errors naming the option', () => {
     [
       () => oneCycle({ totalSteps: 10, maxLr: 1 } as never),
       TypeError,
-      /Unknown key options\.maxLr/,
+      /for the key options\.maxLr but received an unknown key/,
     ],
     [
       () => reduceOnPlateau({ mode: 'mid' as never }),
@@ -745,7 +749,7 @@ describe('a lambda schedule in a checkpoint', () => {
       lrSchedule: { ...dict.lrSchedule!, schedule: { type: 'lambda', lrLambda: () => 1 } },
     };
     expect(() => target.loadStateDict(withFn as never)).toThrow(
-      /Unknown key stateDict\.lrSchedule\.schedule\.lrLambda/,
+      /for the key stateDict\.lrSchedule\.schedule\.lrLambda but received an unknown key/,
     );
     const plateau = { factor: 1, best: null, numBadEpochs: 0, cooldownCounter: 0 };
     const stray = { ...dict, lrSchedule: { ...dict.lrSchedule!, plateau } };
@@ -780,7 +784,7 @@ describe('a bad plateau state is an error that changes nothing', () => {
     [
       { factor: 1, best: 1, numBadEpochs: 0, cooldownCounter: 0, extra: 1 },
       TypeError,
-      /Unknown key stateDict\.lrSchedule\.plateau\.extra/,
+      /for the key stateDict\.lrSchedule\.plateau\.extra but received an unknown key/,
     ],
   ] as [unknown, ErrorConstructor, RegExp][])('%#', (plateau, type, message) => {
     const optimizer = makeOptimizer(makeParams(), reduceOnPlateau({ patience: 0 }));

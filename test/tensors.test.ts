@@ -359,7 +359,7 @@ describe('bad input throws before anything is written', () => {
     [
       'an unknown key',
       () => saveTensors(tempPath(), { x: { data: new Float32Array(1), name: 'x' } as never }),
-      /^Unknown key tensors\["x"\]\.name; expected one of data, shape, dtype$/,
+      /^Expected one of data, shape, dtype for the key tensors\["x"\]\.name but received an unknown key$/,
       TypeError,
     ],
     [
@@ -389,7 +389,7 @@ describe('bad input throws before anything is written', () => {
     [
       'an unknown option',
       () => saveTensors(tempPath(), {}, { meta: {} } as never),
-      /^Unknown key options\.meta; expected one of metadata$/,
+      /^Expected one of metadata for the key options\.meta but received an unknown key$/,
       TypeError,
     ],
   ];

@@ -266,7 +266,7 @@ describe('bad input to saveTraining throws before anything is written', () => {
     [
       'an unknown key',
       { weights: {}, optimizer: run.optimizer, schedule: 1 },
-      /^Unknown key run\.schedule; expected one of weights, optimizer, gradScaler, extra$/,
+      /^Expected one of weights, optimizer, gradScaler, extra for the key run\.schedule but received an unknown key$/,
       TypeError,
     ],
   ])('%s', (_, value, message, type) => {
