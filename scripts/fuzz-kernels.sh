@@ -6,6 +6,12 @@
 #
 #   scripts/fuzz-kernels.sh [SECONDS]       fuzz for SECONDS (default 60)
 #   scripts/fuzz-kernels.sh --ci            the short deterministic run .ci/run does (seconds)
+#   scripts/fuzz-kernels.sh --ci --asan-build build-asan
+#       the same, with the driver built inside an existing sanitizer build of the addon (npm run
+#       build:asan) instead of build-fuzz/: that build compiled the same kernels with the same
+#       flags (-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+#       -g, -O3, -Werror), so only the harness is compiled. The kernels under ASan are the slowest
+#       compile of CI (minutes per ISA), and .ci/run has just built them for test:sanitize.
 #   scripts/fuzz-kernels.sh --merge [SECONDS]
 #       fuzz with libFuzzer, then add the inputs that reach new coverage to the committed corpus
 #       (native/tests/corpus/fuzz-kernels/); commit them if they are worth keeping
@@ -29,16 +35,21 @@ mkdir -p "$OUT/corpus"
 
 mode=fuzz
 seconds=60
+asan_build=""
 if [[ "${1:-}" == "--ci" ]]; then
   mode=ci
   shift
+  if [[ "${1:-}" == "--asan-build" ]]; then
+    asan_build="$(realpath -m "${2:?usage: scripts/fuzz-kernels.sh --ci --asan-build DIR}")"
+    shift 2
+  fi
 elif [[ "${1:-}" == "--merge" ]]; then
   mode=merge
   shift
 fi
 if [[ $# -gt 0 ]]; then
   if ! [[ "$1" =~ ^[0-9]+$ ]] || (($1 < 1)); then
-    echo "usage: scripts/fuzz-kernels.sh [--ci | --merge] [SECONDS]" >&2
+    echo "usage: scripts/fuzz-kernels.sh [--ci [--asan-build DIR] | --merge] [SECONDS]" >&2
     exit 2
   fi
   seconds="$1"
@@ -64,6 +75,30 @@ build() {
   }
   cmake --build "$dir" --target fuzz-kernels -j "$(nproc 2> /dev/null || echo 2)" > "$dir.log" || {
     cat "$dir.log"
+    return 1
+  }
+  cp "$dir/fuzz-kernels" "$output"
+}
+
+# reuse_build <sanitizer build dir> <output>: adds the test targets to that cmake-js build (only new
+# targets: no object's command line changes, so nothing it built is compiled again), builds
+# fuzz-kernels there and puts the program at <output>. The build must be the one build() would make:
+# the sanitizers on (SIMD_ADAMW_SANITIZE adds exactly $SANITIZE_FLAGS and -fsanitize=address,undefined
+# to every object and link) and warnings as errors.
+reuse_build() {
+  local dir="$1" output="$2" option
+  for option in SIMD_ADAMW_SANITIZE SIMD_ADAMW_WERROR; do
+    grep -qx "$option:BOOL=ON" "$dir/CMakeCache.txt" 2> /dev/null || {
+      echo "fuzz-kernels: $dir is not a build with $option=ON (npm run build:asan makes one)" >&2
+      return 1
+    }
+  done
+  cmake "$dir" -DSIMD_ADAMW_NATIVE_TESTS=ON > "$dir/fuzz.configure.log" || {
+    cat "$dir/fuzz.configure.log"
+    return 1
+  }
+  cmake --build "$dir" --target fuzz-kernels -j "$(nproc 2> /dev/null || echo 2)" > "$dir/fuzz.log" || {
+    cat "$dir/fuzz.log"
     return 1
   }
   cp "$dir/fuzz-kernels" "$output"
@@ -106,8 +141,13 @@ fi
 sanitize=-fsanitize=address,undefined
 if [[ "$engine" == driver ]]; then
   cxx="${CXX:-g++}"
-  echo "== building the fuzz driver with $("$cxx" --version | head -n 1) ($sanitize)"
-  build "$cxx" "$OUT/fuzz-kernels-driver" "$sanitize"
+  if [[ -n "$asan_build" ]]; then
+    echo "== building the fuzz driver in $asan_build (its kernels, already built there with $sanitize)"
+    reuse_build "$asan_build" "$OUT/fuzz-kernels-driver"
+  else
+    echo "== building the fuzz driver with $("$cxx" --version | head -n 1) ($sanitize)"
+    build "$cxx" "$OUT/fuzz-kernels-driver" "$sanitize"
+  fi
   export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1"
   if [[ "$mode" == ci ]]; then
     # Fixed seed and run count: the same inputs on every CI run.

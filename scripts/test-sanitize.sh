@@ -44,10 +44,21 @@ echo "== leak check: scripts/leak-check.js under LeakSanitizer (detect_leaks=1, 
 LD_PRELOAD="$asan_runtime" ASAN_OPTIONS="$common_asan_options:detect_leaks=1" \
   node scripts/leak-check.js
 
+# Two jest worker processes, not --runInBand: jest's default on a 2-core machine is one worker, and
+# the suite under ASan is CPU-bound (about half the time with two). The environment, LD_PRELOAD and
+# ASAN_OPTIONS included, reaches every worker, so each has the ASan runtime first. A report ends the
+# worker with exit code 86/87; jest then fails that file ("Jest worker encountered 4 child process
+# exceptions") and exits non-zero, with the report (written to the worker's stderr) in its output.
+# Given --runInBand (-i) or --maxWorkers (-w) as an argument, jest runs as that says instead (it
+# refuses both at once, and of two --maxWorkers it takes the first).
+jest_workers=(--maxWorkers=2)
+for argument in "$@"; do
+  if [[ "$argument" =~ ^(-i|--runInBand|-w|--maxWorkers)(=.*)?$ ]]; then jest_workers=(); fi
+done
 echo
-echo "== jest --runInBand against $addon (ASan + UBSan)"
+echo "== jest ${jest_workers[*]} $* against $addon (ASan + UBSan)"
 LD_PRELOAD="$asan_runtime" ASAN_OPTIONS="$common_asan_options:detect_leaks=0" \
-  node node_modules/jest/bin/jest.js --runInBand "$@"
+  node node_modules/jest/bin/jest.js "${jest_workers[@]}" "$@"
 
 echo
 echo "sanitizer run clean"
