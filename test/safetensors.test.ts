@@ -277,17 +277,22 @@ describe('malformed files are SafetensorsErrors', () => {
 
   const cases: [string, Uint8Array, RegExp][] = [
     ['an empty file', new Uint8Array(0), /at least 8 bytes .* received 0 bytes/],
-    ['a 7-byte file', new Uint8Array(7), /at least 8 bytes/],
+    [
+      'a 7-byte file',
+      new Uint8Array(7),
+      /at least 8 bytes for the safetensors file '.*' but received 7 bytes \(/,
+    ],
+    ['a 1-byte file', new Uint8Array(1), /but received 1 byte \(a safetensors file starts with/],
     [
       'a header length of 2^64 - 1',
       rawLength(0xffffffffffffffffn),
-      /header length of at most 100000000 bytes .* received 18446744073709551615/,
+      /Expected at most 100000000 bytes for the header length of '.*' but received 18446744073709551615 bytes$/,
     ],
     ['a header length just over the cap', rawLength(BigInt(MAX_HEADER_LENGTH) + 1n), /at most/],
     [
       'a header length beyond the file',
       rawLength(100n, new TextEncoder().encode('{}')),
-      /header length of at most 2 bytes \(the file has 10\)/,
+      /at most 2 bytes for the header length of '.*' but received 100 bytes \(the file has 10 bytes/,
     ],
     ['invalid UTF-8', buildFile('{"\xff"}').map((b, i) => (i === 10 ? 0xff : b)), /UTF-8/],
     ['a byte-order mark', buildFile('\ufeff{}'), /starting with '\{'/],
@@ -320,7 +325,7 @@ describe('malformed files are SafetensorsErrors', () => {
     [
       'an unknown field',
       buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}', eightBytes),
-      /only the fields dtype, shape, data_offsets .* received 'x'/,
+      /only the fields dtype, shape, data_offsets for tensor 'a' of '.*' but received the field "x"$/,
     ],
     [
       'a negative dimension',
@@ -387,7 +392,7 @@ describe('malformed files are SafetensorsErrors', () => {
           '"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
         new Uint8Array(12),
       ),
-      /without overlaps\) for tensor 'b' .* received data_offsets \[4, 12\]/,
+      /offset 8 for tensor 'b' of '.*' but received data_offsets \[4, 12\] \(.* without overlaps\)$/,
     ],
     [
       'two tensors on the same bytes',
@@ -405,7 +410,7 @@ describe('malformed files are SafetensorsErrors', () => {
           '"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}',
         new Uint8Array(12),
       ),
-      /starting at offset 4 .*without gaps\) for tensor 'b'/,
+      /starting at offset 4 for tensor 'b' of .* \(.* without gaps\)$/,
     ],
     [
       'a buffer not starting at offset 0',
@@ -415,7 +420,7 @@ describe('malformed files are SafetensorsErrors', () => {
     [
       'bytes after the last tensor',
       buildFile(`{${tensorA}}`, new Uint8Array(9)),
-      /whole 9-byte buffer .* covering 8 bytes/,
+      /covering all 9 bytes of the buffer .* covering 8 bytes$/,
     ],
     ['metadata that is not an object', buildFile('{"__metadata__":[]}'), /__metadata__/],
     [
@@ -445,7 +450,7 @@ describe('malformed files are SafetensorsErrors', () => {
     writeSafetensors(target, sampleTensors(), {});
     const bytes = new Uint8Array(fs.readFileSync(target));
     bytes[bytes.length - 1]! ^= 1;
-    expect(() => readBytes(bytes)).toThrow(/CRC-32 .* the file is corrupt/);
+    expect(() => readBytes(bytes)).toThrow(/CRC-32 .* \(the file is corrupt\)$/);
   });
 
   it('a checksum not written as "crc32":"<digits>"', () => {
@@ -461,7 +466,7 @@ describe('malformed files are SafetensorsErrors', () => {
       const header = readHeader(fd, target);
       fs.ftruncateSync(fd, fs.fstatSync(fd).size - 3);
       expect(() => readTensors(fd, target, header, (t) => new Uint8Array(t.end - t.begin))).toThrow(
-        /the file shrank/,
+        /but received the end of the file after \d+ bytes? \(the file shrank while it was read\)$/,
       );
     } finally {
       fs.closeSync(fd);
@@ -597,13 +602,26 @@ describe('writeSafetensors is atomic', () => {
   });
 
   it.each([
-    ['a duplicate name', [...next, ...next], /unique tensor name/],
-    ['the name __metadata__', [{ ...next[0]!, name: '__metadata__' }], /unique tensor name/],
+    [
+      'a duplicate name',
+      [...next, ...next],
+      /Expected a unique tensor name other than __metadata__ for the tensors written to '.*' but received '.*' twice$/,
+    ],
+    [
+      'the name __metadata__',
+      [{ ...next[0]!, name: '__metadata__' }],
+      /unique tensor name .* received '__metadata__' \(the key of the header's metadata\)$/,
+    ],
+    [
+      'an unknown dtype',
+      [{ ...next[0]!, dtype: 'F31' }],
+      /Expected one of BOOL, .* for the dtype of tensor '.*' written to '.*' but received 'F31'$/,
+    ],
     ['a lone surrogate in a name', [{ ...next[0]!, name: 'x\ud800' }], /surrogates/],
     [
       'a shape that does not match the bytes',
       [{ ...next[0]!, shape: [4095] }],
-      /Expected 16380 bytes/,
+      /Expected 16380 bytes \(dtype \w+, shape \[4095\]\) for the data of tensor '.*' written to '.*' but received 16384 bytes$/,
     ],
   ])('rejects %s before creating any file', (_, tensors, message) => {
     expect(() => writeSafetensors(target(), tensors as TensorToWrite[], {})).toThrow(message);

@@ -32,6 +32,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { countOf } from '../core/errors';
 import { crc32 } from './crc32';
 import { type JsonValue, JsonSyntaxError, parseStrictJson } from './strict-json';
 
@@ -174,9 +175,18 @@ export function assertLittleEndianHost(): void {
   }
 }
 
-function formatError(file: string, subject: string, expected: string, received: string) {
-  const where = subject === '' ? `safetensors file '${file}'` : `${subject} in '${file}'`;
-  return new SafetensorsError(`Expected ${expected} for ${where} but received ${received}`);
+// The one message format (lib/core/errors.ts) for a file's contents: <name> is the file, or a part
+// of it (`subject`: "the header", "tensor 'x'") of the file.
+function formatError(
+  file: string,
+  subject: string,
+  expected: string,
+  received: string,
+  why?: string,
+): SafetensorsError {
+  const where = subject === '' ? `the safetensors file '${file}'` : `${subject} of '${file}'`;
+  const tail = why === undefined ? '' : ` (${why})`;
+  return new SafetensorsError(`Expected ${expected} for ${where} but received ${received}${tail}`);
 }
 
 /** A short rendering of a header value for a message. */
@@ -200,8 +210,9 @@ function readFully(fd: number, file: string, into: Uint8Array, position: number)
       throw formatError(
         file,
         '',
-        `${into.byteLength} bytes at offset ${position}`,
-        `end of file after ${done} (the file shrank while it was read)`,
+        `${countOf(into.byteLength, 'byte')} at offset ${position}`,
+        `the end of the file after ${countOf(done, 'byte')}`,
+        'the file shrank while it was read',
       );
     }
     done += read;
@@ -215,7 +226,13 @@ function readFully(fd: number, file: string, into: Uint8Array, position: number)
 export function readHeader(fd: number, file: string): SafetensorsHeader {
   const fileSize = fs.fstatSync(fd).size;
   if (fileSize < 8) {
-    throw formatError(file, '', 'at least 8 bytes (the header length)', `${fileSize} bytes`);
+    throw formatError(
+      file,
+      '',
+      'at least 8 bytes',
+      countOf(fileSize, 'byte'),
+      'a safetensors file starts with the 8-byte length of its header',
+    );
   }
   const lengthBytes = new Uint8Array(8);
   readFully(fd, file, lengthBytes, 0);
@@ -223,18 +240,19 @@ export function readHeader(fd: number, file: string): SafetensorsHeader {
   if (declaredLength > BigInt(MAX_HEADER_LENGTH)) {
     throw formatError(
       file,
-      '',
-      `a header length of at most ${MAX_HEADER_LENGTH} bytes`,
-      String(declaredLength),
+      'the header length',
+      `at most ${countOf(MAX_HEADER_LENGTH, 'byte')}`,
+      `${String(declaredLength)} bytes`,
     );
   }
   const headerLength = Number(declaredLength);
   if (8 + headerLength > fileSize) {
     throw formatError(
       file,
-      '',
-      `a header length of at most ${fileSize - 8} bytes (the file has ${fileSize})`,
-      String(headerLength),
+      'the header length',
+      `at most ${countOf(fileSize - 8, 'byte')}`,
+      countOf(headerLength, 'byte'),
+      `the file has ${countOf(fileSize, 'byte')}, 8 of them the header length`,
     );
   }
   const prefix = new Uint8Array(8 + headerLength);
@@ -256,9 +274,9 @@ export function readHeader(fd: number, file: string): SafetensorsHeader {
       throw formatError(
         file,
         `tensor '${tensor.name}'`,
-        `data starting at offset ${expectedBegin} (tensors must tile the buffer without ` +
-          `${tensor.begin > expectedBegin ? 'gaps' : 'overlaps'})`,
+        `data starting at offset ${expectedBegin}`,
         `data_offsets [${tensor.begin}, ${tensor.end}]`,
+        `tensors must tile the buffer without ${tensor.begin > expectedBegin ? 'gaps' : 'overlaps'}`,
       );
     }
     expectedBegin = tensor.end;
@@ -267,8 +285,8 @@ export function readHeader(fd: number, file: string): SafetensorsHeader {
     throw formatError(
       file,
       '',
-      `tensors covering the whole ${bufferLength}-byte buffer after the header`,
-      `tensors covering ${expectedBegin} bytes`,
+      `tensors covering all ${countOf(bufferLength, 'byte')} of the buffer after the header`,
+      `tensors covering ${countOf(expectedBegin, 'byte')}`,
     );
   }
   const crc = metadata.get(CRC32_KEY);
@@ -304,7 +322,7 @@ function parseHeaderJson(file: string, bytes: Uint8Array): Map<string, JsonValue
     root = parseStrictJson(text);
   } catch (error) {
     if (error instanceof JsonSyntaxError) {
-      throw formatError(file, 'the header', 'well-formed JSON', `an error: ${error.message}`);
+      throw formatError(file, 'the header', 'well-formed JSON', 'invalid JSON', error.message);
     }
     throw error;
   }
@@ -344,7 +362,12 @@ function validateTensor(
   }
   for (const key of value.keys()) {
     if (!TENSOR_FIELDS.includes(key)) {
-      throw formatError(file, subject, `only the fields ${TENSOR_FIELDS.join(', ')}`, `'${key}'`);
+      throw formatError(
+        file,
+        subject,
+        `only the fields ${TENSOR_FIELDS.join(', ')}`,
+        `the field ${JSON.stringify(key)}`,
+      );
     }
   }
   const dtype = value.get('dtype');
@@ -389,8 +412,9 @@ function validateTensor(
     throw formatError(
       file,
       subject,
-      `data_offsets spanning product(shape) * ${dtypeSize} bytes (${dtype} ${show(shape)})`,
-      `[${begin}, ${end}]: ${end - begin} bytes`,
+      `data_offsets spanning product(shape) * ${dtypeSize} bytes`,
+      `data_offsets [${begin}, ${end}], which span ${countOf(end - begin, 'byte')}`,
+      `dtype ${dtype}, shape ${show(shape)}`,
     );
   }
   return { name, dtype: dtype as Dtype, shape, begin, end };
@@ -454,7 +478,8 @@ export function readTensors(
         file,
         '',
         `contents matching their CRC-32 ${expectedCrc} (${METADATA_KEY}.${CRC32_KEY})`,
-        `contents with CRC-32 ${actual}: the file is corrupt`,
+        `contents with CRC-32 ${actual}`,
+        'the file is corrupt',
       );
     }
   }
@@ -470,6 +495,7 @@ function isWellFormedUnicode(text: string): boolean {
 
 /** The 8-byte length and the header JSON, padded with spaces so the buffer starts 8-aligned. */
 function encodeHeader(
+  file: string,
   tensors: readonly TensorToWrite[],
   metadata: Readonly<Record<string, string>>,
 ): Uint8Array {
@@ -487,20 +513,33 @@ function encodeHeader(
   let offset = 0;
   for (const tensor of tensors) {
     const dtypeSize = DTYPE_SIZES.get(tensor.dtype);
-    if (dtypeSize === undefined) throw new RangeError(`Unknown dtype '${tensor.dtype}'`);
+    const subject = `tensor '${tensor.name}' written to '${file}'`;
+    if (dtypeSize === undefined) {
+      throw new RangeError(
+        `Expected one of ${[...DTYPE_SIZES.keys()].join(', ')} for the dtype of ${subject} but ` +
+          `received '${tensor.dtype}'`,
+      );
+    }
     if (tensor.name === METADATA_KEY || names.has(tensor.name)) {
-      throw new RangeError(`Expected a unique tensor name but received '${tensor.name}' twice`);
+      throw new RangeError(
+        `Expected a unique tensor name other than ${METADATA_KEY} for the tensors written to ` +
+          `'${file}' but received '${tensor.name}' ` +
+          (tensor.name === METADATA_KEY ? "(the key of the header's metadata)" : 'twice'),
+      );
     }
     if (!isWellFormedUnicode(tensor.name)) {
       throw new RangeError(
-        `Expected a tensor name without unpaired UTF-16 surrogates but received '${tensor.name}'`,
+        `Expected a name without unpaired UTF-16 surrogates for ${subject} but received ` +
+          `'${tensor.name}'`,
       );
     }
     names.add(tensor.name);
     const elements = tensor.shape.reduce((product, dimension) => product * dimension, 1);
     if (elements * dtypeSize !== tensor.data.byteLength) {
       throw new RangeError(
-        `Expected ${elements * dtypeSize} bytes for tensor '${tensor.name}' but received ${tensor.data.byteLength}`,
+        `Expected ${countOf(elements * dtypeSize, 'byte')} (dtype ${tensor.dtype}, shape ` +
+          `[${tensor.shape.join(', ')}]) for the data of ${subject} but received ` +
+          countOf(tensor.data.byteLength, 'byte'),
       );
     }
     const end = offset + tensor.data.byteLength;
@@ -538,7 +577,7 @@ export function writeSafetensors(
   ops: FileOps = nodeFileOps,
 ): void {
   assertLittleEndianHost();
-  const header = encodeHeader(tensors, metadata);
+  const header = encodeHeader(file, tensors, metadata);
   const folder = path.dirname(path.resolve(file));
   const base = path.basename(file);
   removeStaleTemporaryFiles(folder, base);
