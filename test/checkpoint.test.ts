@@ -641,7 +641,7 @@ describe('save and load', () => {
     const params = makeParams([2, 2], ['1', undefined]);
     const file = tempPath();
     expect(() => new AdamW(params).save(file)).toThrow(
-      /params 0 and 1 both use '1' \(an unnamed param is keyed by its index/,
+      /^Expected distinct tensor keys for the params of this optimizer but received '1' for params 0 and 1 \(an unnamed param is keyed by its index/,
     );
     expect(fs.existsSync(file)).toBe(false);
   });
@@ -889,7 +889,7 @@ describe('damaged checkpoint files are errors that change nothing', () => {
       (_, m) => {
         delete m.crc32;
       },
-      /Expected __metadata__.crc32 for checkpoint/,
+      /Expected a string for __metadata__.crc32 of checkpoint '.*' but received nothing \(/,
     ],
     [
       'a future format version',
@@ -943,7 +943,14 @@ describe('damaged checkpoint files are errors that change nothing', () => {
       (_, m) => {
         m.param_names = '["w",null,"x"]';
       },
-      /listing all 3 params/,
+      /^Expected param groups listing all 3 params of __metadata__\.param_names for __metadata__\.param_groups of checkpoint '.*' but received param groups listing 2 params$/,
+    ],
+    [
+      'param_names that are not JSON',
+      (_, m) => {
+        m.param_names = '["w",';
+      },
+      /^Expected JSON for __metadata__\.param_names of checkpoint '.*' but received '\["w",' of type string \(Unexpected end of JSON at position 5\)$/,
     ],
   ])('%s', (_, edit, message) => {
     expectDamaged(rewrite(goodFile, edit), message);

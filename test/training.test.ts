@@ -171,7 +171,15 @@ describe('loading is all or nothing', () => {
       'without the gradScaler the file holds',
       (file: string, run: ReturnType<typeof makeRun>) =>
         loadTraining(file, { optimizer: run.optimizer }),
-      /^Expected into\.gradScaler/,
+      /^Expected a GradScaler for into\.gradScaler but received undefined \(training file '.*' holds a GradScaler's state\)$/,
+    ],
+    [
+      'a gradScaler for a file without its state',
+      (file: string, run: ReturnType<typeof makeRun>) => {
+        saveTraining(file, { weights: weightsOf(run.params), optimizer: run.optimizer });
+        loadTraining(file, { optimizer: run.optimizer, gradScaler: run.scaler });
+      },
+      /^Expected a GradScaler's state for __metadata__\.grad_scaler of training file '.*' but received nothing \(into\.gradScaler was given\)$/,
     ],
     [
       'into an optimizer of other params',

@@ -37,7 +37,7 @@
 import * as fs from 'node:fs';
 
 import { checkBoolean } from '../core/checks';
-import { checkKnownKeys, countOf, rangeError, typeError } from '../core/errors';
+import { checkKnownKeys, countOf, describe, rangeError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import {
   assertLittleEndianHost,
@@ -136,8 +136,8 @@ function paramKeys(names: readonly (string | undefined)[], source: string): stri
     const other = seen.get(key);
     if (other !== undefined) {
       throw new RangeError(
-        `Expected distinct tensor keys for the params of ${source} but params ${other} and ${k} ` +
-          `both use '${key}' (an unnamed param is keyed by its index; rename the named one)`,
+        `Expected distinct tensor keys for the params of ${source} but received '${key}' for ` +
+          `params ${other} and ${k} (an unnamed param is keyed by its index; rename the named one)`,
       );
     }
     seen.set(key, k);
@@ -278,7 +278,7 @@ function metadataField(header: SafetensorsHeader, file: string, key: string): st
   const value = header.metadata.get(key);
   if (value === undefined) {
     throw new RangeError(
-      `Expected __metadata__.${key} for checkpoint '${file}' but received nothing ` +
+      `Expected a string for __metadata__.${key} of checkpoint '${file}' but received nothing ` +
         `(a simd-adamw optimizer checkpoint has crc32, format, format_version, optimizer, param_names, param_groups)`,
     );
   }
@@ -292,7 +292,8 @@ function metadataJson(header: SafetensorsHeader, file: string, key: string): Jso
   } catch (error) {
     if (error instanceof JsonSyntaxError) {
       throw new RangeError(
-        `Expected JSON for __metadata__.${key} of checkpoint '${file}' but received an error: ${error.message}`,
+        `Expected JSON for __metadata__.${key} of checkpoint '${file}' but received ` +
+          `${describe(text)} (${error.message})`,
         { cause: error },
       );
     }
@@ -384,8 +385,9 @@ function planFromHeader(spec: AnyOptimizerSpec, header: SafetensorsHeader, file:
   );
   if (paramCount !== names.length) {
     throw new RangeError(
-      `Expected param_groups listing all ${countOf(names.length, 'param')} of __metadata__.param_names for ` +
-        `${where} but received ${paramCount}`,
+      `Expected param groups listing all ${countOf(names.length, 'param')} of ` +
+        `__metadata__.param_names for __metadata__.param_groups of ${where} but received param ` +
+        `groups listing ${countOf(paramCount, 'param')}`,
     );
   }
 
@@ -509,7 +511,11 @@ function paramShapes(
   const value = metadataJson(header, file, SHAPES_METADATA_KEY);
   if (!Array.isArray(value)) throw typeError(name, 'an array of shapes', value);
   if (value.length !== count) {
-    throw rangeError(name, `an array of ${count} shapes (one per param of param_names)`, value);
+    throw rangeError(
+      name,
+      `an array of ${countOf(count, 'shape')} (one per param of param_names)`,
+      value,
+    );
   }
   return value.map((shape, k) => {
     const entry = `__metadata__.${SHAPES_METADATA_KEY}[${k}] of ${where}`;
@@ -599,7 +605,7 @@ function checkPlanFits(internals: OptimizerInternals, plan: FilePlan, file: stri
     if (first !== undefined && param.length !== slot.length) {
       throw new RangeError(
         `Expected ${countOf(slot.length, 'element')} (the length of ${slot.label}) for tensor ` +
-          `'${first.name}' of ${where} but received ${param.length}`,
+          `'${first.name}' of ${where} but received ${countOf(param.length, 'element')}`,
       );
     }
     if (first !== undefined) {
@@ -806,7 +812,7 @@ function paramsInFileOrder(plan: FilePlan, params: readonly unknown[], file: str
     if (params.length !== plan.params.length) {
       throw rangeError(
         'params',
-        `an array of ${plan.params.length} params (as checkpoint '${file}', in its order)`,
+        `an array of ${countOf(plan.params.length, 'param')} (as checkpoint '${file}', in its order)`,
         params,
       );
     }

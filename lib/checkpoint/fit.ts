@@ -2,7 +2,7 @@
 // optimizer's (by name when every param on both sides has one, else by position), the checks that
 // a saved state fits an optimizer (its kind, group count and sizes, fixed hyperparameters, param
 // count, names, step counts), and the copy into it once everything passed.
-import { checkCount, rangeError, typeError } from '../core/errors';
+import { checkCount, countOf, rangeError, typeError } from '../core/errors';
 import { checkInteger } from '../core/checks';
 import type { HyperparameterValues } from '../optim/hyperparameters';
 import type { OptimizerInternals, SlotView } from '../optim/internals';
@@ -285,8 +285,8 @@ export function matchSaved(
   const listed = groupSizes.reduce((sum, size) => sum + size, 0);
   if (listed !== savedNames.length) {
     throw new RangeError(
-      `Expected param groups listing all ${savedNames.length} params of ${labels.state} but ` +
-        `received ${listed}`,
+      `Expected param groups listing all ${countOf(savedNames.length, 'param')} of ` +
+        `${labels.state} but received param groups listing ${countOf(listed, 'param')}`,
     );
   }
   checkDistinctNames("this optimizer's params", currentNames, (k) => slots[k].label);
@@ -321,7 +321,7 @@ export function matchSaved(
         slot.groupIndex === g && !inSaved.has(k) ? [currentNames[k]] : [],
       );
       throw new RangeError(
-        `Expected all ${groupSize} params of this optimizer's paramGroups[${g}] (groups are ` +
+        `Expected all ${countOf(groupSize, 'param')} of this optimizer's paramGroups[${g}] (groups are ` +
           `matched by their params' names) for ${labels.group(s)} but received ${size} of them ` +
           `(not ${nameList(missing)})`,
       );

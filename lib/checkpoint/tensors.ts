@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import { types } from 'node:util';
 
 import { checkObject, isPlainObject } from '../core/checks';
-import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { checkKnownKeys, countOf, rangeError, typeError } from '../core/errors';
 import { lengthOf } from '../core/intrinsics';
 import {
   assertLittleEndianHost,
@@ -133,7 +133,11 @@ function checkShape(name: string, value: unknown, length: number): number[] {
   });
   const elements = shape.reduce((product, dimension) => product * dimension, 1);
   if (elements !== length) {
-    throw rangeError(name, `a shape of ${length} elements (the length of its data)`, value);
+    throw rangeError(
+      name,
+      `a shape of ${countOf(length, 'element')} (the length of its data)`,
+      value,
+    );
   }
   return shape;
 }
@@ -279,7 +283,7 @@ export function planTensorReads(
     if (!BY_FILE_DTYPE.has(info.dtype)) {
       throw new RangeError(
         `Expected one of the dtypes ${DTYPES.map((entry) => entry.fileDtype).join(', ')} for ` +
-          `tensor '${info.name}' in '${file}' but received ${info.dtype} (not supported here)`,
+          `tensor '${info.name}' of '${file}' but received ${info.dtype} (not supported here)`,
       );
     }
   }

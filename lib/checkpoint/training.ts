@@ -17,7 +17,7 @@
 // before reading the data, reads the optimizer's part into new arrays and the checksum over the
 // whole file, and only then changes the optimizer and the scaler: all or nothing.
 import { checkObject, isPlainObject } from '../core/checks';
-import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { checkKnownKeys, describe, rangeError, typeError } from '../core/errors';
 import {
   CRC32_KEY,
   DTYPE_SIZES,
@@ -192,7 +192,8 @@ function metadataJson(header: SafetensorsHeader, file: string, key: string): Jso
   } catch (error) {
     if (error instanceof JsonSyntaxError) {
       throw new RangeError(
-        `Expected JSON for __metadata__.${key} of training file '${file}' but received an error: ${error.message}`,
+        `Expected JSON for __metadata__.${key} of training file '${file}' but received ` +
+          `${describe(text)} (${error.message})`,
         { cause: error },
       );
     }
@@ -228,24 +229,30 @@ function scalerState(
   const saved = metadataJson(header, file, GRAD_SCALER_KEY);
   if (gradScaler === undefined) {
     if (saved !== undefined) {
-      throw new TypeError(
-        `Expected into.gradScaler (${where} holds a GradScaler's state) but received undefined`,
+      throw typeError(
+        'into.gradScaler',
+        'a GradScaler',
+        undefined,
+        `${where} holds a GradScaler's state`,
       );
     }
     return undefined;
   }
   if (saved === undefined) {
     throw new RangeError(
-      `Expected __metadata__.${GRAD_SCALER_KEY} in ${where} (into.gradScaler was given) but received nothing`,
+      `Expected a GradScaler's state for __metadata__.${GRAD_SCALER_KEY} of ${where} but ` +
+        'received nothing (into.gradScaler was given)',
     );
   }
   try {
     new GradScaler().loadStateDict(saved as unknown as GradScalerStateDict);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new RangeError(`Invalid __metadata__.${GRAD_SCALER_KEY} of ${where}: ${message}`, {
-      cause: error,
-    });
+    throw new RangeError(
+      `Expected a GradScaler's state for __metadata__.${GRAD_SCALER_KEY} of ${where} but ` +
+        `received ${describe(saved)} (${message})`,
+      { cause: error },
+    );
   }
   return saved as unknown as GradScalerStateDict;
 }
@@ -283,14 +290,18 @@ export function loadTraining(path: string, into: TrainingTarget): LoadedTraining
       );
     }
     if (!header.metadata.has(CRC32_KEY)) {
-      throw new RangeError(`Expected __metadata__.${CRC32_KEY} in ${where} but received nothing`);
+      throw new RangeError(
+        `Expected a checksum for __metadata__.${CRC32_KEY} of ${where} but received nothing ` +
+          '(saveTraining always writes one)',
+      );
     }
     const weightInfos: TensorInfo[] = [];
     for (const [name, info] of header.tensors) {
       if (name.startsWith(WEIGHTS_PREFIX)) weightInfos.push(info);
       else if (!name.startsWith(OPTIMIZER_PREFIX)) {
         throw new RangeError(
-          `Expected tensors named ${WEIGHTS_PREFIX}... or ${OPTIMIZER_PREFIX}... in ${where} but received '${name}'`,
+          `Expected a name starting with ${WEIGHTS_PREFIX} or ${OPTIMIZER_PREFIX} for the tensors of ` +
+            `${where} but received '${name}'`,
         );
       }
     }
