@@ -1,5 +1,5 @@
 // simd-adamw: optimizer steps for Float32Arrays in a SIMD native kernel. The public API, re-exported
-// from the layers (README, "Architecture"): core/ (the addon, the backend, errors and checks),
+// from the layers (docs/architecture.md): core/ (the addon, the backend, errors and checks),
 // optim/ (the spec, the generic optimizer, AdamW, Adam, Lion, Adafactor and CAME, the functional
 // step, memory), train/ (step options, gradient norm, grad scaler, schedules, weight-decay masks),
 // checkpoint/ (state dicts and files) and format/ (safetensors, strict JSON).

@@ -1,4 +1,4 @@
-// Checkpoints (README "Checkpoints"): stateDict/loadStateDict and save/load/loadFrom restore an
+// Checkpoints (docs/checkpoints.md): stateDict/loadStateDict and save/load/loadFrom restore an
 // optimizer bit for bit, so that resuming (even in a new process) continues exactly as if training
 // had not stopped; anything that does not fit, and any damaged file, is an error that changes
 // nothing; an interrupted save leaves the previous checkpoint loadable.
@@ -746,7 +746,7 @@ describe('loading a checkpoint that does not fit', () => {
 // ---------------------------------------------------------------------------------------------
 // Damaged files. A small model keeps the file (and so the number of damaged copies) small.
 
-/** Rewrites a checkpoint's header (and data), then recomputes its CRC-32 per the README. */
+/** Rewrites a checkpoint's header (and data), then recomputes its CRC-32 (docs/file-format.md). */
 function rewrite(
   file: string,
   edit: (header: Record<string, unknown>, metadata: Record<string, string>) => void,

@@ -6,7 +6,7 @@
 // state; loadFrom stages the file in new arrays first (see loadCheckpointInto). Everything is
 // validated (metadata, tensor list, the optimizer's fit, the CRC-32) before any state changes.
 //
-// File layout (documented in the README, "Checkpoints"):
+// File layout (documented in docs/file-format.md):
 //   tensors   state.<key>.step          I64 []     the param's step count
 //             state.<key>.<fileName>    each state tensor of the spec the param keeps (AdamW:
 //                                       exp_avg, exp_avg_sq, and with amsgrad max_exp_avg_sq;

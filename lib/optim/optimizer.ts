@@ -502,7 +502,7 @@ export abstract class Optimizer<
   /**
    * One optimization step for every parameter, from its current `grad`, in a single native call.
    * `options` adds global-norm clipping, loss-scale unscaling and the non-finite skip, in the same
-   * call, and `skip` leaves params out of the step (README, "Training-loop utilities"). Validates
+   * call, and `skip` leaves params out of the step (docs/training.md). Validates
    * everything first: on error nothing has changed. Returns what the step did.
    */
   step(options?: OptimizerStepOptions): StepReport {
@@ -740,7 +740,7 @@ export abstract class Optimizer<
     loadStateDictInto(internals(this), stateDict);
   }
 
-  /** Writes the state to `path` as a safetensors file, atomically (README, "Checkpoints"). */
+  /** Writes the state to `path` as a safetensors file, atomically (docs/checkpoints.md). */
   save(path: string): void {
     this.#assertIdle('save()');
     saveCheckpoint(internals(this), path);

@@ -1,5 +1,5 @@
-// simd-adamw/tfjs: this package's optimizers as tf.Optimizers for TensorFlow.js (README,
-// "TensorFlow.js"). It imports @tensorflow/tfjs-core (an optional peer dependency: whichever tfjs
+// simd-adamw/tfjs: this package's optimizers as tf.Optimizers for TensorFlow.js (README
+// "TensorFlow.js", docs/tensorflow.md). It imports @tensorflow/tfjs-core (an optional peer dependency: whichever tfjs
 // bundle you use brings it), and the main entry never loads it.
 export {
   adafactor,
