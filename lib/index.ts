@@ -5,6 +5,7 @@
 // checkpoint/ (state dicts and files) and format/ (safetensors, strict JSON).
 export { Optimizer } from './optim/optimizer';
 export type {
+  AnyOptimizer,
   AddedParamGroup,
   BaseParamState,
   CommonOptions,

@@ -12,6 +12,7 @@ import {
   AdamW,
   type AnyParam,
   cosineWithWarmup,
+  lambdaSchedule,
   Lion,
   lrFactor,
   type Optimizer,
@@ -282,5 +283,28 @@ describe('addParamGroup and the step machinery', () => {
     const resumed = AdamW.load(file, params);
     train(resumed, atSave, 5, 2);
     expect(snapshot(resumed, atSave)).toEqual(snapshot(optimizer, all));
+  });
+});
+
+describe('addParamGroup with a lambda schedule that throws', () => {
+  it('changes nothing: the factor is computed before the group is added', () => {
+    let failing = false;
+    const schedule = lambdaSchedule((step) => {
+      if (failing) throw new Error('lambda failed');
+      return 1 / (step + 1);
+    });
+    const first = makeModel(FIRST);
+    const optimizer = new AdamW(first, { lr: 1e-3, schedule });
+    const later = makeModel(LATER);
+    failing = true;
+    expect(() => {
+      optimizer.addParamGroup({ params: later });
+    }).toThrow('lambda failed');
+    failing = false;
+    expect(optimizer.paramGroups).toHaveLength(1);
+    expect(optimizer.stateDict().lrSchedule?.baseLrs).toHaveLength(1);
+    optimizer.addParamGroup({ params: later, lr: 2e-3 });
+    expect(optimizer.paramGroups).toHaveLength(2);
+    expect(optimizer.stateDict().lrSchedule?.baseLrs).toEqual([1e-3, 2e-3]);
   });
 });

@@ -165,8 +165,8 @@ export function checkDtypeFits(
   if (dtype !== slot.dtype) {
     throw rangeError(
       name,
-      `'${slot.dtype}' (how this optimizer keeps the state of ${slot.label}, ${slot.length} ` +
-        `elements, min8bitSize ${internals.lean.min8bitSize})`,
+      `'${slot.dtype}' (how this optimizer keeps the state of ${slot.label}, ` +
+        `${countOf(slot.length, 'element')}, min8bitSize ${internals.lean.min8bitSize})`,
       dtype,
     );
   }

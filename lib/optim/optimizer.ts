@@ -454,6 +454,9 @@ export abstract class Optimizer<
         lr,
       );
     }
+    // The schedule's factor first: a lambda's is the caller's code, and may throw.
+    const factor =
+      schedule !== null && lr !== null ? scheduleFactor(schedule, schedule.position) : 1;
     const added = this.#newSlots(validated.map((v) => ({ v, g, group: live })));
     // No array of the new params may share memory with another's or with any state.
     this.#checkOverlap([...this.#slots, ...added.slots]);
@@ -471,7 +474,7 @@ export abstract class Optimizer<
         ...schedule,
         baseLrs: Object.freeze([...schedule.baseLrs, lr]),
       });
-      (live as unknown as { lr: number }).lr = lr * scheduleFactor(schedule, schedule.position);
+      (live as unknown as { lr: number }).lr = lr * factor;
     }
   }
 

@@ -20,5 +20,6 @@ export type {
   SimdLionOptions,
 } from './optimizers';
 export { SimdOptimizer } from './optimizer';
-export type { NoDecayRule, TfjsAdapterOptions } from './optimizer';
+export type { CoreOptimizerClass, NoDecayRule, TfjsAdapterOptions } from './optimizer';
+export type { NamedTensor } from './weights';
 export type { UpdatePath } from './variable-storage';

@@ -450,6 +450,15 @@ export abstract class SimdOptimizer extends tf.Optimizer {
       const schedule = optimizerInternals(core).scheduleState;
       if (schedule !== null) config.lr = schedule.baseLrs[0];
     }
+    const schedule = this.#options.schedule as { type?: unknown } | undefined;
+    if (schedule?.type === 'lambda') {
+      // JSON drops the function, and fromConfig could not make the optimizer again.
+      throw new Error(
+        `${this.getClassName()}.getConfig(): a lambdaSchedule cannot be saved in a config (its ` +
+          'function is code); use one of the other schedules, or save the optimizer with ' +
+          'core.save() and rebuild it with the same lambdaSchedule',
+      );
+    }
     const rule = this.#noDecay;
     if (typeof rule === 'function') {
       if (core === null) {

@@ -14,7 +14,7 @@
 // always a valid lr: the base lr is the peak, as torch's max_lr is for OneCycleLR.
 
 import { checkInteger, checkNumber, checkObject } from '../core/checks';
-import { checkKnownKeys, rangeError, typeError } from '../core/errors';
+import { checkKnownKeys, countOf, rangeError, typeError } from '../core/errors';
 
 /** lr = baseLr at every step. */
 export interface ConstantSchedule {
@@ -261,8 +261,8 @@ export function oneCycle(options: {
 /**
  * torch's ReduceLROnPlateau, driven by optimizer.reportMetric(value) once per epoch: `mode` 'min'
  * (default) or 'max', `factor` in [0, 1) (default 0.1), `patience` (default 10) and `cooldown`
- * (default 0) integers >= 0, `threshold` (default 1e-4; finite >= 0, and < 1 when `thresholdMode`
- * is 'rel', the default, or 'abs'), `minLrRatio` in [0, 1] (default 0: torch's min_lr as a factor
+ * (default 0) integers >= 0, `threshold` (default 1e-4; finite >= 0, and < 1 under
+ * `thresholdMode` 'rel', the default; 'abs' takes any), `minLrRatio` in [0, 1] (default 0: torch's min_lr as a factor
  * of the base lr). Its best metric, bad-epoch and cooldown counts and factor are checkpointed.
  */
 export function reduceOnPlateau(
@@ -612,7 +612,7 @@ export function checkScheduleState(
   if (baseLrs.length !== groupCount) {
     throw rangeError(
       field('baseLrs'),
-      `an array of ${groupCount} lrs (one per param group of this optimizer)`,
+      `an array of ${countOf(groupCount, 'lr')} (one per param group of this optimizer)`,
       baseLrs,
     );
   }

@@ -98,17 +98,6 @@ export function newControl(): Float64Array {
   return new Float64Array(CONTROL.length);
 }
 
-/**
- * Validates the step options (each read once); null when none of them asks for anything beyond
- * the bare update, which then runs exactly as before.
- */
-export function checkStepOptions(name: string, value: unknown): TrainStepRequest | null {
-  if (value === undefined) return null;
-  const o = checkObject(name, value);
-  checkKnownKeys(name, o, STEP_OPTION_KEYS);
-  return checkStepOptionValues(name, o);
-}
-
 /** Validates an optimizer step's options (each read once, `skip` included). */
 export function checkOptimizerStepOptions(name: string, value: unknown): OptimizerStepRequest {
   if (value === undefined) return BARE_STEP;
