@@ -137,3 +137,24 @@ export type {
 } from './train/schedules';
 export { isBiasOrNorm, noDecay } from './train/weight-decay';
 export type { NoDecayGroup } from './train/weight-decay';
+export { ZeroRedundancyOptimizer } from './distributed/zero';
+export type {
+  ShardableOptimizerClass,
+  ZeroMemoryReport,
+  ZeroOptions,
+} from './distributed/zero';
+export type {
+  Communicator,
+  ScalarReduceOp,
+  Segment,
+  ShardLayout,
+} from './distributed/communicator';
+export { createThreadGroup, joinThreadGroup } from './distributed/threads';
+export type {
+  SharedParamSpec,
+  ThreadGroup,
+  ThreadGroupHandle,
+  ThreadGroupOptions,
+} from './distributed/threads';
+export { partitionTensors, PARTITION_ALIGNMENT } from './distributed/partition';
+export type { PartitionMode } from './distributed/partition';

@@ -172,7 +172,7 @@ const OpOptionalArray* optionalEntry(const OpLayout& layout, size_t a) {
 
 constexpr const char* kCreatePlanSignature =
     "createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array, "
-    "shapes?: Uint32Array)";
+    "shapes?: Uint32Array, elementOffsets?: Uint32Array)";
 
 // A tensor's shape as the messages show it.
 std::string shapeText(const PhasedShape& shape) {
@@ -187,12 +187,15 @@ bool belongsToShape(ShapePresence presence, bool factored) {
 
 // createPlan(op, arrays, gradDtypes?, shapes?): gathers and checks the tensors once; see
 // native/plan.h. shapes: 3 per tensor, [batches, R, C] of a factored tensor of a phased family
-// (native/ops/phased.h), [0, 0, 0] for an unfactored one; absent: all unfactored.
+// (native/ops/phased.h), [0, 0, 0] for an unfactored one; absent: all unfactored. elementOffsets:
+// one per tensor, where its element 0 is in the tensor it is part of (the stochastic-rounding bits
+// of a ZeRO-1 rank's range); absent: all 0.
 Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   const bool hasGradDtypes = info.Length() >= 3 && !info[2].IsUndefined();
   const bool hasShapes = info.Length() >= 4 && !info[3].IsUndefined();
-  if (info.Length() < 2 || info.Length() > 4 || !(info[0].IsString() || info[0].IsArray()) ||
+  const bool hasOffsets = info.Length() >= 5 && !info[4].IsUndefined();
+  if (info.Length() < 2 || info.Length() > 5 || !(info[0].IsString() || info[0].IsArray()) ||
       !info[1].IsArray()) {
     throw Napi::TypeError::New(env, kCreatePlanSignature);
   }
@@ -203,6 +206,10 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
   if (hasShapes && !(info[3].IsTypedArray() &&
                      info[3].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array)) {
     throw Napi::TypeError::New(env, "createPlan(): shapes must be a Uint32Array");
+  }
+  if (hasOffsets && !(info[4].IsTypedArray() &&
+                      info[4].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array)) {
+    throw Napi::TypeError::New(env, "createPlan(): elementOffsets must be a Uint32Array");
   }
   const Napi::Array arrays = info[1].As<Napi::Array>();
   const uint32_t arrayCount = arrays.Length();
@@ -303,6 +310,12 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     }
   }
   const bool phased = opLayout(familyOp).passCount > 0;
+  if (hasOffsets && info[4].As<Napi::Uint32Array>().ElementLength() != ops.size()) {
+    throw Napi::RangeError::New(
+        env, "createPlan(): elementOffsets has " +
+                 std::to_string(info[4].As<Napi::Uint32Array>().ElementLength()) +
+                 " elements but there are " + std::to_string(ops.size()) + " tensors");
+  }
   std::vector<PhasedShape> shapes(ops.size(), PhasedShape{0, 0, 0});
   if (hasShapes) {
     const Napi::Uint32Array given = info[3].As<Napi::Uint32Array>();
@@ -345,6 +358,7 @@ Napi::Value CreatePlan(const Napi::CallbackInfo& info) {
     Job& job = list.jobs[k];
     job = Job{};
     job.op = ops[k];
+    if (hasOffsets) job.elementOffset = info[4].As<Napi::Uint32Array>()[k];
     job.blockSize = static_cast<uint32_t>(layout.blockSize);
     job.gradDtype = gradDtypes[k];
     tensorFlags[k] = static_cast<uint32_t>(gradDtypes[k]) << layout.gradDtypeShift;
@@ -518,19 +532,34 @@ RunArguments readRun(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "runPlan(): control must be a Float64Array of " +
                                           std::to_string(kControlLength) + " elements");
     }
-    const double maxNorm = control[kControlMaxNorm];
-    const double gradScale = control[kControlGradScale];
     const double options = control[kControlOptions];
-    constexpr unsigned kAllOptions = kControlOptionMeasureNorm | kControlOptionSkipNonFinite;
-    if (!(maxNorm >= 0) || !(gradScale > 0 && std::isfinite(gradScale)) ||
-        !(options >= 0 && options <= kAllOptions && options == std::floor(options))) {
-      throw Napi::RangeError::New(
-          env, "runPlan(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0.." +
-                   std::to_string(kAllOptions));
+    if (options == kControlOptionGivenGradFactor) {
+      // The caller's factor; nothing measured, so the other inputs are not read.
+      const double gradFactor = control[kControlGradFactor];
+      if (!std::isfinite(gradFactor)) {
+        throw Napi::RangeError::New(
+            env, "runPlan(): control[" + std::to_string(kControlGradFactor) +
+                     "] (gradFactor) must be a finite number with optionGivenGradFactor but is " +
+                     Napi::Number::New(env, gradFactor).ToString().Utf8Value());
+      }
+      args.request.givenGradFactor = true;
+      args.request.gradFactor = gradFactor;
+    } else {
+      const double maxNorm = control[kControlMaxNorm];
+      const double gradScale = control[kControlGradScale];
+      constexpr unsigned kAllOptions = kControlOptionMeasureNorm | kControlOptionSkipNonFinite;
+      if (!(maxNorm >= 0) || !(gradScale > 0 && std::isfinite(gradScale)) ||
+          !(options >= 0 && options <= kAllOptions && options == std::floor(options))) {
+        throw Napi::RangeError::New(
+            env, "runPlan(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0.." +
+                     std::to_string(kAllOptions) + ", or options " +
+                     std::to_string(kControlOptionGivenGradFactor) +
+                     " (optionGivenGradFactor, alone) and a finite gradFactor");
+      }
+      const unsigned bits = static_cast<unsigned>(options);
+      args.request = TrainStepRequest{maxNorm, gradScale, (bits & kControlOptionMeasureNorm) != 0,
+                                      (bits & kControlOptionSkipNonFinite) != 0};
     }
-    const unsigned bits = static_cast<unsigned>(options);
-    args.request = TrainStepRequest{maxNorm, gradScale, (bits & kControlOptionMeasureNorm) != 0,
-                                    (bits & kControlOptionSkipNonFinite) != 0};
   }
   if (args.handle->plan->inFlight) {
     throw Napi::Error::New(env, "runPlan(): this plan's asynchronous run has not settled yet");

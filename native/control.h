@@ -12,15 +12,17 @@ namespace simd_adamw {
 #define SIMD_ADAMW_FOREACH_CONTROL(X)                                                          \
   X(MaxNorm, 0)          /* in: clip to this norm, or +Inf */                                  \
   X(GradScale, 1)        /* in: finite, > 0 */                                                 \
-  X(Options, 2)          /* in: optionMeasureNorm | optionSkipNonFinite */                     \
+  X(Options, 2)          /* in: the option bits below */                                       \
   X(GradNorm, 3)         /* out: norm of the unscaled gradients, NaN if not measured */        \
-  X(GradFactor, 4)       /* out: what each gradient was multiplied by */                       \
+  X(GradFactor, 4)       /* out: what each gradient was multiplied by (float32); in: the */    \
+                         /* factor to use, a finite double, with optionGivenGradFactor */      \
   X(Skipped, 5)          /* out: 1 if nothing changed */                                       \
   X(Clipped, 6)          /* out: 1 if clipped */                                               \
   X(NonFiniteTensor, 7)  /* out: first tensor with a NaN/Inf gradient, or -1 */                \
   X(Length, 8)           /* the array's length */                                              \
   X(OptionMeasureNorm, 1)    /* options bit: measure the norm even without clipping/skipping */ \
-  X(OptionSkipNonFinite, 2)  /* options bit: if any gradient is NaN or Inf, change nothing */
+  X(OptionSkipNonFinite, 2)  /* options bit: if any gradient is NaN or Inf, change nothing */     \
+  X(OptionGivenGradFactor, 4) /* options bit: measure nothing, use float(control[GradFactor]) */
 // clang-format on
 
 enum Control : size_t {

@@ -18,6 +18,11 @@ constexpr double kClipEpsilon = 1e-6;
 TrainStepResult decideTrainStep(const JobList& list, const SumSquaresKernel* sumSquares,
                                 unsigned threads, const TrainStepRequest& request) {
   TrainStepResult result{std::numeric_limits<double>::quiet_NaN(), 1.0f, false, false, -1};
+  if (request.givenGradFactor) {
+    // The one rounding the computed factor takes below, from the caller's double.
+    result.gradFactor = static_cast<float>(request.gradFactor);
+    return result;
+  }
   const bool clip = request.maxNorm < std::numeric_limits<double>::infinity();
   double factor = 1.0 / request.gradScale;
 

@@ -23,6 +23,12 @@ struct TrainStepRequest {
   bool measureNorm;
   // If any gradient is NaN or Inf, change nothing.
   bool skipNonFinite;
+  // Measure nothing and use float(gradFactor) (finite) as the gradient factor: a caller that
+  // computed the factor itself, from a norm measured elsewhere (lib/distributed's ZeRO-1 ranks
+  // each hold a part of the gradients, and the norm is of all of them). The fields above are
+  // then not read.
+  bool givenGradFactor = false;
+  double gradFactor = 1.0;
 };
 
 struct TrainStepResult {
@@ -47,6 +53,10 @@ struct TrainStepResult {
 // float32 ulp of g otherwise. As in torch (clip_grad_norm_ with error_if_nonfinite=False, whose
 // clamp(max=1) keeps a NaN), a non-finite norm without skipNonFinite still clips: a NaN norm makes
 // every gradient NaN, an infinite one multiplies them by 0.
+//
+// With request.givenGradFactor nothing is measured: gradFactor = float(request.gradFactor), exactly
+// what a computed factor of that double would give (so a caller that computes clipCoef / gradScale
+// as above, from the same norm, gets the same bits), gradNorm NaN, nonFiniteTensor -1.
 TrainStepResult decideTrainStep(const JobList& list, const SumSquaresKernel* sumSquares,
                                 unsigned threads, const TrainStepRequest& request);
 

@@ -56,7 +56,10 @@ export interface NativeOpLayout {
 }
 
 /** Indices into the fused step's Float64Array `control` (lib/ writes the inputs, the step the
- * outputs), and the bits of its `options` element. */
+ * outputs), and the bits of its `options` element. With `options` exactly optionGivenGradFactor
+ * the step measures nothing and multiplies every gradient by float32(control[gradFactor]) (a
+ * finite number; maxNorm and gradScale are not read), as if it had computed that factor itself:
+ * gradNorm comes back NaN, skipped and clipped 0, nonFiniteTensor -1, gradFactor the float32 used. */
 export interface ControlLayout {
   readonly maxNorm: number;
   readonly gradScale: number;
@@ -69,6 +72,7 @@ export interface ControlLayout {
   readonly length: number;
   readonly optionMeasureNorm: number;
   readonly optionSkipNonFinite: number;
+  readonly optionGivenGradFactor: number;
 }
 
 declare const planBrand: unique symbol;
@@ -114,6 +118,9 @@ export interface NativeAddon {
     arrays: readonly (NativeArray | null)[],
     gradDtypes?: Uint8Array,
     shapes?: Uint32Array,
+    /** One per tensor: where its element 0 is in the tensor it is a range of (its
+     * stochastic-rounding bits are those elements'); absent: all 0. */
+    elementOffsets?: Uint32Array,
   ): NativePlan;
   /**
    * One step of every tensor of `plan`. Tensor k runs with scalar set `tensorSet[k]`: its scalars

@@ -49,4 +49,7 @@ export interface OptimizerInternals {
   readonly blockSize: number;
   /** Throws if an async step is running (`action` names what the caller was about to do). */
   assertIdle(action: string): void;
+  /** A step of every param with the gradient factor given (distributed/zero.ts decides it from
+   * the global norm): float32(gradFactor) multiplies every gradient as the kernel reads it. */
+  stepWithGradFactor(gradFactor: number): void;
 }

@@ -49,6 +49,7 @@ import {
   type StepReport,
   type TrainStepRequest,
   writeControl,
+  writeGradFactorControl,
 } from '../train/step-options';
 import type { OptimizerInternals, SlotView } from './internals';
 import {
@@ -86,6 +87,7 @@ import {
 } from './state-storage';
 import { scalarWriter, type ScalarWriter } from './step-scalars';
 import { checkMin8bitSize, checkSeed, leanOptionKeys } from './lean-options';
+import { shardViewOf } from './shard-views';
 import { stochasticRoundingKey } from './stochastic-rounding';
 
 /** The optimizer-wide options of lean state, for optimizers whose spec has bfloat16 or blockwise8
@@ -154,7 +156,11 @@ interface OpEntry {
 
 // Everything the optimizer keeps about one parameter.
 interface Slot extends SlotView {
-  readonly index: number; // its place in #slots: its stochastic-rounding key, whatever is skipped
+  readonly index: number; // its place in #slots
+  // Its stochastic-rounding key's index (its place in #slots, whatever is skipped; a shard view's
+  // whole tensor's place: optim/shard-views.ts) and where its elements start in that tensor.
+  readonly keyIndex: number;
+  readonly elementOffset: number;
   readonly decay: boolean; // false: the spec's decayKey is 0 for this param (Param.decay)
   readonly variant: number; // index into #variants: its group and decay
   // The arrays of the current native plan, and the gradDtype value they were checked with.
@@ -346,6 +352,9 @@ export abstract class Optimizer<
       assertIdle(action) {
         optimizer.#assertIdle(action);
       },
+      stepWithGradFactor(gradFactor) {
+        optimizer.#stepWithGradFactor(gradFactor);
+      },
     });
   }
 
@@ -535,6 +544,34 @@ export abstract class Optimizer<
       return plainReport(lr);
     }
     return this.#finishFusedStep(request, lr, next);
+  }
+
+  // A step of every param whose gradients the kernel multiplies by float32(gradFactor) (1: the
+  // plain kernel), decided by the caller: ZeRO-1's ranks clip and unscale on the global norm,
+  // which none of them can measure alone (distributed/zero.ts). Everything else is step()'s.
+  #stepWithGradFactor(gradFactor: number): void {
+    this.#assertIdle('step()');
+    const next = this.#nextScheduleFactor();
+    this.#selectStepSlots(undefined);
+    const plan = this.#prepareStep();
+    if (plan.native !== null) {
+      const [scalars, flags] = this.#setView();
+      const control = writeGradFactorControl(this.#control, gradFactor);
+      if (this.#stochasticRounding) {
+        native.runPlan(
+          plan.native,
+          scalars,
+          flags,
+          plan.tensorSet,
+          this.#threads,
+          control,
+          plan.tensorSeeds,
+        );
+      } else {
+        native.runPlan(plan.native, scalars, flags, plan.tensorSet, this.#threads, control);
+      }
+    }
+    this.#finishStep(next);
   }
 
   /**
@@ -1073,7 +1110,7 @@ export abstract class Optimizer<
       tensorSet[k] = variant.set;
       if (rounding) {
         this.#tensorSeeds[k] =
-          slot.dtype === 'bfloat16' ? stochasticRoundingKey(this.#seed, slot.index, step) : 0;
+          slot.dtype === 'bfloat16' ? stochasticRoundingKey(this.#seed, slot.keyIndex, step) : 0;
       }
     }
     this.#setCount = sets;
@@ -1187,8 +1224,14 @@ export abstract class Optimizer<
   // (optim/state-storage.ts), zeroed; changes nothing of the optimizer but its cache of ops.
   #newSlots(pending: readonly PendingParam[]): NewSlots {
     const spec = this.#spec;
-    const layouts = pending.map(({ v, group }) => ({
-      dtype: effectiveStateDtype(this.#groupDtype(groupValues(group)), v.length, this.#min8bitSize),
+    // A shard view's blockwise8 rule is its whole tensor's (optim/shard-views.ts).
+    const views = pending.map(({ v }) => shardViewOf(v.param));
+    const layouts = pending.map(({ v, group }, k) => ({
+      dtype: effectiveStateDtype(
+        this.#groupDtype(groupValues(group)),
+        views[k]?.tensorLength ?? v.length,
+        this.#min8bitSize,
+      ),
       lengths: stateTensorLengths(spec, groupValues(group), v.shape, v.length),
     }));
     for (const { dtype } of layouts) this.#opOf(dtype);
@@ -1211,6 +1254,8 @@ export abstract class Optimizer<
       }
       return {
         index: first + k,
+        keyIndex: views[k]?.tensorIndex ?? first + k,
+        elementOffset: views[k]?.elementOffset ?? 0,
         param: v.param,
         label: v.label,
         groupIndex: g,
@@ -1306,7 +1351,19 @@ export abstract class Optimizer<
     const oneOp = ops.every((op) => op === first);
     const op = oneOp ? first : ops;
     let plan: NativePlan;
-    if (this.#spec.factored === true) {
+    // Shard views (optim/shard-views.ts) that start inside their tensor draw its elements' bits.
+    const offsets = slots.some((slot) => slot.elementOffset !== 0)
+      ? Uint32Array.from(slots, (slot) => slot.elementOffset)
+      : undefined;
+    if (offsets !== undefined) {
+      const shapes = new Uint32Array(3 * count);
+      if (this.#spec.factored === true) {
+        for (const [k, slot] of slots.entries()) {
+          shapes.set(matrixShape(this.#spec, slot.shape), 3 * k);
+        }
+      }
+      plan = native.createPlan(op, arrays, gradDtypes, shapes, offsets);
+    } else if (this.#spec.factored === true) {
       const shapes = new Uint32Array(3 * count);
       for (const [k, slot] of slots.entries()) {
         shapes.set(matrixShape(this.#spec, slot.shape), 3 * k);

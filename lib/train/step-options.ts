@@ -145,6 +145,17 @@ export function writeControl(control: Float64Array, request: TrainStepRequest): 
   return control;
 }
 
+/** A control array that gives the native step its gradient factor instead of a request: it
+ * measures nothing and multiplies every gradient by float32(gradFactor) (distributed/zero.ts). */
+export function writeGradFactorControl(control: Float64Array, gradFactor: number): Float64Array {
+  control.fill(0);
+  control[CONTROL.maxNorm] = Infinity;
+  control[CONTROL.gradScale] = 1;
+  control[CONTROL.options] = CONTROL.optionGivenGradFactor;
+  control[CONTROL.gradFactor] = gradFactor;
+  return control;
+}
+
 /** The report of a step that ran with `control`; `labelOf(k)` names the k-th tensor. */
 export function readReport(
   control: Float64Array,

@@ -57,6 +57,7 @@ void AdamwBfloat16Op::run(const Job& job, size_t begin, size_t end) {
   uint16_t* const maxExpAvgSq = static_cast<uint16_t*>(job.arrays[kMaxExpAvgSq]);
   uint16_t* const paramBf16 = static_cast<uint16_t*>(job.arrays[kParamBf16]);
   const uint32_t key = job.seed;
+  const size_t offset = job.elementOffset;
   const AdamwBroadcast<F32> c(job.scalars);
   const auto vector = [=, &c](size_t i, auto tag) {
     const V g = L::template loadGrad<kGradDtype>(grad, i, tag);
@@ -65,7 +66,7 @@ void AdamwBfloat16Op::run(const Job& job, size_t begin, size_t end) {
         adamwMath<F32, kFlags>(c, g, L::load(param + i, tag), L::loadBf16(expAvg + i, tag),
                                L::loadBf16(expAvgSq + i, tag), oldMax);
     if (kStochastic) {
-      const typename F32::U random = F32::randomBits(key, i);
+      const typename F32::U random = F32::randomBits(key, offset + i);
       const typename F32::U low = F32::low16(random);
       const typename F32::U high = F32::high16(random);
       L::storeBf16Stochastic(expAvg + i, r.expAvg, low, tag);

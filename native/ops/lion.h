@@ -58,6 +58,7 @@ void lionElementwise(const Job& job, size_t begin, size_t end) {
   State* const expAvg = static_cast<State*>(job.arrays[LionOp::kExpAvg]);
   uint16_t* const paramBf16 = static_cast<uint16_t*>(job.arrays[LionOp::kParamBf16]);
   const uint32_t key = job.seed;
+  const size_t offset = job.elementOffset;
   const LionBroadcast<F32> c(job.scalars);
   const auto vector = [=, &c](size_t i, auto tag) {
     const V g = L::template loadGrad<kGradDtype>(grad, i, tag);
@@ -65,7 +66,7 @@ void lionElementwise(const Job& job, size_t begin, size_t end) {
     if constexpr (kBf16State) {
       const LionResult<F32> r = lionMath<F32, kFlags>(c, g, p, L::loadBf16(expAvg + i, tag));
       if (kStochastic) {
-        L::storeBf16Stochastic(expAvg + i, r.expAvg, F32::low16(F32::randomBits(key, i)), tag);
+        L::storeBf16Stochastic(expAvg + i, r.expAvg, F32::low16(F32::randomBits(key, offset + i)), tag);
       } else {
         L::storeBf16(expAvg + i, r.expAvg, tag);
       }

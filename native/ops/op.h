@@ -97,6 +97,9 @@ struct Job {
   const float* scalars;
   uint32_t flags;
   uint32_t seed;
+  // Where this job's element 0 is in its tensor: its random bits are those of element
+  // elementOffset + i (a ZeRO-1 rank steps a range of a tensor, lib/distributed/zero.ts).
+  uint32_t elementOffset;
   uint32_t op;         // OpId: which kernel of the ISA's table runs it
   uint32_t blockSize;  // the op's
   GradDtype gradDtype;
