@@ -138,11 +138,7 @@ export type {
 export { isBiasOrNorm, noDecay } from './train/weight-decay';
 export type { NoDecayGroup } from './train/weight-decay';
 export { ZeroRedundancyOptimizer } from './distributed/zero';
-export type {
-  ShardableOptimizerClass,
-  ZeroMemoryReport,
-  ZeroOptions,
-} from './distributed/zero';
+export type { ShardableOptimizerClass, ZeroMemoryReport, ZeroOptions } from './distributed/zero';
 export type {
   Communicator,
   ScalarReduceOp,

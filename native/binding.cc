@@ -551,10 +551,11 @@ RunArguments readRun(const Napi::CallbackInfo& info) {
       if (!(maxNorm >= 0) || !(gradScale > 0 && std::isfinite(gradScale)) ||
           !(options >= 0 && options <= kAllOptions && options == std::floor(options))) {
         throw Napi::RangeError::New(
-            env, "runPlan(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0.." +
-                     std::to_string(kAllOptions) + ", or options " +
-                     std::to_string(kControlOptionGivenGradFactor) +
-                     " (optionGivenGradFactor, alone) and a finite gradFactor");
+            env,
+            "runPlan(): control needs maxNorm >= 0, a finite gradScale > 0 and options in 0.." +
+                std::to_string(kAllOptions) + ", or options " +
+                std::to_string(kControlOptionGivenGradFactor) +
+                " (optionGivenGradFactor, alone) and a finite gradFactor");
       }
       const unsigned bits = static_cast<unsigned>(options);
       args.request = TrainStepRequest{maxNorm, gradScale, (bits & kControlOptionMeasureNorm) != 0,

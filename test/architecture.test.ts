@@ -83,6 +83,8 @@ test('every layer sits in its folder, and a lower layer never imports a higher o
     optim: ['core', 'optim', 'train', 'checkpoint'],
     // The tfjs adapter sits on top: nothing of the package imports it but its own entry.
     tfjs: ['core', 'optim', 'train', 'checkpoint', 'tfjs'],
+    // ZeRO-1 wraps an optimizer: it sits above optim, train and checkpoint, below nothing.
+    distributed: ['core', 'format', 'optim', 'train', 'checkpoint', 'distributed'],
   };
   for (const file of sourceFiles()) {
     const layer = layerOf(file);

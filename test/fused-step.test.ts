@@ -408,7 +408,10 @@ describe('the native control argument is checked before anything changes', () =>
     ['maxNorm -1', Float64Array.of(-1, 1, 1, 0, 0, 0, 0, 0), 'RangeError'],
     ['gradScale 0', Float64Array.of(1, 0, 1, 0, 0, 0, 0, 0), 'RangeError'],
     ['gradScale Infinity', Float64Array.of(1, Infinity, 1, 0, 0, 0, 0, 0), 'RangeError'],
-    ['options 4', Float64Array.of(1, 1, 4, 0, 0, 0, 0, 0), 'RangeError'],
+    ['options 8', Float64Array.of(1, 1, 8, 0, 0, 0, 0, 0), 'RangeError'],
+    // optionGivenGradFactor (4) is only valid alone (test/native-zero.test.ts), with a finite factor
+    ['options 5', Float64Array.of(1, 1, 5, 0, 0.5, 0, 0, 0), 'RangeError'],
+    ['options 4, gradFactor NaN', Float64Array.of(1, 1, 4, 0, NaN, 0, 0, 0), 'RangeError'],
     ['options 1.5', Float64Array.of(1, 1, 1.5, 0, 0, 0, 0, 0), 'RangeError'],
   ] as [string, unknown, string][])('%s', (_, control, type) => {
     const arrays = [0, 1, 2, 3].map(() => new Float32Array(5).fill(0.5));

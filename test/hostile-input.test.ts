@@ -1160,12 +1160,12 @@ describe('the binding re-checks what protects memory', () => {
     ['an op that is not a string', [1, tensor(4, 1)]],
     ['arrays not an array', ['adamw', {}]],
     ['a Proxy of an array', ['adamw', new Proxy(tensor(4, 1), {})]],
-    ['a fifth argument', ['adamw', tensor(4, 1), undefined, undefined, 0]],
+    ['a sixth argument', ['adamw', tensor(4, 1), undefined, undefined, undefined, 0]],
   ])('createPlan with %s: TypeError', (_what, args) => {
     expect(nativeError(() => createPlan(...args))).toEqual({
       name: 'TypeError',
       message:
-        'createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array, shapes?: Uint32Array)',
+        'createPlan(op: string | string[], arrays: (TypedArray | null)[], gradDtypes?: Uint8Array, shapes?: Uint32Array, elementOffsets?: Uint32Array)',
     });
   });
 

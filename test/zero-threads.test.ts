@@ -47,7 +47,11 @@ const SPECS: Spec[] = [
 
 // The same without bf16 gradients: a checkpoint resumed on one rank is fed the float32 sum of two
 // ranks' gradients, which a bf16 gradient could not hold.
-const SPECS_F32: Spec[] = SPECS.map(({ gradDtype: _, ...spec }) => spec);
+const SPECS_F32: Spec[] = SPECS.map((spec) => {
+  const copy = { ...spec };
+  delete copy.gradDtype;
+  return copy;
+});
 
 const lengthOf = (spec: Spec): number => spec.shape.reduce((a, b) => a * b, 1);
 

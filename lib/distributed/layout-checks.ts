@@ -1,31 +1,34 @@
 // The checks every communicator makes of a collective's layout and counts before it moves a byte,
 // so that a bad argument is the same RangeError on every rank rather than a transport's failure.
 import { rangeError, typeError } from '../core/errors';
-import type { ShardLayout } from './communicator';
 
 /** Checks that `layout` gives each of worldSize ranks segments within tensors of these lengths,
  * in increasing order, disjoint. */
 export function checkLayout(
-  layout: ShardLayout,
+  layout: unknown,
   lengths: readonly number[],
   worldSize: number,
   name: string,
 ): void {
-  if (typeof layout !== 'object' || layout === null || !Array.isArray(layout.shards)) {
+  const shards = (layout as { shards?: unknown } | null)?.shards;
+  if (typeof layout !== 'object' || layout === null || !Array.isArray(shards)) {
     throw typeError(name, 'a ShardLayout { shards: Segment[][] }', layout);
   }
-  if (layout.shards.length !== worldSize) {
-    throw rangeError(`${name}.shards`, `${worldSize} shards (one per rank)`, layout.shards);
+  if (shards.length !== worldSize) {
+    throw rangeError(`${name}.shards`, `${worldSize} shards (one per rank)`, shards);
   }
   const owner = lengths.map(() => [] as [number, number][]);
-  for (const [q, shard] of layout.shards.entries()) {
+  for (const [q, shard] of (shards as unknown[]).entries()) {
     if (!Array.isArray(shard))
       throw typeError(`${name}.shards[${q}]`, 'an array of segments', shard);
     let last = -1;
     let lastEnd = 0;
-    for (const [i, s] of shard.entries()) {
+    for (const [i, s] of (shard as unknown[]).entries()) {
       const where = `${name}.shards[${q}][${i}]`;
-      const { tensor, begin, end } = s;
+      const segment = (s ?? {}) as { tensor?: unknown; begin?: unknown; end?: unknown };
+      const tensor = segment.tensor as number;
+      const begin = segment.begin as number;
+      const end = segment.end as number;
       if (!Number.isSafeInteger(tensor) || tensor < 0 || tensor >= lengths.length) {
         throw rangeError(`${where}.tensor`, `a tensor index in [0, ${lengths.length})`, tensor);
       }
@@ -61,7 +64,7 @@ export function checkLayout(
         throw rangeError(
           `${name}.shards`,
           `disjoint shards (two ranks own elements of tensor ${k})`,
-          layout.shards,
+          shards,
         );
       }
     }

@@ -51,7 +51,7 @@ export function reduceInRankOrder(
   for (const [r, input] of inputs.entries()) {
     const table = widenTable(dtypes[r]);
     if (r === 0) {
-      if (table === null) out.set(input as Float32Array);
+      if (table === null) out.set(input);
       else for (let i = 0; i < n; i++) out[i] = table[input[i]];
     } else if (table === null) {
       for (let i = 0; i < n; i++) out[i] = out[i] + input[i];

@@ -12,12 +12,7 @@
 // of hanging, and marks the group failed, so that every later collective of every rank throws too.
 import { checkInteger, checkObject, isPlainObject } from '../core/checks';
 import { rangeError, typeError } from '../core/errors';
-import {
-  checkGradDtype,
-  type AnyParam,
-  type GradArray,
-  type GradDtype,
-} from '../optim/params';
+import { checkGradDtype, type AnyParam, type GradArray, type GradDtype } from '../optim/params';
 import { checkShape } from '../optim/params';
 import type { Communicator, ScalarReduceOp, ShardLayout } from './communicator';
 import { checkLayout, checkValueCounts } from './layout-checks';
@@ -376,7 +371,7 @@ class ThreadCommunicator implements Communicator {
 
   allReduce(value: number, op: ScalarReduceOp): number {
     if (typeof value !== 'number') throw typeError('value', 'a number', value);
-    if (op !== 'sum' && op !== 'max' && op !== 'min')
+    if (!(['sum', 'max', 'min'] as unknown[]).includes(op))
       throw rangeError('op', "'sum', 'max' or 'min'", op);
     const values = this.allGatherValues(
       Float64Array.of(value),

@@ -90,7 +90,7 @@ const MANIFEST_FORMAT = 'simd-adamw/zero-1';
 
 interface Manifest {
   format: string;
-  version: 1;
+  version: number;
   optimizer: string;
   worldSize: number;
   mode: PartitionMode;
@@ -680,8 +680,9 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
 
   #readManifest(dir: string): Manifest {
     const path = join(dir, MANIFEST);
-    const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-    if (!isPlainObject(manifest) || manifest.format !== MANIFEST_FORMAT || manifest.version !== 1) {
+    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    const manifest = parsed as Manifest;
+    if (!isPlainObject(parsed) || manifest.format !== MANIFEST_FORMAT || manifest.version !== 1) {
       throw rangeError(
         path,
         `a ZeRO-1 manifest (format '${MANIFEST_FORMAT}', version 1)`,
@@ -700,7 +701,7 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
       throw rangeError(
         `${path}: tensors`,
         `${this.#tensors.length} tensors (this optimizer's params)`,
-        tensors?.length,
+        (tensors as unknown[] | undefined)?.length,
       );
     }
     for (const [k, t] of tensors.entries()) {
@@ -804,7 +805,7 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
         }
       }
       pieces.sort((a, b) => a.segment.begin - b.segment.begin);
-      const first = pieces[0]?.entry;
+      const first = pieces.at(0)?.entry;
       const entry: GenericStateDict['state'][number] = { ...own.state[i], step: first?.step ?? 0 };
       if (first?.dtype !== undefined) entry.dtype = first.dtype;
       for (const name of stateNames) {
@@ -829,7 +830,7 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
       })),
     };
     return () => {
-      this.#optimizer.loadStateDict(assembled as never);
+      this.#optimizer.loadStateDict(assembled);
       this.#steps = manifest.steps;
     };
   }
@@ -932,7 +933,8 @@ function fingerprintsOf(
   const dtypes = tensors.map(({ v }) => [GRAD_DTYPE_CODES[v.gradDtype], v.dataBf16 !== null]);
   const names = tensors.map(({ v, group }) => [v.param.name ?? null, group, v.decay]);
   // threads is each rank's own choice: the results do not depend on it.
-  const { threads: _threads, ...shared } = defaults;
+  const shared = { ...defaults };
+  delete shared.threads;
   const options = [Class.spec.kind, average, worldSize, groups, shared];
   return [shapes, dtypes, names, options].map((x) => fingerprint(JSON.stringify(x)));
 }

@@ -49,7 +49,6 @@ import {
   type StepReport,
   type TrainStepRequest,
   writeControl,
-  writeGradFactorControl,
 } from '../train/step-options';
 import type { OptimizerInternals, SlotView } from './internals';
 import {
@@ -556,7 +555,13 @@ export abstract class Optimizer<
     const plan = this.#prepareStep();
     if (plan.native !== null) {
       const [scalars, flags] = this.#setView();
-      const control = writeGradFactorControl(this.#control, gradFactor);
+      const control = writeControl(this.#control, {
+        maxNorm: Infinity,
+        gradScale: 1,
+        measureNorm: false,
+        skipNonFinite: false,
+        gradFactor,
+      });
       if (this.#stochasticRounding) {
         native.runPlan(
           plan.native,

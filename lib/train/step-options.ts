@@ -74,6 +74,10 @@ export interface TrainStepRequest {
   gradScale: number;
   measureNorm: boolean;
   skipNonFinite: boolean;
+  /** A gradient factor computed by the caller (a finite number; lib/distributed's ZeRO-1 step,
+   * whose norm is of every rank's gradients): the step measures nothing and uses float32(gradFactor)
+   * instead of the factor it would compute from the fields above, which it then does not read. */
+  gradFactor?: number;
 }
 
 export const STEP_OPTION_KEYS = ['clipGradNorm', 'gradScale', 'skipNonFinite'] as const;
@@ -139,20 +143,14 @@ export function writeControl(control: Float64Array, request: TrainStepRequest): 
   control.fill(0);
   control[CONTROL.maxNorm] = request.maxNorm;
   control[CONTROL.gradScale] = request.gradScale;
+  if (request.gradFactor !== undefined) {
+    control[CONTROL.options] = CONTROL.optionGivenGradFactor;
+    control[CONTROL.gradFactor] = request.gradFactor;
+    return control;
+  }
   control[CONTROL.options] =
     (request.measureNorm ? CONTROL.optionMeasureNorm : 0) |
     (request.skipNonFinite ? CONTROL.optionSkipNonFinite : 0);
-  return control;
-}
-
-/** A control array that gives the native step its gradient factor instead of a request: it
- * measures nothing and multiplies every gradient by float32(gradFactor) (distributed/zero.ts). */
-export function writeGradFactorControl(control: Float64Array, gradFactor: number): Float64Array {
-  control.fill(0);
-  control[CONTROL.maxNorm] = Infinity;
-  control[CONTROL.gradScale] = 1;
-  control[CONTROL.options] = CONTROL.optionGivenGradFactor;
-  control[CONTROL.gradFactor] = gradFactor;
   return control;
 }
 

@@ -66,7 +66,8 @@ void lionElementwise(const Job& job, size_t begin, size_t end) {
     if constexpr (kBf16State) {
       const LionResult<F32> r = lionMath<F32, kFlags>(c, g, p, L::loadBf16(expAvg + i, tag));
       if (kStochastic) {
-        L::storeBf16Stochastic(expAvg + i, r.expAvg, F32::low16(F32::randomBits(key, offset + i)), tag);
+        L::storeBf16Stochastic(expAvg + i, r.expAvg, F32::low16(F32::randomBits(key, offset + i)),
+                               tag);
       } else {
         L::storeBf16(expAvg + i, r.expAvg, tag);
       }
