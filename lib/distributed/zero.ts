@@ -536,23 +536,49 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
     return segments.map((segment) => {
       const { v } = this.#tensors[segment.tensor];
       const length = segment.end - segment.begin;
-      const param: AnyParam = {
-        data: v.data.subarray(segment.begin, segment.end),
-        grad: this.#reduced.subarray(offset, offset + length),
-        shape: this.#mode === 'tensors' ? v.shape : [length],
-        decay: v.decay,
-      };
-      if (v.dataBf16 !== null) param.dataBf16 = v.dataBf16.subarray(segment.begin, segment.end);
-      const name = v.param.name;
-      if (name !== undefined) param.name = name;
-      markShardView(param, {
-        tensorLength: v.length,
-        tensorIndex: segment.tensor,
-        elementOffset: segment.begin,
-      });
+      const param = this.#viewOf(
+        segment,
+        v.data.subarray(segment.begin, segment.end),
+        this.#reduced.subarray(offset, offset + length),
+        v.dataBf16?.subarray(segment.begin, segment.end),
+      );
       const view = { param, segment, offset };
       offset += length;
       return view;
+    });
+  }
+
+  // The param of `segment` of a tensor, marked as a view of it (optim/shard-views.ts): these
+  // arrays, the tensor's shape under 'tensors' (whole tensors) or [length], its decay and name.
+  #viewOf(
+    segment: Segment,
+    data: Float32Array,
+    grad: Float32Array,
+    dataBf16: Uint16Array | undefined,
+  ): AnyParam {
+    const { v } = this.#tensors[segment.tensor];
+    const param: AnyParam = {
+      data,
+      grad,
+      shape: this.#mode === 'tensors' ? v.shape : [data.length],
+      decay: v.decay,
+    };
+    if (dataBf16 !== undefined) param.dataBf16 = dataBf16;
+    const name = v.param.name;
+    if (name !== undefined) param.name = name;
+    markShardView(param, {
+      tensorLength: v.length,
+      tensorIndex: segment.tensor,
+      elementOffset: segment.begin,
+    });
+    return param;
+  }
+
+  // Placeholder views of an old shard's segments, to read its file into (loadFrom).
+  #placeholderViews(shard: readonly Segment[]): AnyParam[] {
+    return shard.map((s) => {
+      const length = s.end - s.begin;
+      return this.#viewOf(s, new Float32Array(length), new Float32Array(length), undefined);
     });
   }
 
@@ -748,24 +774,7 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
     const old: { segments: Segment[]; dict: GenericStateDict }[] = [];
     for (const [q, shard] of manifest.shards.entries()) {
       if (!shard.some((s) => mine.some((m) => overlaps(s, m)))) continue;
-      const views = shard.map((s) => {
-        const { v } = this.#tensors[s.tensor];
-        const length = s.end - s.begin;
-        const param: AnyParam = {
-          data: new Float32Array(length),
-          grad: new Float32Array(length),
-          shape: this.#mode === 'tensors' ? v.shape : [length],
-          decay: v.decay,
-        };
-        const name = v.param.name;
-        if (name !== undefined) param.name = name;
-        markShardView(param, {
-          tensorLength: v.length,
-          tensorIndex: s.tensor,
-          elementOffset: s.begin,
-        });
-        return param;
-      });
+      const views = this.#placeholderViews(shard);
       const loaded = this.#Class.load(join(dir, manifest.files[q]), views);
       old.push({ segments: shard, dict: loaded.stateDict() as GenericStateDict });
     }
@@ -775,23 +784,7 @@ export class ZeroRedundancyOptimizer<O extends AnyOptimizer = AnyOptimizer> {
       (() => {
         // No old shard overlaps (this rank owns nothing): the hyperparameters and schedule still
         // come from the file of rank 0.
-        const views = (manifest.shards[0] ?? []).map((s) => {
-          const length = s.end - s.begin;
-          const { v } = this.#tensors[s.tensor];
-          const param: AnyParam = {
-            data: new Float32Array(length),
-            grad: new Float32Array(length),
-            shape: this.#mode === 'tensors' ? v.shape : [length],
-            decay: v.decay,
-          };
-          if (v.param.name !== undefined) param.name = v.param.name;
-          markShardView(param, {
-            tensorLength: v.length,
-            tensorIndex: s.tensor,
-            elementOffset: s.begin,
-          });
-          return param;
-        });
+        const views = this.#placeholderViews(manifest.shards[0] ?? []);
         return this.#Class
           .load(join(dir, manifest.files[0]), views)
           .stateDict() as GenericStateDict;
