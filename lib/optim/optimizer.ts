@@ -1355,30 +1355,26 @@ export abstract class Optimizer<
     const first = ops[0] ?? this.#spec.ops.float32;
     const oneOp = ops.every((op) => op === first);
     const op = oneOp ? first : ops;
-    let plan: NativePlan;
     // Shard views (optim/shard-views.ts) that start inside their tensor draw its elements' bits.
     const offsets = slots.some((slot) => slot.elementOffset !== 0)
       ? Uint32Array.from(slots, (slot) => slot.elementOffset)
       : undefined;
-    if (offsets !== undefined) {
-      const shapes = new Uint32Array(3 * count);
+    let shapes: Uint32Array | undefined;
+    if (this.#spec.factored === true || offsets !== undefined) {
+      shapes = new Uint32Array(3 * count);
       if (this.#spec.factored === true) {
         for (const [k, slot] of slots.entries()) {
           shapes.set(matrixShape(this.#spec, slot.shape), 3 * k);
         }
       }
-      plan = native.createPlan(op, arrays, gradDtypes, shapes, offsets);
-    } else if (this.#spec.factored === true) {
-      const shapes = new Uint32Array(3 * count);
-      for (const [k, slot] of slots.entries()) {
-        shapes.set(matrixShape(this.#spec, slot.shape), 3 * k);
-      }
-      plan = native.createPlan(op, arrays, lowPrecisionGrads ? gradDtypes : undefined, shapes);
-    } else {
-      plan = lowPrecisionGrads
-        ? native.createPlan(op, arrays, gradDtypes)
-        : native.createPlan(op, arrays);
     }
+    const plan = native.createPlan(
+      op,
+      arrays,
+      lowPrecisionGrads || shapes !== undefined ? gradDtypes : undefined,
+      shapes,
+      offsets,
+    );
     return { slots, native: plan, tensorSet, tensorSeeds, skipped };
   }
 
